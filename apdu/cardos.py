@@ -1,0 +1,25 @@
+"""The Card OS seam: what every virtual card (T-Union card, PSAM, conformance test card) implements.
+
+A Card OS does no I/O. Transports (in-process reader, vpcd endpoint, NFC target) own the sockets and
+call these three methods; that is what lets one card run behind every transport unchanged.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class CardOS(Protocol):
+    """A card seen from its contacts or antenna: power, then command APDUs in, response APDUs out."""
+
+    def power_on(self) -> bytes:
+        """Reset the card; return its ATR (contact) or ATS (contactless) bytes."""
+        ...
+
+    def process(self, capdu: bytes) -> bytes:
+        """Answer one command APDU with one response APDU (data ‖ SW1 SW2). Never raises."""
+        ...
+
+    def power_off(self) -> None:
+        """Field off: volatile state (selection, session keys, challenges) is lost."""
+        ...

@@ -1,0 +1,46 @@
+"""The `ykt` command line: thin glue that parses options, calls the layers below and renders output."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, YktGroup, one_line
+from .keys_cmd import keys
+from .demo import demo
+
+
+@click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="ykt")
+def cli() -> None:
+    """ykt: workbench for the China T-Union (交通联合, JT/T 978) transit card.
+
+    Virtual cards and PSAMs, a validator simulator, personalisation with managed TEST keys, and a
+    conformance suite. Every command exits non-zero with a one-line reason on bad input.
+    """
+
+
+cli.add_command(keys)
+cli.add_command(demo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors too become one line (`ykt: error: …`) and exit 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="ykt", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        click.echo(f"ykt: error: {where}{one_line(exc.format_message())}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.ClickException as exc:
+        click.echo(f"ykt: error: {one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("ykt: aborted", err=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
