@@ -1,0 +1,94 @@
+"""Issuance profiles: every shipped one loads with the Guangdong codes; bad fields are refused by name."""
+import pytest
+import yaml
+
+from specs.catalog import CARD_PROFILES, card_profile_names, card_profile_path
+from ykt_card.profile import ProfileError, card_profile_from_dict, load_card_profile
+
+GUANGDONG = {  # guangdong.md: area code, issuer ID bytes 0..3, IIN
+    "gd-guangzhou": ("5810", "02205810", "31048703"),
+    "gd-shenzhen": ("5840", "02215840", "31048704"),
+    "gd-foshan": ("5880", "02775880", "31048707"),
+    "gd-dongguan": ("6020", "01616020", "31048702"),
+    "gd-zhuhai": ("5850", "01355850", "31048724"),
+    "gd-jieyang": ("6050", "02896050", "31048719"),
+    "gd-chaozhou": ("6040", "02916040", "31048721"),
+}
+
+
+def test_reference_and_21_cities_ship():
+    names = card_profile_names()
+    assert "reference" in names
+    assert len([n for n in names if n.startswith("gd-")]) == 21
+
+
+@pytest.mark.parametrize("name", card_profile_names())
+def test_every_shipped_profile_loads(name):
+    p = load_card_profile(card_profile_path(name))
+    assert p.name == name and p.interoperable and p.province == "5800"
+    assert len(p.card_number(1)) == 20
+
+
+@pytest.mark.parametrize("name,codes", GUANGDONG.items())
+def test_city_codes_follow_guangdong_md(name, codes):
+    city, issuer4, iin = codes
+    p = load_card_profile(card_profile_path(name))
+    assert p.city == city
+    assert p.issuer_id.hex().upper() == issuer4 + "FFFFFFFF"
+    assert p.card_number(1).startswith("0" + iin)
+
+
+def test_reference_reproduces_the_vector_card():
+    p = load_card_profile(card_profile_path("reference"))
+    assert p.issuer_id.hex().upper() == "58105810FFFFFFFF"
+    assert p.card_number(1234) == "03105810000000001234"
+
+
+def test_unknown_profile_name_lists_the_shipped_ones():
+    with pytest.raises(LookupError, match="gd-guangzhou"):
+        card_profile_path("atlantis")
+
+
+BAD = [
+    ({"colour": "red"}, "colour: unknown field"),
+    ({"org_code": "02"}, "org_code: must be 4 hex digits"),
+    ({"city": "58A0"}, "city: must be 4 decimal digits"),
+    ({"card_no_prefix": "03X"}, "card_no_prefix: must be 1..16 decimal digits"),
+    ({"app_type": "2"}, "app_type: must be 2 hex digits"),
+    ({"interoperable": "yes"}, "interoperable: must be true or false"),
+    ({"max_balance": -1}, "max_balance: must be an integer"),
+    ({"overdraft_limit": 2**24}, "overdraft_limit: must be an integer"),
+    ({"pin": "12345"}, "pin: must be an even number"),
+    ({"keys": []}, "keys: must be a non-empty list"),
+    ({"keys": [{"algorithm": "aes", "index": 1}]}, "keys[0].algorithm"),
+    ({"keys": [{"algorithm": "3des", "index": 0}]}, "keys[0].index"),
+    ({"keys": [{"algorithm": "3des", "index": 1}, {"algorithm": "sm4", "index": 1}]}, "share one key index"),
+    ({"capp_records": [1, 40]}, "capp_records: record ID 40"),
+    ({"capp_records": [1, 1]}, "listed twice"),
+    ({"ats_historical": "ZZ"}, "ats_historical: must be hex"),
+    ({"medium": "paper"}, "medium: must be one of"),
+    ({"valid_years": 0}, "valid_years"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD, ids=[m for _, m in BAD])
+def test_bad_fields_are_refused_by_name(change, message):
+    doc = yaml.safe_load((CARD_PROFILES / "reference.yaml").read_text())
+    doc.update(change)
+    with pytest.raises(ProfileError, match="^x.yaml: ") as info:
+        card_profile_from_dict(doc, "x.yaml")
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["name", "org_code", "city", "card_no_prefix"])
+def test_required_fields(field):
+    doc = yaml.safe_load((CARD_PROFILES / "reference.yaml").read_text())
+    del doc[field]
+    with pytest.raises(ProfileError, match=f"{field}: required field missing"):
+        card_profile_from_dict(doc, "x.yaml")
+
+
+def test_serial_overflow_is_refused():
+    p = load_card_profile(card_profile_path("reference"))
+    with pytest.raises(ProfileError, match="does not fit"):
+        p.card_number(10**10)
