@@ -9,6 +9,7 @@ from . import __version__
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, YktGroup, one_line
 from .keys_cmd import keys
 from .demo import demo
+from .decode_cmd import decode
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,6 +24,7 @@ def cli() -> None:
 
 cli.add_command(keys)
 cli.add_command(demo)
+cli.add_command(decode)
 
 
 def main(argv: list[str] | None = None) -> None:
