@@ -10,6 +10,8 @@ from .errors import EXIT_BAD_INPUT, EXIT_FAILED, YktGroup, one_line
 from .keys_cmd import keys
 from .demo import demo
 from .decode_cmd import decode
+from .card_cmd import card
+from .psam_cmd import psam
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,6 +27,8 @@ def cli() -> None:
 cli.add_command(keys)
 cli.add_command(demo)
 cli.add_command(decode)
+cli.add_command(card)
+cli.add_command(psam)
 
 
 def main(argv: list[str] | None = None) -> None:

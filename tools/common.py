@@ -1,0 +1,91 @@
+"""Options shared by the commands that transact: --seed, --clock, --trace, reader specs, serving."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from apdu.sources import RandomSource, SimulatedClock, SystemClock
+from apdu.trace import TracingReader
+from ykt_card.readers import OpenedReader, open_reader
+
+
+def seed_option(fn):
+    return click.option("--seed", type=int, default=None, metavar="N",
+                        help="Seed card and PSAM randomness: the run repeats exactly.")(fn)
+
+
+def clock_option(fn):
+    return click.option("--clock", default=None, metavar="YYYYMMDDhhmmss",
+                        help="Fixed start time (China time) that then advances with the run.")(fn)
+
+
+def trace_option(fn):
+    return click.option("--trace", "trace_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        metavar="FILE", help="Record every APDU exchange as JSON Lines.")(fn)
+
+
+def make_rng(seed: int | None) -> RandomSource:
+    return RandomSource.seeded(seed) if seed is not None else RandomSource()
+
+
+def make_clock(text: str | None):
+    if text is None:
+        return SystemClock()
+    try:
+        return SimulatedClock.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--clock") from None
+
+
+def trace_clock(clock) -> "callable":
+    """Trace timestamps: seconds of the simulated clock (repeatable) or of the real one."""
+    if isinstance(clock, SimulatedClock):
+        counter = iter(range(10**9))
+        base = clock.peek().timestamp()
+        return lambda: base + next(counter) * 0.001
+    return time.time
+
+
+@contextlib.contextmanager
+def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Path | None = None,
+           clock=None) -> Iterator[OpenedReader]:
+    """Open a reader spec (optionally traced); disconnect at the end, whatever happens."""
+    opened = open_reader(spec, rng=rng, expect=expect, option=option)
+    tracer = None
+    if trace is not None:
+        tracer = TracingReader(opened.reader, clock=trace_clock(clock) if clock is not None else time.time,
+                               jsonl=trace)
+        opened.reader = tracer
+    try:
+        yield opened
+    finally:
+        with contextlib.suppress(Exception):
+            opened.reader.disconnect()
+        if tracer is not None:
+            tracer.close()
+
+
+def serve_until_signal(endpoint, what: str) -> None:
+    """Serve a vpcd endpoint until SIGTERM or SIGINT, then stop cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    click.echo(f"serving {what} to vpcd at {endpoint.host}:{endpoint.port} (SIGTERM to stop)", err=True)
+    thread = endpoint.serve_in_thread()
+    while not stop.wait(0.2):
+        if not thread.is_alive():
+            break
+    endpoint.stop()
+    if endpoint.error is not None:
+        raise RuntimeError(f"{what}: {endpoint.error}")
+    click.echo(f"stopped serving {what}", err=True)

@@ -1,0 +1,158 @@
+"""Personalisation: a card profile, TEST key sets and a card number become a virtual card's state.
+
+The same inputs give the same card (dates come from the caller's clock), so a batch can be re-issued
+exactly. Keys are diversified per the key set's order (D2) unless the key set already holds card keys.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from keysets import KeySet, KeySetError, Use
+
+from .layouts import by_name
+from .profile import CardProfile, ProfileError
+from .state import CardState
+
+
+class IssueError(ValueError):
+    """Issuance refused: names the option or field at fault."""
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    """One card of a batch: its state and the line it adds to the issuance registry."""
+
+    state: CardState
+    card_no: str
+    registry: dict[str, object]
+
+
+def normalise_card_no(text: str) -> str:
+    """A card number as 20 digits: accepts the 20-digit EF15 form or the 19-digit printed form."""
+    digits = text.replace(" ", "")
+    if not digits.isdigit():
+        raise IssueError(f"--card-no {text!r}: only decimal digits")
+    if len(digits) == 19:
+        digits = "0" + digits
+    if len(digits) != 20:
+        raise IssueError(f"--card-no {text!r}: expected 20 digits (or the 19 printed ones), got {len(digits)}")
+    return digits
+
+
+def ef15_bytes(profile: CardProfile, card_no: str, start: _dt.date) -> bytes:
+    return by_name("15").encode({
+        "issuer_id": profile.issuer_id.hex().upper(),
+        "app_type": f"{profile.app_type:02X}",
+        "app_version": f"{profile.app_version:02X}",
+        "card_no": card_no,
+        "start_date": start.isoformat(),
+        "expiry_date": profile.expiry(start).isoformat(),
+        "issuer_data": profile.fci_custom,
+    })
+
+
+def ef17_bytes(profile: CardProfile) -> bytes:
+    return by_name("17").encode({
+        "country": profile.country,
+        "province": profile.province,
+        "city": profile.city,
+        "interop": "0001" if profile.interoperable else "0000",
+        "card_type": f"{profile.card_type:02X}",
+        "settlement_unit": profile.settlement_unit,
+    })
+
+
+def select_key_sets(profile: CardProfile, keysets: Sequence[KeySet], algorithm: str | None) -> dict[int, KeySet]:
+    """Match each key set to the profile's key slot of its algorithm (D16); --algorithm keeps one."""
+    if not keysets:
+        raise IssueError("--keyset: at least one key set is needed")
+    chosen: dict[int, KeySet] = {}
+    seen: set[str] = set()
+    for ks in keysets:
+        alg = ks.algorithm.value
+        if alg in seen:
+            raise IssueError(f"--keyset {ks.source}: two key sets for {alg}")
+        seen.add(alg)
+        if algorithm is not None and alg != algorithm:
+            continue
+        slot = next((s for s in profile.keys if s.algorithm == alg), None)
+        if slot is None:
+            raise IssueError(f"--keyset {ks.source}: profile {profile.name} has no {alg} key slot")
+        try:
+            ks.require(Use.SIMULATION)
+        except KeySetError as exc:
+            raise IssueError(str(exc)) from None
+        chosen[slot.index] = ks
+    if not chosen:
+        raise IssueError(f"--algorithm {algorithm}: none of the key sets given is {algorithm}")
+    return chosen
+
+
+def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, issued_on: _dt.date, *,
+               balance: int = 0, algorithm: str | None = None) -> IssuedCard:
+    """One personalised card; refuses a balance above the profile's maximum."""
+    card_no = normalise_card_no(card_no)
+    if not card_no.startswith(profile.card_no_prefix):
+        raise IssueError(f"--card-no {card_no}: profile {profile.name} numbers start with {profile.card_no_prefix}")
+    if not 0 <= balance <= profile.max_balance:
+        raise IssueError(f"--balance {balance}: must be 0..{profile.max_balance} fen (the profile's max_balance)")
+    slots = select_key_sets(profile, keysets, algorithm)
+    state = CardState.new(
+        ef15_bytes(profile, card_no, issued_on),
+        slots,
+        ef17=ef17_bytes(profile),
+        capp_records={rid: profile.capp_record_size(rid) for rid in profile.capp_records},
+        balance=balance,
+        overdraft_limit=profile.overdraft_limit,
+        max_balance=profile.max_balance,
+        pin=profile.pin,
+        pin_required_for_load=profile.pin_required_for_load,
+        app_version=profile.fci_app_version,
+        ats_historical=profile.ats_historical,
+    )
+    registry = {
+        "card_no": card_no,
+        "issuer_id": profile.issuer_id.hex().upper(),
+        "city": profile.city,
+        "medium": profile.medium,
+        "card_type": f"{profile.card_type:02X}",
+        "issued_on": issued_on.isoformat(),
+        "price": profile.price,
+        "profile": profile.name,
+        "algorithms": sorted(ks.algorithm.value for ks in slots.values()),
+        "balance": balance,
+    }
+    return IssuedCard(state, card_no, registry)
+
+
+def issue_batch(profile: CardProfile, keysets: Sequence[KeySet], first_card_no: str, count: int,
+                issued_on: _dt.date, **kwargs) -> list[IssuedCard]:
+    """`count` cards with consecutive numbers (the check-digit rule is not public, so none is computed)."""
+    if count < 1:
+        raise IssueError(f"--count {count}: must be at least 1")
+    first = normalise_card_no(first_card_no)
+    width = 20 - len(profile.card_no_prefix)
+    start = int(first[len(profile.card_no_prefix):]) if first.startswith(profile.card_no_prefix) else None
+    if start is None:
+        raise IssueError(f"--card-no {first}: profile {profile.name} numbers start with {profile.card_no_prefix}")
+    if start + count > 10**width:
+        raise IssueError(f"--count {count}: card numbers would run past {profile.card_no_prefix}{'9' * width}")
+    try:
+        return [issue_card(profile, keysets, profile.card_number(start + i), issued_on, **kwargs) for i in range(count)]
+    except ProfileError as exc:
+        raise IssueError(str(exc)) from None
+
+
+def append_registry(path: str | Path, lines: Sequence[dict[str, object]]) -> None:
+    """Append one JSON line per card and fsync: the registry is the issuer's record of what exists."""
+    import os
+
+    with open(path, "a", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,78 @@
+"""Reader specifications of the command line (design.md) → a `Reader`.
+
+`pcsc` (first reader holding a card), `pcsc:NAME` (exact name or unique prefix), `image:PATH` (an in-process
+virtual card or PSAM from an image, saved back after every change), `nfc:DEVICE` (not supported yet: refused
+with that reason). One resolver, so `card read`, `terminal tap` and `terminal load` accept the same forms.
+"""
+from __future__ import annotations
+
+import json
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from apdu.inprocess import InProcessReader
+from apdu.reader import Reader
+from apdu.sources import RandomSource
+
+from .cos import TUnionCardOS
+from .image import ImageError, load_card, saver
+from .psam import PsamOS
+from .psam_issue import load_psam, psam_saver
+
+
+class ReaderSpecError(ValueError):
+    """A reader option that names no usable reader form."""
+
+
+@dataclass
+class OpenedReader:
+    """A reader plus what a tool may want to know about it (the virtual card behind an image reader)."""
+
+    reader: Reader
+    spec: str
+    kind: str                    # "pcsc" or "image"
+    card_os: object | None = None
+
+
+def image_kind(path: Path) -> str:
+    """`card` or `psam`, from the image's own `kind` field (the full check happens on load)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ImageError(str(path), "file", "no such image") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ImageError(str(path), "file", "not a readable JSON image; truncated or corrupt") from None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind not in ("card", "psam"):
+        raise ImageError(str(path), "kind", f"must be 'card' or 'psam', got {kind!r}")
+    return kind
+
+
+def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | None = None,
+                option: str = "--card") -> OpenedReader:
+    """Resolve `spec`; `expect` ('card'/'psam') refuses an image of the other kind by option name."""
+    rng = rng or RandomSource()
+    scheme, _, rest = spec.partition(":")
+    if scheme == "pcsc":
+        from apdu.pcsc import PcscReader  # needs pyscard; only imported when asked for
+        return OpenedReader(PcscReader(rest or None), spec, "pcsc")
+    if scheme == "image":
+        if not rest:
+            raise ReaderSpecError(f"{option} {spec!r}: image: needs a path (image:PATH)")
+        path = Path(rest)
+        kind = image_kind(path)
+        if expect is not None and kind != expect:
+            raise ReaderSpecError(f"{option} {spec!r}: the image holds a {kind}, not a {expect}")
+        os_: object
+        if kind == "card":
+            os_ = TUnionCardOS(load_card(path), rng=rng.fork("card"), on_commit=saver(path))
+        else:
+            os_ = PsamOS(load_psam(path), random=rng.fork("psam"), on_change=psam_saver(path))
+        return OpenedReader(InProcessReader(os_, name=f"image:{path}"), spec, "image", os_)  # type: ignore[arg-type]
+    if scheme == "nfc":
+        raise ReaderSpecError(f"{option} {spec!r}: NFC readers (nfcpy) are not supported by this version; "
+                              "use pcsc[:NAME] or image:PATH")
+    raise ReaderSpecError(f"{option} {spec!r}: expected pcsc, pcsc:NAME, image:PATH or nfc:DEVICE")
+
+
