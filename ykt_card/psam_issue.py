@@ -1,0 +1,190 @@
+"""Issuing a virtual PSAM from TEST key sets, and its JSON image (design.md "Card and PSAM images").
+
+`ykt psam issue` and `ykt psam serve` are thin wrappers: `issue_psam` builds a `PsamState`, `save_psam`
+writes it atomically, `load_psam` reads it back (refusing a corrupt, truncated or foreign image with a
+one-line reason). A PSAM image keeps its master keys in clear, so only key sets marked `test_only` go in
+(D15), both when issuing and when loading.
+
+Image (`"kind": "psam"`, `"format": 1`), hex upper case:
+
+    {"format": 1, "kind": "psam",
+     "files": {"EF15": "<14 B>", "EF16": "<terminal ID, 6 B>", "EF17": "<DF 8011 EF17, 25 B>"},
+     "next_terminal_seq": 1,                  # the sequence the next 8070 hands out
+     "mac2_failures": {"count": 0, "last_serial": null, "last_issuer_id": null, "last_terminal_seq": null},
+     "keysets": [ {name, test_only, algorithm, diversification,
+                   keys: {role: {index, version, value, kcv}}} ]}   # the key set file format, as JSON
+
+EF15 = serial(10) ‖ version ‖ key card type ‖ command set version ‖ issuer data (ykt_card.layouts.psam).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keysets import KeySet, KeySetError
+from keysets.keyset import Use
+
+from .image import DocReader, ImageError, check_envelope, read_image, write_json_atomic
+from .layouts.psam import PsamEF15, PsamEF17
+from .psam import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
+
+__all__ = ["IMAGE_KIND", "IMAGE_FORMAT", "issue_psam", "save_psam", "load_psam", "psam_saver",
+           "psam_to_doc", "psam_from_doc", "PsamStateError", "ImageError"]
+
+IMAGE_KIND = "psam"
+IMAGE_FORMAT = 1
+_TOP_FIELDS = {"format", "kind", "files", "next_terminal_seq", "mac2_failures", "keysets"}
+_FILES = {"EF15": 14, "EF16": 6, "EF17": 25}
+
+
+def _bytes(value: Any, name: str, size: int) -> bytes:
+    if not isinstance(value, (bytes, bytearray)):
+        raise PsamStateError(f"{name}: must be bytes, not {type(value).__name__}")
+    if len(value) != size:
+        raise PsamStateError(f"{name}: must be {size} bytes, got {len(value)}")
+    return bytes(value)
+
+
+def issue_psam(keysets: Sequence[KeySet], terminal_id: bytes, serial: bytes | None = None, *,
+               issuer_id: bytes = bytes(8), receiver_id: bytes = bytes(8),
+               start_date: _dt.date | None = None, expiry_date: _dt.date | None = None,
+               version: int = 0x01, next_terminal_seq: int = FIRST_TERMINAL_SEQ) -> PsamState:
+    """A new PSAM holding the master keys of `keysets` (one or two, D16; the first is the default).
+
+    terminal_id: 6 bytes (EF16). serial: 10 bytes (EF15); None = 0000 ‖ terminal ID, so that a PSAM
+    is reproducible from its terminal number. issuer_id, receiver_id, dates: EF17 (key index = the
+    first key set's purchase key index). next_terminal_seq: where the sequence starts (D10: 1).
+    """
+    keysets = tuple(keysets)
+    if not keysets:
+        raise PsamStateError("keysets: a PSAM needs at least one key set")
+    for i, ks in enumerate(keysets):
+        if not isinstance(ks, KeySet):
+            raise PsamStateError(f"keysets[{i}]: {type(ks).__name__} is not a KeySet")
+        try:
+            ks.require(Use.SIMULATION)
+        except ValueError as exc:
+            raise PsamStateError(f"keysets[{i}]: {exc}") from None
+    terminal_id = _bytes(terminal_id, "terminal_id", 6)
+    serial = bytes(4) + terminal_id if serial is None else _bytes(serial, "serial", 10)
+    issuer_id = _bytes(issuer_id, "issuer_id", 8)
+    receiver_id = _bytes(receiver_id, "receiver_id", 8)
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= 0xFF:
+        raise PsamStateError(f"version: {version!r} is not one byte")
+    try:
+        ef15 = PsamEF15.encode({"serial": serial.hex().upper(), "version": f"{version:02X}",
+                                "key_card_type": "00", "command_set_version": "00", "issuer_data": "00"})
+        ef17 = PsamEF17.encode({"key_index": f"{keysets[0].entry('purchase').index:02X}",
+                                "issuer_id": issuer_id.hex().upper(), "receiver_id": receiver_id.hex().upper(),
+                                "start_date": start_date, "expiry_date": expiry_date})
+    except ValueError as exc:
+        raise PsamStateError(str(exc)) from None
+    state = PsamState(ef15=ef15, ef16=terminal_id, ef17=ef17, keysets=keysets,
+                      next_terminal_seq=next_terminal_seq)
+    state.validate()
+    return state
+
+
+# --- the image --------------------------------------------------------------------------------------
+
+def _keyset_doc(ks: KeySet) -> dict[str, Any]:
+    return {
+        "name": ks.name,
+        "test_only": ks.test_only,
+        "algorithm": ks.algorithm.value,
+        "diversification": list(ks.diversification),
+        "keys": {role: {"index": e.index, "version": e.version, "value": e.key.value.hex().upper(),
+                        "kcv": e.kcv}
+                 for role, e in ks.keys.items()},
+    }
+
+
+def _hex_or_none(value: bytes | None) -> str | None:
+    return None if value is None else value.hex().upper()
+
+
+def psam_to_doc(state: PsamState) -> dict[str, Any]:
+    """The JSON document of a PSAM image (holds key values: write it to image files only)."""
+    state.validate()
+    f = state.mac2_failures
+    return {
+        "format": IMAGE_FORMAT,
+        "kind": IMAGE_KIND,
+        "files": {"EF15": state.ef15.hex().upper(), "EF16": state.ef16.hex().upper(),
+                  "EF17": state.ef17.hex().upper()},
+        "next_terminal_seq": state.next_terminal_seq,
+        "mac2_failures": {"count": f.count, "last_serial": _hex_or_none(f.last_serial),
+                          "last_issuer_id": _hex_or_none(f.last_issuer_id),
+                          "last_terminal_seq": f.last_terminal_seq},
+        "keysets": [_keyset_doc(ks) for ks in state.keysets],
+    }
+
+
+def psam_from_doc(doc: Mapping[str, Any], source: str = "<image>") -> PsamState:
+    """Rebuild a PSAM from its image document; an ImageError names the source and the field.
+
+    The whole state is built and validated before it is returned: a bad image is never half-loaded.
+    """
+    doc = check_envelope(doc, IMAGE_KIND, source)
+    r = DocReader(doc, source)
+    unknown = set(doc) - _TOP_FIELDS
+    if unknown:
+        raise r.fail(sorted(unknown)[0], "unknown field")
+    files = r.at("files")
+    extra = set(files.doc) - set(_FILES)
+    if extra:
+        raise files.fail(sorted(extra)[0], f"unknown file (a PSAM has {', '.join(_FILES)})")
+    raw = {name: files.hex(name, size) for name, size in _FILES.items()}
+    seq = r.int("next_terminal_seq", FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED)
+    f = r.at("mac2_failures")
+
+    def optional_hex(key: str) -> bytes | None:
+        return None if f.raw(key) is None else f.hex(key, 8)
+    mac2 = Mac2Failures(
+        count=f.int("count", 0, 2**63),
+        last_serial=optional_hex("last_serial"),
+        last_issuer_id=optional_hex("last_issuer_id"),
+        last_terminal_seq=None if f.raw("last_terminal_seq") is None else f.int("last_terminal_seq", 0, 0xFFFFFFFF),
+    )
+    ks_docs = r.list("keysets")
+    if not ks_docs:
+        raise r.fail("keysets", "a PSAM needs at least one key set")
+    keysets = []
+    for i, ks_doc in enumerate(ks_docs):
+        where = f"keysets[{i}]"
+        if not isinstance(ks_doc, dict):
+            raise r.fail(where, "must be an object")
+        if ks_doc.get("test_only") is not True:
+            raise r.fail(f"{where}.test_only", "PSAM images hold TEST key sets only (D15)")
+        try:
+            keysets.append(KeySet.from_dict(ks_doc, source=where))  # checks lengths and every KCV
+        except KeySetError as exc:
+            raise ImageError(source, where, str(exc).removeprefix(f"{where}: ")) from None
+    state = PsamState(ef15=raw["EF15"], ef16=raw["EF16"], ef17=raw["EF17"], keysets=tuple(keysets),
+                      next_terminal_seq=seq, mac2_failures=mac2)
+    try:
+        state.validate()
+    except PsamStateError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise ImageError(source, field, reason) from None
+    return state
+
+
+def save_psam(path: str | Path, state: PsamState) -> None:
+    """Write the PSAM image atomically (the PSAM OS calls this through `on_change` before answering)."""
+    write_json_atomic(path, psam_to_doc(state))
+
+
+def load_psam(path: str | Path) -> PsamState:
+    """Read a PSAM image; a missing, corrupt, truncated or non-PSAM file raises ImageError (one line)."""
+    doc = read_image(path, kind=IMAGE_KIND)
+    return psam_from_doc(doc, source=str(path))
+
+
+def psam_saver(path: str | Path) -> Callable[[PsamState], None]:
+    """The `on_change` callback of `PsamOS` that saves the image after every change."""
+    def save(state: PsamState) -> None:
+        save_psam(path, state)
+    return save
