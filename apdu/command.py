@@ -75,6 +75,15 @@ class CommandApdu:
 
     # -- decoding -----------------------------------------------------------------------------------
     @classmethod
+    def _parsed(cls, cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None,
+                extended: bool = False) -> CommandApdu:
+        """Build from fields `parse` has already proven valid, skipping `__post_init__`: a card parses
+        every APDU it receives, and the checks are the larger part of that cost."""
+        obj = object.__new__(cls)
+        obj.__dict__.update(cla=cla, ins=ins, p1=p1, p2=p2, data=data, le=le, extended=extended)
+        return obj
+
+    @classmethod
     def parse(cls, raw: bytes) -> CommandApdu:
         """Decode one command APDU; raise ApduError naming the field on any malformed length."""
         if not isinstance(raw, (bytes, bytearray, memoryview)):
@@ -85,16 +94,16 @@ class CommandApdu:
             raise ApduError(f"header too short: {_plural(n)}, CLA INS P1 P2 need 4", "header")
         cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
         if n == 4:  # case 1
-            return cls(cla, ins, p1, p2)
+            return cls._parsed(cla, ins, p1, p2)
         if n == 5:  # case 2S
-            return cls(cla, ins, p1, p2, le=raw[4] or SHORT_LE_MAX)
+            return cls._parsed(cla, ins, p1, p2, le=raw[4] or SHORT_LE_MAX)
         if raw[4] != 0:  # short Lc: case 3S or 4S
             lc = raw[4]
             body = raw[5:]
             if len(body) == lc:
-                return cls(cla, ins, p1, p2, data=body)
+                return cls._parsed(cla, ins, p1, p2, data=body)
             if len(body) == lc + 1:
-                return cls(cla, ins, p1, p2, data=body[:lc], le=body[lc] or SHORT_LE_MAX)
+                return cls._parsed(cla, ins, p1, p2, data=body[:lc], le=body[lc] or SHORT_LE_MAX)
             if len(body) < lc:
                 raise ApduError(f"Lc says {_plural(lc)}, {_follow(len(body))}", "Lc")
             raise ApduError(
@@ -106,7 +115,7 @@ class CommandApdu:
                 "Lc zero in short form: after 00 an extended length needs 2 bytes, 1 follows", "Lc"
             )
         if n == 7:  # case 2E: 00 Le1 Le2
-            return cls(cla, ins, p1, p2, le=int.from_bytes(raw[5:7], "big") or EXTENDED_LE_MAX,
+            return cls._parsed(cla, ins, p1, p2, le=int.from_bytes(raw[5:7], "big") or EXTENDED_LE_MAX,
                        extended=True)
         lc = int.from_bytes(raw[5:7], "big")
         if lc == 0:
@@ -114,10 +123,10 @@ class CommandApdu:
             raise ApduError(f"extended Lc is 0000 but {more}", "Lc")
         body = raw[7:]
         if len(body) == lc:  # case 3E
-            return cls(cla, ins, p1, p2, data=body, extended=True)
+            return cls._parsed(cla, ins, p1, p2, data=body, extended=True)
         if len(body) == lc + 2:  # case 4E: Le is 2 bytes after an extended Lc
             le = int.from_bytes(body[lc:], "big") or EXTENDED_LE_MAX
-            return cls(cla, ins, p1, p2, data=body[:lc], le=le, extended=True)
+            return cls._parsed(cla, ins, p1, p2, data=body[:lc], le=le, extended=True)
         if len(body) < lc:
             raise ApduError(f"extended Lc says {_plural(lc)}, {_follow(len(body))}", "Lc")
         if len(body) == lc + 1:

@@ -42,12 +42,12 @@ class BlockCipher(Protocol):
 class _EcbCipher:
     """One long-lived encryptor and decryptor: ECB keeps no state between blocks, so they are reusable."""
 
-    __slots__ = ("block_size", "_enc", "_dec", "label", "encrypt_aligned")
+    __slots__ = ("block_size", "_cipher", "_enc", "_dec", "label", "encrypt_aligned")
 
     def __init__(self, algorithm: object, block_size: int, label: str) -> None:
-        cipher = Cipher(algorithm, modes.ECB())  # type: ignore[arg-type]
-        self._enc = cipher.encryptor()
-        self._dec = cipher.decryptor()
+        self._cipher = Cipher(algorithm, modes.ECB())  # type: ignore[arg-type]
+        self._enc = self._cipher.encryptor()
+        self._dec = None  # made on first use: session keys only ever encrypt
         self.block_size = block_size
         self.label = label
         # Unchecked fast path for callers inside this package that already hold whole blocks (CBC-MAC).
@@ -61,6 +61,8 @@ class _EcbCipher:
     def decrypt(self, data: bytes) -> bytes:
         if len(data) % self.block_size:
             raise ValueError(f"{self.label}: data length {len(data)} is not a multiple of {self.block_size}")
+        if self._dec is None:
+            self._dec = self._cipher.decryptor()
         return self._dec.update(data)
 
     def __repr__(self) -> str:  # never the key

@@ -11,7 +11,7 @@ from .algorithm import Algorithm
 
 
 def _invert(block: bytes) -> bytes:
-    return bytes(b ^ 0xFF for b in block)
+    return (int.from_bytes(block, "big") ^ ((1 << (8 * len(block))) - 1)).to_bytes(len(block), "big")
 
 
 def diversify_once(algorithm: Algorithm, master: bytes, factor: bytes) -> bytes:
