@@ -1,0 +1,287 @@
+"""The validator's journal: every outcome, in order, in SQLite, surviving a kill at any moment.
+
+Durability: WAL mode with ``synchronous=FULL``, and every change is one ``BEGIN IMMEDIATE … COMMIT``
+transaction, so after a kill (or power loss) the journal holds each record completely or not at all.
+
+Grey records: a ``torn`` outcome (the card left during DEBIT) is stored with its recovery context (a
+JSON object: card serial, counter, amount, PSAM sequence, MAC1, date-time, type, the EF1A/EF1E data
+that was sent — whatever a re-run or a recovery needs; the journal does not interpret it). It stays
+pending until :meth:`Journal.resolve` appends the outcome that settles it (``recovered``, or the
+re-run's outcome) and marks it resolved, both in one transaction: never a lost record, never two.
+
+Idempotency: the UNIQUE column ``dedup_key`` is ``terminal_id:terminal_seq:card_no:status`` for an
+outcome with a terminal sequence (the PSAM numbers every purchase it initialises, so this names one
+transaction attempt and its result). An outcome without one (declined before the PSAM was asked, a
+load) is keyed by the SHA-256 of its JSON: only a byte-identical record is the same record. Appending
+the same outcome again returns the id it already has; a different outcome under the same key is a
+conflict and is refused.
+
+Card flags: after a MAC2 failure a terminal refuses the card on its next tap (tunion.md 5.5, SH's
+``temp_uid``): :meth:`flag_card` remembers the card, :meth:`take_flag` consumes the flag.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .outcome import Outcome
+
+__all__ = ["Journal", "JournalEntry", "JournalError", "SCHEMA_VERSION", "dedup_key"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedup_key     TEXT    NOT NULL UNIQUE,
+    status        TEXT    NOT NULL,
+    card_no       TEXT,
+    terminal_id   TEXT    NOT NULL,
+    terminal_seq  INTEGER,
+    record        TEXT    NOT NULL,          -- Outcome.to_json()
+    context       TEXT,                      -- recovery context (JSON object), torn records
+    resolved_by   INTEGER REFERENCES outcomes(id),
+    CHECK (resolved_by IS NULL OR status = 'torn')
+);
+CREATE INDEX IF NOT EXISTS outcomes_pending ON outcomes(card_no) WHERE status = 'torn' AND resolved_by IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS outcomes_resolved_once ON outcomes(resolved_by) WHERE resolved_by IS NOT NULL;
+CREATE TABLE IF NOT EXISTS card_flags (
+    card_no  TEXT PRIMARY KEY,
+    reason   TEXT NOT NULL
+);
+"""
+
+
+class JournalError(RuntimeError):
+    """A journal operation refused (conflicting duplicate, unknown or settled grey record, bad DB)."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journaled outcome with its id, recovery context and, for a settled torn record, the id of
+    the record that settled it."""
+
+    id: int
+    outcome: Outcome
+    context: Mapping[str, Any] | None = None
+    resolved_by: int | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A grey record still waiting for its recovery or re-run."""
+        return self.outcome.status == "torn" and self.resolved_by is None
+
+
+def dedup_key(outcome: Outcome) -> str:
+    """The idempotency key of an outcome (see the module docstring)."""
+    if outcome.terminal_seq is not None:
+        return f"{outcome.terminal_id}:{outcome.terminal_seq}:{outcome.card_no or ''}:{outcome.status}"
+    return "sha256:" + hashlib.sha256(outcome.to_json().encode("utf-8")).hexdigest()
+
+
+def _context_json(outcome: Outcome, context: Mapping[str, Any] | None) -> str | None:
+    if outcome.status == "torn" and context is None:
+        raise ValueError("context: a torn outcome needs its recovery context")
+    if context is None:
+        return None
+    if not isinstance(context, Mapping):
+        raise ValueError(f"context: expected a mapping, got {type(context).__name__}")
+    try:
+        return json.dumps(dict(context), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"context: not JSON-serialisable: {exc}") from None
+
+
+class Journal:
+    """An open journal file. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != "wal":
+                raise JournalError(f"{self.path}: journal_mode is {mode}, WAL required")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{self.path}: not a usable journal: {exc}") from None
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise JournalError(f"{self.path}: journal schema {version}, this code reads {SCHEMA_VERSION}")
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # -- transactions -------------------------------------------------------------------------------
+    class _Txn:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type, exc, tb) -> None:
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return
+                except sqlite3.Error:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+    def _transaction(self) -> "Journal._Txn":
+        return Journal._Txn(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------------
+    def _insert(self, db: sqlite3.Connection, outcome: Outcome, context: Mapping[str, Any] | None) -> int:
+        if not isinstance(outcome, Outcome):
+            raise ValueError(f"outcome: expected an Outcome, got {type(outcome).__name__}")
+        ctx = _context_json(outcome, context)
+        key = dedup_key(outcome)
+        record = outcome.to_json()
+        row = db.execute("SELECT id, record FROM outcomes WHERE dedup_key = ?", (key,)).fetchone()
+        if row is not None:
+            if row[1] != record:
+                raise JournalError(f"outcome {key} is already journaled as record {row[0]} with "
+                                   "different contents")
+            return row[0]
+        cur = db.execute(
+            "INSERT INTO outcomes (dedup_key, status, card_no, terminal_id, terminal_seq, record, context)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, outcome.status, outcome.card_no, outcome.terminal_id, outcome.terminal_seq, record, ctx))
+        return int(cur.lastrowid)
+
+    def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
+        """Journal one outcome (a torn one with its recovery context); returns its id.
+
+        Appending an outcome that is already journaled returns the existing id and writes nothing.
+        """
+        with self._transaction() as db:
+            return self._insert(db, outcome, context)
+
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
+        """Settle grey record ``torn_id`` with ``outcome`` (recovered, or the re-run's result).
+
+        One transaction appends ``outcome`` and marks the torn record resolved by it. Repeating the same
+        call returns the same id. Refused: an unknown id, a record that is not torn, one already settled
+        by another record, or an outcome for another card.
+        """
+        if not isinstance(outcome, Outcome):
+            raise ValueError(f"outcome: expected an Outcome, got {type(outcome).__name__}")
+        with self._transaction() as db:
+            row = db.execute("SELECT status, card_no, resolved_by FROM outcomes WHERE id = ?",
+                             (torn_id,)).fetchone()
+            if row is None:
+                raise JournalError(f"record {torn_id}: no such record")
+            status, card_no, resolved_by = row
+            if status != "torn":
+                raise JournalError(f"record {torn_id}: is {status}, not a torn record")
+            if outcome.card_no != card_no:
+                raise JournalError(f"record {torn_id}: belongs to card {card_no}, the outcome to "
+                                   f"card {outcome.card_no}")
+            new_id = self._insert(db, outcome, context)
+            if new_id == torn_id:
+                raise JournalError(f"record {torn_id}: cannot be resolved by itself")
+            if resolved_by is not None:
+                if resolved_by == new_id:
+                    return new_id
+                raise JournalError(f"record {torn_id}: already resolved by record {resolved_by}")
+            try:
+                db.execute("UPDATE outcomes SET resolved_by = ? WHERE id = ?", (new_id, torn_id))
+            except sqlite3.IntegrityError:
+                other = db.execute("SELECT id FROM outcomes WHERE resolved_by = ?", (new_id,)).fetchone()
+                raise JournalError(f"record {new_id}: already settles record {other[0]}") from None
+            return new_id
+
+    # -- reading ------------------------------------------------------------------------------------
+    _COLUMNS = "id, record, context, resolved_by"
+
+    @staticmethod
+    def _entry(row: tuple) -> JournalEntry:
+        ident, record, context, resolved_by = row
+        return JournalEntry(ident, Outcome.from_json(record),
+                            json.loads(context) if context is not None else None, resolved_by)
+
+    def get(self, ident: int) -> JournalEntry:
+        row = self._db.execute(f"SELECT {self._COLUMNS} FROM outcomes WHERE id = ?", (ident,)).fetchone()
+        if row is None:
+            raise JournalError(f"record {ident}: no such record")
+        return self._entry(row)
+
+    def pending_for(self, card_no: str) -> list[JournalEntry]:
+        """This card's unresolved torn records, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM outcomes WHERE card_no = ? AND status = 'torn'"
+            " AND resolved_by IS NULL ORDER BY id", (card_no,))
+        return [self._entry(row) for row in rows]
+
+    def pending(self) -> list[JournalEntry]:
+        """Every unresolved torn record, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM outcomes WHERE status = 'torn' AND resolved_by IS NULL ORDER BY id")
+        return [self._entry(row) for row in rows]
+
+    def since(self, ident: int) -> list[JournalEntry]:
+        """Records with an id greater than ``ident``, in order (0: all)."""
+        rows = self._db.execute(f"SELECT {self._COLUMNS} FROM outcomes WHERE id > ? ORDER BY id", (ident,))
+        return [self._entry(row) for row in rows]
+
+    def all(self) -> list[JournalEntry]:
+        return self.since(0)
+
+    def __iter__(self) -> Iterator[JournalEntry]:
+        return iter(self.all())
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+
+    def pragmas(self) -> dict[str, object]:
+        """The durability settings in force on this connection (journal_mode, synchronous)."""
+        mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        return {"journal_mode": str(mode).lower(),
+                "synchronous": {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(sync, sync)}
+
+    def integrity(self) -> str:
+        """SQLite's integrity check ('ok' when the file is sound)."""
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- card flags ---------------------------------------------------------------------------------
+    def flag_card(self, card_no: str, reason: str) -> None:
+        """Refuse this card on its next tap (after a MAC2 failure); a second flag replaces the reason."""
+        if not (isinstance(card_no, str) and len(card_no) == 20 and card_no.isascii() and card_no.isdigit()):
+            raise ValueError(f"card_no: expected 20 decimal digits, got {card_no!r}")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("reason: a flag must say why")
+        with self._transaction() as db:
+            db.execute("INSERT INTO card_flags (card_no, reason) VALUES (?, ?)"
+                       " ON CONFLICT(card_no) DO UPDATE SET reason = excluded.reason", (card_no, reason))
+
+    def take_flag(self, card_no: str) -> str | None:
+        """The reason this card is flagged, removing the flag; None when it is not flagged."""
+        with self._transaction() as db:
+            rows = db.execute("DELETE FROM card_flags WHERE card_no = ? RETURNING reason", (card_no,)).fetchall()
+            return str(rows[0][0]) if rows else None
