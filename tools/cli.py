@@ -12,6 +12,8 @@ from .demo import demo
 from .decode_cmd import decode
 from .card_cmd import card
 from .psam_cmd import psam
+from .trace_cmd import trace
+from .doctor_cmd import doctor
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -29,6 +31,8 @@ cli.add_command(demo)
 cli.add_command(decode)
 cli.add_command(card)
 cli.add_command(psam)
+cli.add_command(trace)
+cli.add_command(doctor)
 
 
 def main(argv: list[str] | None = None) -> None:
