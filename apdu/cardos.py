@@ -23,3 +23,13 @@ class CardOS(Protocol):
     def power_off(self) -> None:
         """Field off: volatile state (selection, session keys, challenges) is lost."""
         ...
+
+
+class CardPowerLoss(BaseException):
+    """A card lost power in the middle of a command (a fault injector cut it, or tearing was simulated).
+
+    A BaseException so that no `except Exception` in a card's dispatcher can turn it into a status word:
+    a power cut is not an answer. Transports treat it as the card leaving the field: the in-process reader
+    raises `ReaderError`, the vpcd endpoint drops its connection (the card leaves pcscd's slot) and comes
+    back, and the card recovers on its next power-on.
+    """

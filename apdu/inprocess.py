@@ -5,7 +5,7 @@ Reader seam they use with pcscd or NFC, including the card leaving the field.
 """
 from __future__ import annotations
 
-from .cardos import CardOS
+from .cardos import CardOS, CardPowerLoss
 from .reader import ReaderError
 
 __all__ = ["InProcessReader"]
@@ -64,7 +64,12 @@ class InProcessReader:
         card = self._require_card()
         if not self._powered:
             raise ReaderError(f"reader {self.name!r}: card not connected; call connect() first")
-        rapdu = bytes(card.process(bytes(capdu)))
+        try:
+            rapdu = bytes(card.process(bytes(capdu)))
+        except CardPowerLoss:
+            self._powered = False
+            raise ReaderError(f"reader {self.name!r}: the card lost power during the command "
+                              "(it left the field); connect() again to power it") from None
         if len(rapdu) < 2:
             got = "1 byte" if len(rapdu) == 1 else f"{len(rapdu)} bytes"
             raise ReaderError(f"reader {self.name!r}: card answered {got}, a response APDU needs "

@@ -24,7 +24,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from apdu.cardos import CardOS
+from apdu.cardos import CardOS, CardPowerLoss
 from apdu.iso14443 import pseudo_atr
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class VpcdEndpoint:
         self._sock: socket.socket | None = None  # read without a lock: stop() may run in a signal handler
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        #: seconds a card that lost power stays out of the slot before it comes back (pcscd polls ~0.4 s)
+        self.absence = 1.0
+        self._away = False
 
     # --- life cycle -----------------------------------------------------------------------------------
 
@@ -124,6 +127,10 @@ class VpcdEndpoint:
         delay = 0.05
         reported = False
         while not self._stop.is_set():
+            if self._away:  # a torn card stays out long enough for pcscd's poll to see it leave
+                self._away = False
+                if self._stop.wait(self.absence):
+                    break
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=2.0)
             except OSError as exc:
@@ -253,6 +260,12 @@ class VpcdEndpoint:
             return None
         try:
             rapdu = self.card_os.process(payload)
+        except CardPowerLoss:
+            # The card lost power mid-command: it leaves the slot without answering, and comes back.
+            log.warning("vpcd %s:%d card lost power during a command; leaving the slot for %.1f s", self.host,
+                        self.port, self.absence)
+            self._away = True
+            raise _Closed() from None
         except Exception:
             log.exception("card OS raised on a command APDU (INS %02X); answering 6F00",
                           payload[1] if len(payload) > 1 else 0)

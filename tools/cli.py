@@ -14,6 +14,7 @@ from .card_cmd import card
 from .psam_cmd import psam
 from .trace_cmd import trace
 from .doctor_cmd import doctor
+from .journal_cmd import journal
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +34,7 @@ cli.add_command(card)
 cli.add_command(psam)
 cli.add_command(trace)
 cli.add_command(doctor)
+cli.add_command(journal)
 
 
 def main(argv: list[str] | None = None) -> None:

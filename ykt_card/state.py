@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from apdu.cardos import CardPowerLoss
 from keysets import KeyEntry, KeySet, SecretKey
 from keysets.keyset import Use
 
@@ -684,7 +685,7 @@ def _is_bcd_pin(value: bytes) -> bool:
 
 # --- power loss and the commit -------------------------------------------------------------------
 
-class PowerLoss(BaseException):
+class PowerLoss(CardPowerLoss):
     """The card lost power in the middle of an internal write (a FaultInjector cut it).
 
     A BaseException on purpose: the dispatcher turns every `Exception` from a handler into 6F00, but a
