@@ -14,8 +14,9 @@ from ykt_card.cos import TUnionCardOS
 from ykt_card.dump import read_card, render_text, to_json
 from ykt_card.host import TUnionCard
 from ykt_card.image import load_card, save_card, saver
-from ykt_card.personalise import append_registry, issue_batch
+from ykt_card.personalise import append_registry, blank_card, issue_batch, select_key_sets, transport_key_for
 from ykt_card.profile import load_card_profile
+from ykt_card.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
 from .common import clock_option, make_clock, make_rng, reader, seed_option, serve_until_signal, trace_option
 from .output import emit_json
@@ -24,6 +25,19 @@ from .output import emit_json
 @click.group("card")
 def card() -> None:
     """Virtual T-Union cards: issue, serve to pcscd, read."""
+
+
+def _targets(out: Path, cards, many: bool, suffix: str, option: str) -> list[Path]:
+    """One file per card: `out` itself for a single card, else `out/<card_no><suffix>` (never overwritten)."""
+    if not many and not out.is_dir():
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise click.BadParameter(f"{out} exists and is not a folder", param_hint=option)
+    targets = [out / f"{c.card_no}{suffix}" for c in cards]
+    clash = next((t for t in targets if t.exists()), None)
+    if clash is not None:
+        raise click.BadParameter(f"{clash} already exists; refusing to overwrite it", param_hint=option)
+    return targets
 
 
 @card.command("issue")
@@ -40,27 +54,33 @@ def card() -> None:
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Append one JSON line per issued card to this issuance registry.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Image file, or folder with --count.")
+@click.option("--script", "script_out", type=click.Path(path_type=Path), default=None, metavar="FILE|DIR",
+              help="Also write the personalisation APDU script (JSON Lines) that turns a blank card "
+                   "(`ykt card blank`) into this one; a folder with --count.")
 @clock_option
 @click.option("--json", "as_json", is_flag=True, help="Print the registry lines as JSON.")
-def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, clock, as_json) -> None:
+def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, script_out, clock, as_json) -> None:
     """Personalise virtual cards (TEST keys only) and write their images."""
     prof = load_card_profile(card_profile_path(profile))
     sets = [KeySet.load(k) for k in keysets]
     issued_on: _dt.date = make_clock(clock).now().date()
     first = card_no or prof.card_number(1)
+    if script_out is not None and balance:
+        raise click.BadParameter(f"{balance}: a scripted card starts at 0 fen (no reference command sets the "
+                                 "purse; load it after personalisation)", param_hint="--balance")
     cards = issue_batch(prof, sets, first, count, issued_on, balance=balance, algorithm=algorithm)
-    if count == 1 and not out.is_dir():
-        targets = [out]
-    else:
-        if out.exists() and not out.is_dir():
-            raise click.BadParameter(f"{out} exists and is not a folder", param_hint="--out")
-        out.mkdir(parents=True, exist_ok=True)
-        targets = [out / f"{c.card_no}.json" for c in cards]
-        clash = next((t for t in targets if t.exists()), None)
-        if clash is not None:
-            raise click.BadParameter(f"{clash} already exists; refusing to overwrite a card", param_hint="--out")
+    scripts: list[tuple[Path, Script]] = []
+    if script_out is not None:
+        transport = transport_key_for(select_key_sets(prof, sets, algorithm))
+        paths = _targets(script_out, cards, count > 1, ".jsonl", "--script")
+        scripts = [(p, build_script(c.state, transport, prof.name)) for p, c in zip(paths, cards)]
+    targets = _targets(out, cards, count > 1, ".json", "--out")
+    for folder in {t.parent for t in targets + [p for p, _ in scripts]}:
+        folder.mkdir(parents=True, exist_ok=True)
     for c, target in zip(cards, targets):
         save_card(target, c.state)
+    for path, script in scripts:
+        save_script(path, script)
     if registry is not None:
         append_registry(registry, [c.registry for c in cards])
     if as_json:
@@ -70,6 +90,54 @@ def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, c
         for c, target in zip(cards, targets):
             click.echo(f"issued {c.card_no} ({prof.name}, {', '.join(c.registry['algorithms'])}, "
                        f"balance {balance} fen) -> {target}")
+
+
+@card.command("blank")
+@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TEST key set(s) the card will carry: the card_master of the lowest key index is the transport key.")
+@click.option("--profile", default=DEFAULT_CARD_PROFILE, show_default=True,
+              help="Issuance profile name (specs/profiles/cards) or path: the file structure to create.")
+@click.option("--algorithm", type=click.Choice(["3des", "sm4"]), default=None,
+              help="The card will carry only this algorithm's key set (as for `ykt card issue`).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Blank card image.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (KCV only, never a key).")
+def blank(keysets, profile, algorithm, out, as_json) -> None:
+    """A blank virtual card as the chip maker delivers it: the profile's files, the transport key, no keys."""
+    prof = load_card_profile(card_profile_path(profile))
+    sets = [KeySet.load(k) for k in keysets]
+    transport = transport_key_for(select_key_sets(prof, sets, algorithm))
+    save_card(out, blank_card(prof, transport))
+    if as_json:
+        emit_json({"image": str(out), "profile": prof.name, "transport_key": {
+            "algorithm": transport.algorithm.value, "kcv": transport.kcv}})
+    else:
+        click.echo(f"blank card ({prof.name}, transport key {transport.algorithm.value} KCV {transport.kcv}) -> {out}")
+
+
+@card.command("personalise")
+@click.option("--script", "script_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Personalisation script written by `ykt card issue --script`.")
+@click.option("--reader", "reader_spec", default="pcsc", show_default=True, metavar="R",
+              help="pcsc, pcsc:NAME or image:PATH: where the blank card sits.")
+@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="TEST key set(s) holding the script's transport and maintenance keys (by KCV).")
+@seed_option
+@trace_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def personalise(script_path, reader_spec, keysets, seed, trace_path, as_json) -> None:
+    """Run a personalisation script against a blank card, computing each MAC from the card's challenge."""
+    script = load_script(script_path)
+    keys = script_keys(script, [KeySet.load(k) for k in keysets])
+    with reader(reader_spec, rng=make_rng(seed), expect="card", option="--reader", trace=trace_path) as opened:
+        opened.reader.connect()
+        try:
+            steps = run_script(script, opened.reader, keys)
+        except ScriptRefused as exc:
+            raise click.ClickException(f"{script_path}: {exc}") from None
+    if as_json:
+        emit_json({"card_no": script.card_no, "profile": script.profile, "steps": steps, "reader": reader_spec})
+    else:
+        click.echo(f"personalised {script.card_no} ({script.profile}): {steps} steps on {reader_spec}")
 
 
 @card.command("serve")

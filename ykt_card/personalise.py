@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from keysets import KeySet, KeySetError, Use
+from keysets import KeySet, KeySetError, SecretKey, Use
 
 from .layouts import by_name
 from .profile import CardProfile, ProfileError
-from .state import CardState
+from .state import (
+    SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC, BinaryFile, CardState,
+    CyclicFile, Pin, Purse, RecordFile, pin_bcd,
+)
 
 
 class IssueError(ValueError):
@@ -114,6 +117,7 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         app_version=profile.fci_app_version,
         ats_historical=profile.ats_historical,
     )
+    _size_logs(state, profile)
     registry = {
         "card_no": card_no,
         "issuer_id": profile.issuer_id.hex().upper(),
@@ -127,6 +131,60 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         "balance": balance,
     }
     return IssuedCard(state, card_no, registry)
+
+
+def _size_logs(state: CardState, profile: CardProfile) -> None:
+    """Give the (still empty) EF18 and EF1E the capacities the profile asks for."""
+    for sfi, size, capacity in ((SFI_LOG, 23, profile.ef18_records), (SFI_HISTORY, 48, profile.ef1e_records)):
+        f = state.files[sfi]
+        if not isinstance(f, CyclicFile) or f.capacity != capacity:
+            state.files[sfi] = CyclicFile.empty(sfi, size, capacity)
+
+
+def transport_key_for(slots: Mapping[int, KeySet]) -> SecretKey:
+    """The transport key of a blank card for these key sets: the `card_master` of the lowest key index
+    that has one, exactly as the key set holds it (for master key sets: the batch transport key the
+    chips are delivered with; the personalisation script then replaces it by the card's own key)."""
+    for index in sorted(slots):
+        ks = slots[index]
+        if ks.has("card_master"):
+            return ks.entry("card_master").key
+    names = ", ".join(ks.source for ks in slots.values())
+    raise IssueError(f"--keyset {names}: no card_master (transport) key; a blank card and its script need one")
+
+
+def blank_card(profile: CardProfile, transport_key: SecretKey) -> CardState:
+    """A card as the chip maker delivers it for this profile: files created, nothing personalised.
+
+    What the reference's commands cannot write is set here, as the vendor-specific creation commands
+    would: the file structure (EF15/16/17 zero-filled at their sizes, EF18 and EF1E empty with the
+    profile's capacities, the profile's EF1A records zero-filled at their sizes), the purse limits
+    (0 fen, overdraft limit, maximum balance), the PIN and its load rule, the FCI version and the
+    ATS. No key set: the only key is `transport_key`, which protects WRITE KEY (ykt_card.cos).
+    `ykt_card.script` then turns this card into the one `issue_card` builds.
+    """
+    if not isinstance(transport_key, SecretKey):
+        raise IssueError(f"transport key: must be a keysets.SecretKey, not {type(transport_key).__name__}")
+    files = {
+        SFI_PUBLIC: BinaryFile(SFI_PUBLIC, bytes(30)),
+        SFI_HOLDER: BinaryFile(SFI_HOLDER, bytes(55)),
+        SFI_MANAGEMENT: BinaryFile(SFI_MANAGEMENT, bytes(60)),
+        SFI_LOG: CyclicFile.empty(SFI_LOG, 23, profile.ef18_records),
+        SFI_CAPP: RecordFile(SFI_CAPP, {rid: bytes(profile.capp_record_size(rid)) for rid in profile.capp_records}),
+        SFI_HISTORY: CyclicFile.empty(SFI_HISTORY, 48, profile.ef1e_records),
+    }
+    state = CardState(
+        files=files,
+        key_sets={},
+        purse=Purse(0, profile.overdraft_limit, profile.max_balance, 0, 0),
+        pin=Pin(pin_bcd(profile.pin), 3, 3),
+        pin_required_for_load=profile.pin_required_for_load,
+        app_version=profile.fci_app_version,
+        ats_historical=profile.ats_historical,
+        transport_key=transport_key,
+    )
+    state.validate()
+    return state
 
 
 def issue_batch(profile: CardProfile, keysets: Sequence[KeySet], first_card_no: str, count: int,
