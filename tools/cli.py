@@ -15,6 +15,7 @@ from .psam_cmd import psam
 from .trace_cmd import trace
 from .doctor_cmd import doctor
 from .journal_cmd import journal
+from .terminal_cmd import terminal
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,6 +36,7 @@ cli.add_command(psam)
 cli.add_command(trace)
 cli.add_command(doctor)
 cli.add_command(journal)
+cli.add_command(terminal)
 
 
 def main(argv: list[str] | None = None) -> None:
