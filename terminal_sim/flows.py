@@ -443,12 +443,10 @@ def purchase(term: Terminal, card: TUnionCard, view: CardView, plan_: Plan, now:
         except CardError as exc:
             if exc.sw == SW_MAC_INVALID:
                 term.psam_session = None
-                out = _settle(term, torn_id, Outcome(status="failed", **{
+                return _settle(term, torn_id, Outcome(status="failed", **{
                     **approved, "balance_after": None, "mac2_verified": False,
                     "reason": "MAC2 wrong (PSAM 9302): the card was debited (TAC held); card refused on "
-                              "its next tap"}))
-                term.journal.flag_card(view.card_no, MAC2_FLAG_REASON)
-                return out
+                              "its next tap"}), flag=MAC2_FLAG_REASON)
             return _settle(term, torn_id, Outcome(status="approved", **{
                 **approved, "mac2_verified": False, "reason": f"PSAM 8072 answered {_sw(exc)}: MAC2 unverified"}))
         except (PsamLinkError, CardResponseError) as exc:
@@ -472,8 +470,8 @@ def purchase(term: Terminal, card: TUnionCard, view: CardView, plan_: Plan, now:
         return term.record(Outcome(status="failed", **{**base, "reason": f"{exc}; nothing charged"}))
 
 
-def _settle(term: Terminal, torn_id: int, outcome: Outcome) -> Outcome:
-    term.journal.resolve(torn_id, outcome)
+def _settle(term: Terminal, torn_id: int, outcome: Outcome, flag: str | None = None) -> Outcome:
+    term.journal.resolve(torn_id, outcome, flag=flag)
     return outcome
 
 

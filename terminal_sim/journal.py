@@ -182,10 +182,13 @@ class Journal:
         with self._transaction() as db:
             return self._insert(db, outcome, context)
 
-    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
+                flag: str | None = None) -> int:
         """Settle grey record ``torn_id`` with ``outcome`` (recovered, or the re-run's result).
 
-        One transaction appends ``outcome`` and marks the torn record resolved by it. Repeating the same
+        One transaction appends ``outcome``, marks the torn record resolved by it and, with ``flag``,
+        flags the card to be refused on its next tap (a MAC2 failure): a kill can never keep one without
+        the other. Repeating the same
         call returns the same id. Refused: an unknown id, a record that is not torn, one already settled
         by another record, or an outcome for another card.
         """
@@ -214,6 +217,8 @@ class Journal:
             except sqlite3.IntegrityError:
                 other = db.execute("SELECT id FROM outcomes WHERE resolved_by = ?", (new_id,)).fetchone()
                 raise JournalError(f"record {new_id}: already settles record {other[0]}") from None
+            if flag is not None:
+                self._flag(db, card_no, flag)
             return new_id
 
     # -- reading ------------------------------------------------------------------------------------
@@ -277,8 +282,14 @@ class Journal:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: a flag must say why")
         with self._transaction() as db:
-            db.execute("INSERT INTO card_flags (card_no, reason) VALUES (?, ?)"
-                       " ON CONFLICT(card_no) DO UPDATE SET reason = excluded.reason", (card_no, reason))
+            self._flag(db, card_no, reason)
+
+    @staticmethod
+    def _flag(db: sqlite3.Connection, card_no: str, reason: str) -> None:
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("reason: a flag must say why")
+        db.execute("INSERT INTO card_flags (card_no, reason) VALUES (?, ?)"
+                   " ON CONFLICT(card_no) DO UPDATE SET reason = excluded.reason", (card_no, reason))
 
     def take_flag(self, card_no: str) -> str | None:
         """The reason this card is flagged, removing the flag; None when it is not flagged."""

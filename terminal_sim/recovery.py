@@ -51,7 +51,8 @@ class OutcomeJournal(Protocol):
 
     def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int: ...
 
-    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int: ...
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
+                flag: str | None = None) -> int: ...
 
     def pending_for(self, card_no: str) -> list[JournalEntry]: ...
 
@@ -79,7 +80,8 @@ class MemoryJournal:
             self._pending[ident] = JournalEntry(ident, outcome, dict(context))
         return ident
 
-    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
+                flag: str | None = None) -> int:
         entry = self._pending.get(torn_id)
         if entry is None:
             raise JournalError(f"record {torn_id}: not a pending torn record")
@@ -87,6 +89,8 @@ class MemoryJournal:
             raise JournalError(f"record {torn_id}: belongs to card {entry.outcome.card_no}, the outcome to "
                                f"card {outcome.card_no}")
         del self._pending[torn_id]
+        if flag is not None:
+            self.flag_card(outcome.card_no, flag)
         return self.append(outcome, context)
 
     def pending_for(self, card_no: str) -> list[JournalEntry]:

@@ -171,9 +171,7 @@ class Validator:
                         out, refuse = recovered_purchase(grey.outcome, result.proof, None)
                     if holds:
                         term.psam_session = None
-                    self.journal.resolve(grey.id, out)
-                    if refuse:
-                        self.journal.flag_card(card_no, MAC2_FLAG_REASON)
+                    self.journal.resolve(grey.id, out, flag=MAC2_FLAG_REASON if refuse else None)
                     return out
                 if result.kind == "absent":
                     rerun = grey

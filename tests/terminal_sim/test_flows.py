@@ -348,8 +348,9 @@ def test_an_unreadable_previous_record_is_declined_before_initialize():
 
 
 def test_ferry_plain_profile_sends_no_capp_update():
+    """A ferry profile set to plain purchases (type 06) writes no EF1E record and sends no 80DC."""
     w = make_world()
-    out = w.validator("ferry").tap()
+    out = w.validator(terminal_profile("ferry", transaction_type="06")).tap()
     assert headers(w.log) == [SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"), PSAM_8072]
     assert out.type == "06" and out.amount == 1500
 
@@ -357,7 +358,7 @@ def test_ferry_plain_profile_sends_no_capp_update():
 @pytest.mark.parametrize("name", ["ferry", "taxi"])
 def test_ferry_and_taxi_on_the_composite_path_append_an_ef1e_flat_record(name):
     w = make_world()
-    v = w.validator(terminal_profile(name, transaction_type="09"), amount=2750 if name == "taxi" else None)
+    v = w.validator(name, amount=2750 if name == "taxi" else None)  # the shipped profiles use type 09
     out = v.tap()
     assert headers(w.log) == [SELECT, READ_17, ("card", "80500302"), *PSAM_8070, ("card", "80DC00F0"),
                               ("card", "80540100"), PSAM_8072]
@@ -371,7 +372,7 @@ def test_ferry_and_taxi_on_the_composite_path_append_an_ef1e_flat_record(name):
 def test_taxi_charges_the_meter_amount_and_refuses_without_one():
     w = make_world()
     out = w.validator("taxi", amount=3550).tap()
-    assert out.status == "approved" and out.amount == 3550 and out.type == "06"
+    assert out.status == "approved" and out.amount == 3550 and out.type == "09"
     refused = w.validator("taxi").tap()
     assert refused.status == "declined" and "--amount" in refused.reason
     assert headers(w.log) == [SELECT, READ_17]                 # refused before INITIALIZE

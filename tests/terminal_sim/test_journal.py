@@ -262,3 +262,19 @@ def test_the_journal_survives_its_writer_being_killed(tmp_path):
         pending = [e for e in entries if e.pending]
         assert all(e.outcome.terminal_seq == max(held) for e in pending)
     assert len(reported) >= 10 * 5
+
+
+def test_resolve_and_flag_commit_together(tmp_path):
+    """A MAC2 failure settles the grey record and flags the card in one transaction."""
+    with Journal(tmp_path / "j.db") as j:
+        grey = torn()
+        torn_id = j.append(grey, context={"counter": 1})
+        failed = make(status="failed", reason="MAC2 wrong", card_no=grey.card_no, terminal_seq=grey.terminal_seq,
+                      mac2_verified=False)
+        j.resolve(torn_id, failed, flag="MAC2 failure")
+        assert j.take_flag(grey.card_no) == "MAC2 failure"
+        assert j.pending_for(grey.card_no) == []
+        other = j.append(torn(seq=99, card_no="0" * 19 + "9"), context={"counter": 2})
+        with pytest.raises(JournalError):
+            j.resolve(other, failed, flag="never written")  # another card's outcome: refused whole
+        assert j.take_flag(grey.card_no) is None

@@ -66,9 +66,19 @@ def test_a_card_of_another_city_must_be_interoperable():
 
 def test_the_issuer_white_list_narrows_acceptance():
     w = make_world(org_code="1234")                          # issuer 12345810FFFFFFFF is not listed
-    declined(w.validator("ferry").tap(), "12345810FFFFFFFF", "not on issuer list 2024112401")
+    narrowed = terminal_profile("ferry", lists={"blacklist": "../../lists/blacklist-gd.txt",
+                                                "whitelist": "../../lists/issuers-gd.txt"})
+    declined(w.validator(narrowed).tap(), "12345810FFFFFFFF", "not on issuer list 2024112401")
     assert headers(w.log) == [SELECT, READ_17]
-    assert w.validator("bus-flat").tap().status == "approved"   # no white list: any interoperable card
+    assert w.validator("ferry").tap().status == "approved"      # shipped: any interoperable card
+    assert w.validator("bus-flat").tap().status == "approved"
+
+
+def test_shipped_profiles_accept_every_interoperable_issuer():
+    """The national interoperability rule: no shipped terminal profile narrows acceptance by issuer."""
+    from specs.catalog import terminal_profile_names
+    for name in terminal_profile_names():
+        assert terminal_profile(name).whitelist is None, name
 
 
 def test_a_black_listed_card_is_locked_on_the_spot_with_a_psam_mac():

@@ -53,7 +53,7 @@ def test_shipped_profile_details():
     capp = load_terminal_profile(TERMINALS / "bus-flat-capp.yaml")
     assert capp.key_index == 2 and capp.writes_capp and capp.ef1a_record is None
     ferry = load_terminal_profile(TERMINALS / "ferry.yaml")
-    assert ferry.whitelist is not None and ferry.load_lists()[1].accepts("01355850FFFFFFFF")
+    assert ferry.whitelist is None and ferry.transaction_type == "09"   # every issuer; EF1E on the composite path
     taxi = load_terminal_profile(TERMINALS / "taxi.yaml")
     assert taxi.fares.flat is None and taxi.line is None and taxi.station is None
     load = load_terminal_profile(TERMINALS / "load.yaml")
