@@ -56,7 +56,11 @@ class InProcessReader:
         card = self._require_card()
         if self._powered:
             card.power_off()
-        atr = bytes(card.power_on())
+        try:
+            atr = bytes(card.power_on())
+        except CardPowerLoss:  # power cut again while the card was finishing a torn commit
+            self._powered = False
+            raise ReaderError(f"reader {self.name!r}: the card lost power during power-on") from None
         self._powered = True
         return atr
 

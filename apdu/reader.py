@@ -33,3 +33,27 @@ class Reader(Protocol):
 
 class ReaderError(Exception):
     """The link failed (no reader, no card, card removed, daemon gone): not a card status word."""
+
+
+class ReaderDecorator:
+    """A Reader wrapping another (tracing, counting, fault injection, link policies): everything passes
+    through unless a subclass overrides it, so each decorator states only what it changes."""
+
+    def __init__(self, inner: Reader) -> None:
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def connect(self) -> bytes:
+        return self.inner.connect()
+
+    def transmit(self, capdu: bytes) -> bytes:
+        return self.inner.transmit(capdu)
+
+    def disconnect(self) -> None:
+        self.inner.disconnect()
+
+    def card_present(self) -> bool:
+        return self.inner.card_present()

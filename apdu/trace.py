@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import IO, Literal
 
 from apdu.iso14443 import Ats, IsoDepFramer, frame_size_code, rats, with_crc_a
-from apdu.reader import Reader
+from apdu.reader import Reader, ReaderDecorator
 
 Direction = Literal["C", "R"]
 
@@ -121,7 +121,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Exchange]:
     return exchanges
 
 
-class TracingReader:
+class TracingReader(ReaderDecorator):
     """A Reader decorator that records every APDU exchange of the reader it wraps.
 
     `clock` gives float seconds (inject a fake one for repeatable traces). With `jsonl` set, each
@@ -130,18 +130,11 @@ class TracingReader:
 
     def __init__(self, inner: Reader, clock: Callable[[], float] = time.time,
                  jsonl: str | os.PathLike[str] | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.clock = clock
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
         self._sink: IO[str] | None = open(jsonl, "a", encoding="utf-8") if jsonl is not None else None
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def connect(self) -> bytes:
-        return self.inner.connect()
 
     def transmit(self, capdu: bytes) -> bytes:
         capdu = bytes(capdu)
@@ -149,12 +142,6 @@ class TracingReader:
         rapdu = self.inner.transmit(capdu)
         self._record("R", bytes(rapdu))
         return rapdu
-
-    def disconnect(self) -> None:
-        self.inner.disconnect()
-
-    def card_present(self) -> bool:
-        return self.inner.card_present()
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> None:
         """Write everything recorded so far as JSON Lines."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import time
+import sys
+from pathlib import Path
 
 from apdu.sources import RandomSource
 from keysets import TEST_KEYSET_DIR, KeySet, PurchaseSession, purchase_tac
@@ -18,6 +19,9 @@ from specs.catalog import card_profile_path
 from ykt_card.cos import TUnionCardOS
 from ykt_card.personalise import issue_card
 from ykt_card.profile import load_card_profile
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import rate  # noqa: E402
 
 TERMINAL = bytes.fromhex("440300000001")
 WHEN = bytes.fromhex("20261124093000")
@@ -79,21 +83,6 @@ def crypto_floor(alg: str):
         assert host.verify_mac2(mac2, AMOUNT)
 
     return one
-
-
-def rate(fn, seconds: float) -> float:
-    best = 0.0
-    for _ in range(3):
-        n, start = 0, time.perf_counter()
-        while True:
-            for _ in range(50):
-                fn()
-            n += 50
-            now = time.perf_counter()
-            if now - start >= seconds:
-                break
-        best = max(best, n / (now - start))
-    return best
 
 
 def main() -> None:

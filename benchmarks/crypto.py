@@ -8,8 +8,9 @@ baseline. Run: `.venv/bin/python benchmarks/crypto.py [--seconds S]`.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 import warnings
+from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -19,24 +20,10 @@ with warnings.catch_warnings():
 
 from keysets import Algorithm, mac, pad80
 
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import rate  # noqa: E402
+
 MESSAGE = bytes.fromhex("000000C806112233445566202611230815")  # MAC1 input of a purchase (18 bytes)
-
-
-def rate(fn, seconds: float) -> float:
-    """Calls per second, best of three runs of `seconds` each (less noise on a shared machine)."""
-    best = 0.0
-    for _ in range(3):
-        n, start = 0, time.perf_counter()
-        deadline = start + seconds
-        while True:
-            for _ in range(200):
-                fn()
-            n += 200
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-        best = max(best, n / (now - start))
-    return best
 
 
 def baseline(encryptor_update, padded: bytes, bs: int, last=None):
@@ -72,7 +59,7 @@ def main() -> None:
     print(f"{'case':55} {'ours MAC/s':>12} {'baseline/s':>12} {'ratio':>6}")
     worst = 0.0
     for label, ours, base in cases:
-        r_ours, r_base = rate(ours, args.seconds), rate(base, args.seconds)
+        r_ours, r_base = rate(ours, args.seconds, batch=200), rate(base, args.seconds, batch=200)
         ratio = r_base / r_ours
         worst = max(worst, ratio)
         print(f"{label:55} {r_ours:12,.0f} {r_base:12,.0f} {ratio:6.2f}x")

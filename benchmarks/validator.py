@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import sys
-import time
 from pathlib import Path
 
 from apdu.inprocess import InProcessReader
@@ -30,6 +29,7 @@ from ykt_card.psam_issue import issue_psam
 
 sys.path.insert(0, str(Path(__file__).parent))
 import card as card_bench  # noqa: E402  (benchmarks/card.py: the card-only purchase baseline)
+from timing import rate  # noqa: E402
 
 KEYSETS = [KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml"), KeySet.load(TEST_KEYSET_DIR / "gd-test-sm4.toml")]
 TERMINAL = bytes.fromhex("440300000001")
@@ -91,26 +91,11 @@ def flows(world: World):
     }
 
 
-def rate(fn, per_call: int, seconds: float) -> float:
-    best = 0.0
-    for _ in range(3):
-        n, start = 0, time.perf_counter()
-        while True:
-            for _ in range(20):
-                fn()
-            n += 20 * per_call
-            now = time.perf_counter()
-            if now - start >= seconds:
-                break
-        best = max(best, n / (now - start))
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0)
     args = ap.parse_args()
-    card_only = rate(card_bench.capp_purchase_loop("3des"), 1, args.seconds)
+    card_only = rate(card_bench.capp_purchase_loop("3des"), args.seconds)
     print(f"card-only CAPP purchase (benchmarks/card.py, 3DES): {card_only:,.0f}/s")
     print(f"{'flow':30} {'tx/s':>7} {'time/card-only':>15} {'card APDUs':>10} {'card bytes out/in':>18} "
           f"{'PSAM APDUs':>10} {'PSAM bytes out/in':>18}")
@@ -123,7 +108,7 @@ def main() -> None:
         world.psam.reset()
         fn()
         c, p = world.card.reset(), world.psam.reset()
-        tx = rate(fn, per_call, args.seconds)
+        tx = rate(fn, args.seconds, batch=20, per_call=per_call)
         if name == "bus-flat":
             bus_flat = tx
         print(f"{name:30} {tx:7,.0f} {card_only / tx:14.1f}x {c.commands / per_call:10.1f} "

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from ykt_card.image import write_text_atomic
 
 from .journal import Journal, JournalEntry
 from .outcome import FIELDS, Outcome
@@ -69,28 +69,6 @@ def render(outcomes: Iterable[Outcome], fmt: str) -> str:
     raise ValueError(f"fmt: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def export(db: Journal | str | Path, fmt: str = "jsonl", out: str | Path = "clearing.jsonl") -> int:
     """Write the clearing file of journal ``db`` (an open Journal or its path); returns the record count."""
     if fmt not in FORMATS:
@@ -105,5 +83,5 @@ def export(db: Journal | str | Path, fmt: str = "jsonl", out: str | Path = "clea
             raise ValueError(f"db: no such journal {str(db)!r}")
         with Journal(db) as journal:
             entries = clearing_entries(journal)
-    _write_atomically(out_path, render((entry.outcome for entry in entries), fmt))
+    write_text_atomic(out_path, render((entry.outcome for entry in entries), fmt))
     return len(entries)

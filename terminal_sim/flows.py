@@ -49,14 +49,13 @@ import datetime as _dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from apdu.reader import Reader, ReaderError
+from apdu.reader import Reader, ReaderDecorator, ReaderError
 from apdu.sources import CHINA_TZ, Clock, SystemClock, bcd_datetime
 from apdu.status import (SW_INSUFFICIENT_BALANCE, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID, SW_WRONG_DATA, CardError,
                          describe)
 from keysets import TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm
 from ykt_card.host import SFI_CAPP, SFI_HISTORY, CardResponseError, PinRejected, PurchaseInit, TUnionCard
 from ykt_card.psam_host import Psam
-from ykt_card.state import PowerLoss
 
 from . import fares, records
 from .journal import JournalEntry
@@ -79,15 +78,8 @@ class PsamLinkError(Exception):
     """The PSAM's reader failed (PSAM pulled, daemon gone): a terminal fault, never a card leaving."""
 
 
-class PsamLink:
+class PsamLink(ReaderDecorator):
     """A Reader decorator for the PSAM slot: its ReaderError becomes PsamLinkError."""
-
-    def __init__(self, inner: Reader) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
 
     def connect(self) -> bytes:
         try:
@@ -107,41 +99,18 @@ class PsamLink:
         except ReaderError:
             pass
 
-    def card_present(self) -> bool:
-        return self.inner.card_present()
 
+class CardLink(ReaderDecorator):
+    """The card slot as a terminal sees it: letting go of a card that already left is not an error.
 
-class CardLink:
-    """The card slot as a terminal sees it: a virtual card's PowerLoss (a power cut inside one of its
-    writes, ykt_card.state) is the card leaving the field, i.e. ReaderError, as on a real reader."""
-
-    def __init__(self, inner: Reader) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def connect(self) -> bytes:
-        try:
-            return self.inner.connect()
-        except PowerLoss:
-            raise ReaderError(f"reader {self.inner.name!r}: card lost power at power-on") from None
-
-    def transmit(self, capdu: bytes) -> bytes:
-        try:
-            return self.inner.transmit(capdu)
-        except PowerLoss:
-            raise ReaderError(f"reader {self.inner.name!r}: card lost power (left the field)") from None
+    (A virtual card's power cut reaches the terminal as ReaderError from its transport, as on a real reader.)
+    """
 
     def disconnect(self) -> None:
         try:
             self.inner.disconnect()
-        except (ReaderError, PowerLoss):
+        except ReaderError:
             pass
-
-    def card_present(self) -> bool:
-        return self.inner.card_present()
 
 
 def _sw(exc: CardError) -> str:

@@ -18,9 +18,9 @@ The PSAM key index comes from the profile (D16: the terminal chooses), so DF 801
 `run()` waits for a card (polling `card_present`), taps, waits for the card to leave, and stops after
 `taps` outcomes or `idle_timeout` seconds without one.
 
-A card leaving the field is `apdu.ReaderError` from the card reader. The in-process virtual card signals
-a power cut inside a write (`ykt_card.state.PowerLoss`, a BaseException) instead; the validator's card
-link turns it into ReaderError, so tearing is testable in-process exactly as on a real reader.
+A card leaving the field is `apdu.ReaderError` from the card reader. A virtual card's power cut inside a
+write (`apdu.cardos.CardPowerLoss`) reaches the terminal the same way: the in-process reader turns it
+into ReaderError and the vpcd endpoint leaves the slot, so tearing is testable exactly as on a real reader.
 
 Reader decorators for measurement and fault injection live here too (they wrap any Reader):
 `CountingReader` (APDUs and bytes per direction, for benchmarks), `TearingReader` (the card leaves at
@@ -34,12 +34,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apdu.reader import Reader, ReaderError
+from apdu.reader import Reader, ReaderDecorator, ReaderError
 from apdu.sources import Clock, RandomSource, SystemClock
 from apdu.status import CardError
 from ykt_card.host import CardResponseError, TUnionCard
 from ykt_card.psam_host import Psam
-from ykt_card.state import PowerLoss
 
 from .flows import AMOUNT_FLOWS, CardLink, PsamLink, PsamLinkError, Terminal, china_time, plan, purchase
 from .journal import JournalEntry
@@ -233,27 +232,6 @@ class Validator:
 # ---------------------------------------------------------------------------------------------------
 # Reader decorators: measurement and fault injection
 
-class _Decorator:
-    def __init__(self, inner: Reader) -> None:
-        self.inner = inner
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def connect(self) -> bytes:
-        return self.inner.connect()
-
-    def transmit(self, capdu: bytes) -> bytes:
-        return self.inner.transmit(capdu)
-
-    def disconnect(self) -> None:
-        self.inner.disconnect()
-
-    def card_present(self) -> bool:
-        return self.inner.card_present()
-
-
 @dataclass
 class Counts:
     """APDUs and bytes through one reader: commands sent, bytes out (C-APDUs), bytes in (R-APDUs)."""
@@ -264,7 +242,7 @@ class Counts:
     by_ins: dict[int, int] = field(default_factory=dict)
 
 
-class CountingReader(_Decorator):
+class CountingReader(ReaderDecorator):
     """Counts commands and bytes (per INS too); `reset()` between flows, `counts` to read them."""
 
     def __init__(self, inner: Reader) -> None:
@@ -287,7 +265,7 @@ class CountingReader(_Decorator):
         return rapdu
 
 
-class TearingReader(_Decorator):
+class TearingReader(ReaderDecorator):
     """The card leaves the field at the `at`-th command (1-based, counted from construction or `arm`), or
     at the first command with instruction byte `at_ins` (e.g. 0x54: DEBIT).
 
@@ -336,7 +314,7 @@ class TearingReader(_Decorator):
             if self.when == "after":
                 try:
                     self.inner.transmit(capdu)
-                except (ReaderError, PowerLoss):
+                except ReaderError:
                     pass
             self._leave()
             raise ReaderError(f"reader {self.name!r}: card removed (tear at command {self.sent}, {self.when})")
@@ -350,7 +328,7 @@ class TearingReader(_Decorator):
             pass
 
 
-class TamperingReader(_Decorator):
+class TamperingReader(ReaderDecorator):
     """Passes every exchange through, but the response to commands with INS `ins` goes through
     `tamper(rapdu) -> rapdu` (e.g. flip a MAC2 bit in the DEBIT answer). `times` limits how often."""
 
@@ -369,7 +347,7 @@ class TamperingReader(_Decorator):
         return rapdu
 
 
-class TappingReader(_Decorator):
+class TappingReader(ReaderDecorator):
     """A card that is tapped: present until the terminal lets go of it (disconnect), then absent for one
     `card_present()` poll, then presented again. Drives `Validator.run()` with one virtual card.
 

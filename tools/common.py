@@ -30,6 +30,17 @@ def trace_option(fn):
                         metavar="FILE", help="Record every APDU exchange as JSON Lines.")(fn)
 
 
+def hex_bytes(param: str, text: str, length: int) -> bytes:
+    """An option's hex value of exactly `length` bytes, or a usage error naming the option."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise click.BadParameter(f"not hexadecimal: {text!r}", param_hint=param) from None
+    if len(raw) != length:
+        raise click.BadParameter(f"must be {length} bytes ({2 * length} hex digits), got {len(raw)}", param_hint=param)
+    return raw
+
+
 def make_rng(seed: int | None) -> RandomSource:
     return RandomSource.seeded(seed) if seed is not None else RandomSource()
 

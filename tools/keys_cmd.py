@@ -8,17 +8,8 @@ import click
 from keysets import Algorithm, KeyEntry, KeySet, compose
 from keysets.keyset import ALL_ROLES, entry_toml
 
+from .common import hex_bytes
 from .output import console, emit_json, table
-
-
-def _hex_bytes(name: str, text: str, length: int) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise click.BadParameter(f"not hexadecimal: {text!r}", param_hint=name) from None
-    if len(raw) != length:
-        raise click.BadParameter(f"must be {length} bytes ({2 * length} hex digits), got {len(raw)}", param_hint=name)
-    return raw
 
 
 @click.group("keys")
@@ -51,8 +42,8 @@ def show(keyset: Path, as_json: bool) -> None:
 def derive(keyset: Path, issuer: str, serial: str, as_json: bool) -> None:
     """Print the KCVs of the card keys diversified from KEYSET (to check a personalisation)."""
     ks = KeySet.load(keyset)
-    issuer_id = _hex_bytes("--issuer", issuer, 8)
-    serial8 = _hex_bytes("--serial", serial, 8)
+    issuer_id = hex_bytes("--issuer", issuer, 8)
+    serial8 = hex_bytes("--serial", serial, 8)
     card = ks.card_keys(issuer_id, serial8)
     result = {
         "keyset": ks.name,

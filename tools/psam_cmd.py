@@ -10,18 +10,8 @@ from keysets import KeySet
 from ykt_card.psam import ATR, PsamOS, state_summary
 from ykt_card.psam_issue import issue_psam, load_psam, psam_saver, save_psam
 
-from .common import make_rng, seed_option, serve_until_signal
+from .common import hex_bytes, make_rng, seed_option, serve_until_signal
 from .output import emit_json
-
-
-def _terminal_id(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise click.BadParameter(f"not hexadecimal: {text!r}", param_hint="--terminal-id") from None
-    if len(raw) != 6:
-        raise click.BadParameter(f"must be 6 bytes (12 hex digits), got {len(raw)}", param_hint="--terminal-id")
-    return raw
 
 
 @click.group("psam")
@@ -40,7 +30,7 @@ def issue(keysets, terminal_id, out, as_json) -> None:
     if out.exists():
         raise click.BadParameter(f"{out} already exists; refusing to overwrite a PSAM (its sequence matters)",
                                  param_hint="--out")
-    state = issue_psam([KeySet.load(k) for k in keysets], _terminal_id(terminal_id))
+    state = issue_psam([KeySet.load(k) for k in keysets], hex_bytes("--terminal-id", terminal_id, 6))
     save_psam(out, state)
     if as_json:
         emit_json(state_summary(state))

@@ -15,7 +15,7 @@ from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import TappingReader, Validator
 
-from .common import clock_option, make_clock, make_rng, reader, seed_option, trace_option
+from .common import clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_option
 from .output import emit_json
 
 
@@ -42,16 +42,6 @@ def _show(outcome: Outcome, as_json: bool) -> None:
     if d.get("reason"):
         parts.append(f"({d['reason']})")
     click.echo(" ".join(parts))
-
-
-def _terminal_hex(text: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise click.BadParameter(f"not hexadecimal: {text!r}", param_hint="--terminal-id") from None
-    if len(raw) != 6:
-        raise click.BadParameter(f"must be 6 bytes (12 hex digits), got {len(raw)}", param_hint="--terminal-id")
-    return raw
 
 
 @click.group("terminal")
@@ -143,7 +133,7 @@ def run(profile, card_spec, psam_spec, station, amount, as_json, journal_path, t
 def load(card_spec, keysets, amount, terminal_id, key_index, pin, journal_path, as_json, seed, clock,
          trace_path) -> None:
     """Top up a card online through a simulated issuer host (reference 5.7)."""
-    tid = _terminal_hex(terminal_id)
+    tid = hex_bytes("--terminal-id", terminal_id, 6)
     rng, clk = make_rng(seed), make_clock(clock)
     host = LoadHost([KeySet.load(k) for k in keysets], clock=clk)
     with contextlib.ExitStack() as stack:

@@ -24,6 +24,7 @@ from apdu.status import (SW_APP_LOCKED, SW_APP_LOCKED_PERM, SW_FCI_NOT_FORMATTED
                          SW_RECORD_NOT_FOUND, CardError, ResponseApdu)
 from apdu.t0 import Channel
 from keysets import Algorithm, SecretKey, secure_messaging_mac
+from .args import bytes_of, int_in
 
 __all__ = [
     "TUNION_AID", "PPSE_NAME", "SFI_PUBLIC", "SFI_HOLDER", "SFI_MANAGEMENT", "SFI_LOG", "SFI_CAPP",
@@ -78,22 +79,8 @@ class PinRejected(CardError):
 
 # -- input checks: precise, before anything is sent ---------------------------------------------------
 
-def _byte(value: Any, name: str, low: int = 0, high: int = 0xFF) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} {value} out of range {low}..{high}")
-    return value
-
-
-def _bytes(value: Any, name: str, *sizes: int) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-    value = bytes(value)
-    if sizes and len(value) not in sizes:
-        want = " or ".join(str(s) for s in sizes)
-        raise ValueError(f"{name} must be {want} bytes, got {len(value)}")
-    return value
+_byte = int_in
+_bytes = bytes_of
 
 
 def _u32(value: Any, name: str) -> bytes:

@@ -60,17 +60,21 @@ class ImageError(ValueError):
 # --- generic I/O ---------------------------------------------------------------------------------
 
 def write_json_atomic(path: str | os.PathLike[str], doc: Any) -> None:
-    """Write `doc` as JSON so that `path` holds either the old or the new content, never a mix.
+    """Write `doc` as JSON so that `path` holds either the old or the new content, never a mix."""
+    write_text_atomic(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` so that `path` holds either the old or the new content, never a mix.
 
     Temp file in the same directory (mode 0600: images hold test keys), fsync, rename over the
-    target, fsync the directory.
+    target, fsync the directory. Images, clearing files and anything else that must survive a kill use it.
     """
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
-    text = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

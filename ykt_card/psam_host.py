@@ -19,6 +19,7 @@ from apdu.t0 import Channel
 from keysets import Algorithm, pad80, purchase_tac_input
 
 from .host import CardResponseError
+from .args import bytes_of, int_in
 from .psam import (FID_MF, FID_TUNION, KEY_TYPE_APP_BLOCK, KEY_TYPE_APP_UNBLOCK, KEY_TYPE_TAC,
                    SFI_APP_DATA, SFI_PSAM_PUBLIC, SFI_TERMINAL_ID)
 
@@ -40,21 +41,8 @@ def usage_byte(levels: int, key_type: int) -> int:
     return (levels << 5) | key_type
 
 
-def _int(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} {value} out of range {low}..{high}")
-    return value
-
-
-def _bytes(value: Any, name: str, *sizes: int) -> bytes:
-    if not isinstance(value, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
-    value = bytes(value)
-    if sizes and len(value) not in sizes:
-        raise ValueError(f"{name} must be {' or '.join(map(str, sizes))} bytes, got {len(value)}")
-    return value
+_int = int_in
+_bytes = bytes_of
 
 
 class Psam:

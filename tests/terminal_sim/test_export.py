@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from terminal_sim import export as export_module
 from terminal_sim.export import clearing_entries, export, render
 from terminal_sim.journal import Journal
 from terminal_sim.outcome import FIELDS, Outcome
@@ -112,7 +111,8 @@ def test_export_replaces_the_file_atomically_and_leaves_no_temporaries(journal, 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(export_module.os, "replace", broken_replace)
+    import ykt_card.image as image_module  # the one atomic writer behind images and clearing files
+    monkeypatch.setattr(image_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left"):
         export(journal, "jsonl", out)
     assert out.read_text() == "previous upload\n"

@@ -17,7 +17,7 @@ import pytest
 
 from apdu import InProcessReader
 from apdu.command import CommandApdu
-from apdu.reader import Reader
+from apdu.reader import Reader, ReaderDecorator
 from apdu.sources import RandomSource, SimulatedClock
 from keysets import TEST_KEYSET_DIR, Algorithm, KeySet, diversify, purchase_tac
 from specs.catalog import card_profile_path, terminal_profile_path
@@ -43,29 +43,17 @@ AID = "A000000632010105"
 # ---------------------------------------------------------------------------------------------------
 # helpers shared by the terminal_sim tests
 
-class Wire:
+class Wire(ReaderDecorator):
     """A Reader decorator that appends (who, command, response) to a shared log: one interleaved table."""
 
     def __init__(self, inner: Reader, who: str, log: list[tuple[str, bytes, bytes]]) -> None:
-        self.inner, self.who, self.log = inner, who, log
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def connect(self) -> bytes:
-        return self.inner.connect()
+        super().__init__(inner)
+        self.who, self.log = who, log
 
     def transmit(self, capdu: bytes) -> bytes:
         rapdu = self.inner.transmit(capdu)
         self.log.append((self.who, bytes(capdu), bytes(rapdu)))
         return rapdu
-
-    def disconnect(self) -> None:
-        self.inner.disconnect()
-
-    def card_present(self) -> bool:
-        return self.inner.card_present()
 
 
 def terminal_profile(name: str, **changes: object) -> TerminalProfile:

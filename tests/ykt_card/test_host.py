@@ -19,6 +19,7 @@ from keysets import (TEST_KEYSET_DIR, TYPE_CAPP_PURCHASE, TYPE_LOAD, TYPE_PURCHA
                      KeyEntry, KeySet, LoadSession, PurchaseSession, SecretKey, load_tac,
                      purchase_tac, secure_messaging_iv, secure_messaging_mac)
 from tests.reference import h, vectors
+from tests.ykt_card.helpers import ScriptedRandom
 from ykt_card.cos import TUnionCardOS
 from ykt_card.host import (TUNION_AID, CardResponseError, Debit, Fci, LoadInit, PinRejected, Proof,
                            PurchaseInit, TUnionCard, application_block_mac,
@@ -66,25 +67,6 @@ class RecordingReader:
 
     def clear(self) -> None:
         self.exchanges.clear()
-
-
-class ScriptedRandom:
-    """The card's randomness: scripted chunks first (so vectors apply), then a simple counter."""
-
-    def __init__(self, *chunks: str) -> None:
-        self.queue = deque(h(c) for c in chunks)
-        self.n = 0
-
-    def push(self, *chunks: str) -> None:
-        self.queue.extend(h(c) for c in chunks)
-
-    def __call__(self, n: int) -> bytes:
-        if self.queue:
-            chunk = self.queue.popleft()
-            assert len(chunk) == n, f"script holds {len(chunk)} bytes, the card asked for {n}"
-            return chunk
-        self.n += 1
-        return (self.n.to_bytes(4, "big") * 4)[:n]
 
 
 def shipped_keyset(alg: str) -> KeySet:
