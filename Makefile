@@ -12,3 +12,5 @@ test:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python benchmarks/crypto.py
+	.venv/bin/python benchmarks/card.py
+	.venv/bin/python benchmarks/validator.py
