@@ -5,7 +5,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
@@ -54,7 +54,7 @@ def make_clock(text: str | None):
         raise click.BadParameter(str(exc), param_hint="--clock") from None
 
 
-def trace_clock(clock) -> "callable":
+def trace_clock(clock) -> Callable[[], float]:
     """Trace timestamps: seconds of the simulated clock (repeatable) or of the real one."""
     if isinstance(clock, SimulatedClock):
         counter = iter(range(10**9))
@@ -65,13 +65,15 @@ def trace_clock(clock) -> "callable":
 
 @contextlib.contextmanager
 def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Path | None = None,
-           clock=None) -> Iterator[OpenedReader]:
-    """Open a reader spec (optionally traced); disconnect at the end, whatever happens."""
+           stamps=time.time) -> Iterator[OpenedReader]:
+    """Open a reader spec (optionally traced, timestamps from `stamps`); disconnect at the end, whatever happens.
+
+    Readers of one command share one `stamps` (see `trace_clock`) so their exchanges interleave in order.
+    """
     opened = open_reader(spec, rng=rng, expect=expect, option=option)
     tracer = None
     if trace is not None:
-        tracer = TracingReader(opened.reader, clock=trace_clock(clock) if clock is not None else time.time,
-                               jsonl=trace)
+        tracer = TracingReader(opened.reader, clock=stamps, jsonl=trace)
         opened.reader = tracer
     try:
         yield opened

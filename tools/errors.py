@@ -1,7 +1,7 @@
 """One place where the command line turns domain errors into a one-line reason and a non-zero exit."""
 from __future__ import annotations
 
-import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,6 +22,10 @@ class YktGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # output piped into `head` and closed: not an error of ours
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             click.echo("ykt: interrupted", err=True)
             sys.exit(130)

@@ -15,7 +15,7 @@ from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import TappingReader, Validator
 
-from .common import clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_option
+from .common import clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_clock, trace_option
 from .output import emit_json
 
 
@@ -67,10 +67,12 @@ def _validator_options(fn):
 def _parts(profile, card_spec, psam_spec, journal_path, seed, clock, trace_path):
     prof = load_terminal_profile(terminal_profile_path(profile))
     rng, clk = make_rng(seed), make_clock(clock)
+    stamps = trace_clock(clk)
     with contextlib.ExitStack() as stack:
-        psam = stack.enter_context(reader(psam_spec, rng=rng, expect="psam", option="--psam", trace=None, clock=clk))
+        psam = stack.enter_context(reader(psam_spec, rng=rng, expect="psam", option="--psam", trace=trace_path,
+                                          stamps=stamps))
         card = stack.enter_context(reader(card_spec, rng=rng, expect="card", option="--card", trace=trace_path,
-                                          clock=clk))
+                                          stamps=stamps))
         journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         yield prof, psam, card, journal, rng, clk
 
@@ -138,7 +140,7 @@ def load(card_spec, keysets, amount, terminal_id, key_index, pin, journal_path, 
     host = LoadHost([KeySet.load(k) for k in keysets], clock=clk)
     with contextlib.ExitStack() as stack:
         card = stack.enter_context(reader(card_spec, rng=rng, expect="card", option="--card", trace=trace_path,
-                                          clock=clk))
+                                          stamps=trace_clock(clk)))
         journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         outcome = load_flow(card.reader, host, amount, tid, journal=journal, clock=clk, key_index=key_index, pin=pin)
     _show(outcome, as_json)

@@ -30,7 +30,7 @@ def show(file: Path, as_json: bool) -> None:
                        "hex": x.data.hex().upper(), "note": note})
         else:
             arrow = "->" if x.direction == "C" else "<-"
-            click.echo(f"{x.t - t0:9.3f} {arrow} {x.data.hex().upper():<40} {note}")
+            click.echo(f"{x.t - t0:9.3f} {x.reader:<18.18} {arrow} {x.data.hex().upper():<40} {note}")
 
 
 @trace.command("export")

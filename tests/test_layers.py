@@ -1,0 +1,38 @@
+"""The design's layering, checked on the source: lower layers never import upper ones."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ["apdu", "keysets", "ykt_card", "terminal_sim", "specs", "tools"]
+# keysets knows nothing of files or APDUs: it sits beside apdu, not on it.
+FORBIDDEN = {
+    "apdu": set(ORDER) - {"apdu"},
+    "keysets": set(ORDER) - {"keysets"},
+    "ykt_card": {"terminal_sim", "specs", "tools"},
+    "terminal_sim": {"specs", "tools"},
+    "specs": {"tools"},
+    "tools": set(),
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", ORDER)
+def test_no_upward_imports(package):
+    offenders = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = imported_packages(path) & FORBIDDEN[package]
+        if bad:
+            offenders.append(f"{path.relative_to(ROOT)} imports {', '.join(sorted(bad))}")
+    assert not offenders, offenders
