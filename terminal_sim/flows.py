@@ -515,7 +515,7 @@ def load(card_reader: Reader, host: LoadHost, amount: int, terminal_id: bytes, *
                 assert result.proof is not None
                 req = _request_from(dict(grey.context or {}), grey.outcome)
                 when = bytes.fromhex((grey.context or {}).get("host_datetime", "00" * 7))
-                mac2_ok = req is not None and host.expected_mac2(req, when) == result.proof.mac2
+                mac2_ok = req is not None and host.verify_mac2(req, when, result.proof.mac2)
                 tac_ok = req is not None and host.verify_tac(req, when, result.proof.tac)
                 out = recovered_load(grey.outcome, result.proof, mac2_ok, tac_ok)
                 journal.resolve(grey.id, out)

@@ -128,6 +128,10 @@ class LoadHost:
         _, session = self._session(req)
         return session.mac2(req.amount, req.terminal_id, host_datetime)
 
+    def verify_mac2(self, req: LoadRequest, host_datetime: bytes, mac2: bytes) -> bool:
+        """Constant-time check that a card's proof carries the MAC2 this host sent for that load."""
+        return hmac.compare_digest(self.expected_mac2(req, host_datetime), bytes(mac2))
+
     def verify_tac(self, req: LoadRequest, host_datetime: bytes, tac: bytes) -> bool:
         """The card's TAC over balance after, online counter before, amount, 02, terminal, date-time."""
         ks = self._keyset(req)
