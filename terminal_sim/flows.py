@@ -345,13 +345,18 @@ def purchase(term: Terminal, card: TUnionCard, view: CardView, plan_: Plan, now:
     stage = "init"
     torn: Outcome | None = None
     try:
-        try:
-            init = card.initialize_purchase(term.profile.key_index, plan_.amount, term.terminal_id,
-                                            capp=plan_.capp)
-        except CardError as exc:
-            return term.record(Outcome(status="declined", **{**base, "reason": _init_refusal(exc)}))
-        except CardResponseError as exc:
-            return term.record(Outcome(status="declined", **{**base, "reason": f"INITIALIZE malformed: {exc.reason}"}))
+        indexes = (term.profile.key_index, *term.profile.key_index_fallbacks)
+        for tried, key_index in enumerate(indexes, start=1):
+            try:
+                init = card.initialize_purchase(key_index, plan_.amount, term.terminal_id, capp=plan_.capp)
+                break
+            except CardError as exc:
+                if exc.sw == SW_KEY_INDEX_UNSUPPORTED and tried < len(indexes):
+                    continue          # D16: this card lacks the preferred key set; try the next one
+                return term.record(Outcome(status="declined", **{**base, "reason": _init_refusal(exc)}))
+            except CardResponseError as exc:
+                return term.record(Outcome(status="declined",
+                                           **{**base, "reason": f"INITIALIZE malformed: {exc.reason}"}))
         stage = "initialized"
         if rerun is not None and rerun.outcome.card_counter == init.offline_counter:
             term.journal.resolve(rerun.id, void_outcome(rerun.outcome))

@@ -18,7 +18,8 @@ Field reference (``*`` = required):
   ``line`` (4 hex; required for bus, metro, ferry), ``station`` (metro and ferry: 4 hex, bus: 2 hex, as
   the card records hold them), ``vehicle`` (bus number, up to 8 ASCII characters), ``direction`` (AB
   or BA, default AB).
-* ``key_index``\\* (1..255; the reference card: 1 = 3DES, 2 = SM4, D16), ``transaction_type``\\* ("06",
+* ``key_index``\\* (1..255, or a list in order of preference, tried in turn when a card answers 9403;
+  the reference card: 1 = 3DES, 2 = SM4, D16), ``transaction_type``\\* ("06",
   "09"; "02" for load), ``ef1e_layout`` (A or B, default A, D8), ``ef1a_record`` (1 metro, 2 bus;
   required by the metro flows and by segment, refused elsewhere: flat-capp writes EF1E only).
 * ``stations``: mapping code → name, in line order (bus: the AB direction).
@@ -149,6 +150,7 @@ class TerminalProfile:
     recovery_window: int
     load: LoadSettings | None
     source: str = "<memory>"
+    key_index_fallbacks: tuple[int, ...] = ()   # tried in order when the card answers 9403 (D16 migration)
 
     def __hash__(self) -> int:
         return hash((self.name, self.source, self.station, self.direction))
@@ -353,7 +355,16 @@ def _build(doc: dict, fail, base: Path, source: str) -> TerminalProfile:
         if direction not in ("AB", "BA"):
             fail("direction", f"expected 'AB' or 'BA', got {direction!r}")
 
-    key_index = _int(doc["key_index"], "key_index", fail, 1, 255)
+    raw_index = doc["key_index"]
+    if isinstance(raw_index, list):  # a preference order: the next is tried when the card answers 9403
+        if not raw_index:
+            fail("key_index", "an empty list names no key index")
+        indexes = [_int(v, f"key_index[{i}]", fail, 1, 255) for i, v in enumerate(raw_index)]
+        if len(set(indexes)) != len(indexes):
+            fail("key_index", f"a key index is listed twice in {indexes}")
+    else:
+        indexes = [_int(raw_index, "key_index", fail, 1, 255)]
+    key_index, key_index_fallbacks = indexes[0], tuple(indexes[1:])
     transaction_type = _text(doc["transaction_type"], "transaction_type", fail)
     if transaction_type not in types:
         fail("transaction_type", f"flow {flow!r} uses {' or '.join(repr(t) for t in types)}, "
@@ -405,7 +416,7 @@ def _build(doc: dict, fail, base: Path, source: str) -> TerminalProfile:
     return TerminalProfile(
         name=name.strip(), mode=mode, flow=flow, city=city, province=province, operator=operator,
         acceptor=acceptor, line=line, station=station, vehicle=vehicle, direction=direction,
-        key_index=key_index, transaction_type=transaction_type, ef1e_layout=ef1e_layout,
+        key_index=key_index, key_index_fallbacks=key_index_fallbacks, transaction_type=transaction_type, ef1e_layout=ef1e_layout,
         ef1a_record=ef1a_record, stations=MappingProxyType(stations), fares=fares, discounts=discounts,
         blacklist=blacklist, whitelist=whitelist, recovery_window=recovery_window, load=load,
         source=source)

@@ -124,8 +124,9 @@ def run(profile, card_spec, psam_spec, station, amount, as_json, journal_path, t
               help="TEST key set of the simulated load host (load and TAC master keys).")
 @click.option("--amount", required=True, type=click.IntRange(1, 0xFFFFFFFF), metavar="FEN")
 @click.option("--terminal-id", required=True, metavar="HEX12", help="Terminal number of the load terminal.")
-@click.option("--key-index", type=click.IntRange(1, 255), default=1, show_default=True,
-              help="Key index sent in INITIALIZE FOR LOAD (D16: 01 3DES, 02 SM4).")
+@click.option("--key-index", type=click.IntRange(1, 255), default=None,
+              help="Key index sent in INITIALIZE FOR LOAD (D16: 01 3DES, 02 SM4); default: the load key index "
+                   "of the first --keyset.")
 @click.option("--pin", default=None, help="VERIFY PIN first (cards whose profile requires it).")
 @_journal_option(required=False)
 @click.option("--json", "as_json", is_flag=True, help="The outcome as JSON.")
@@ -137,7 +138,10 @@ def load(card_spec, keysets, amount, terminal_id, key_index, pin, journal_path, 
     """Top up a card online through a simulated issuer host (reference 5.7)."""
     tid = hex_bytes("--terminal-id", terminal_id, 6)
     rng, clk = make_rng(seed), make_clock(clock)
-    host = LoadHost([KeySet.load(k) for k in keysets], clock=clk)
+    sets = [KeySet.load(k) for k in keysets]
+    host = LoadHost(sets, clock=clk)
+    if key_index is None:
+        key_index = sets[0].entry("load").index
     with contextlib.ExitStack() as stack:
         card = stack.enter_context(reader(card_spec, rng=rng, expect="card", option="--card", trace=trace_path,
                                           stamps=trace_clock(clk)))

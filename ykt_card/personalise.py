@@ -70,7 +70,12 @@ def ef17_bytes(profile: CardProfile) -> bytes:
 
 
 def select_key_sets(profile: CardProfile, keysets: Sequence[KeySet], algorithm: str | None) -> dict[int, KeySet]:
-    """Match each key set to the profile's key slot of its algorithm (D16); --algorithm keeps one."""
+    """The card's key sets by key index (D16); --algorithm keeps one.
+
+    The profile says which algorithms a card of this issuer carries; the key index is the one the key set's
+    own keys carry, because that is what terminals send in INITIALIZE and PSAMs are issued with. (The
+    shipped profiles and key sets agree: 01 3DES, 02 SM4.)
+    """
     if not keysets:
         raise IssueError("--keyset: at least one key set is needed")
     chosen: dict[int, KeySet] = {}
@@ -82,14 +87,16 @@ def select_key_sets(profile: CardProfile, keysets: Sequence[KeySet], algorithm: 
         seen.add(alg)
         if algorithm is not None and alg != algorithm:
             continue
-        slot = next((s for s in profile.keys if s.algorithm == alg), None)
-        if slot is None:
+        if not any(s.algorithm == alg for s in profile.keys):
             raise IssueError(f"--keyset {ks.source}: profile {profile.name} has no {alg} key slot")
         try:
             ks.require(Use.SIMULATION)
         except KeySetError as exc:
             raise IssueError(str(exc)) from None
-        chosen[slot.index] = ks
+        index = ks.entry("purchase").index
+        if index in chosen:
+            raise IssueError(f"--keyset {ks.source}: key index {index:02X} is already taken by {chosen[index].source}")
+        chosen[index] = ks
     if not chosen:
         raise IssueError(f"--algorithm {algorithm}: none of the key sets given is {algorithm}")
     return chosen

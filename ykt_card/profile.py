@@ -27,7 +27,10 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class KeySlot:
-    """One key set a card carries: the algorithm and the key index INITIALIZE selects it by (D16)."""
+    """One key set a card of this issuer carries: its algorithm and the provincial key index (D16).
+
+    The index documents the allocation; a card is personalised at the index its key set's keys carry.
+    """
 
     algorithm: str
     index: int

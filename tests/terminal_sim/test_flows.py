@@ -125,12 +125,13 @@ class World:
 
 def make_world(card_profile: str = "reference", card_no: str = CARD_NO, balance: int = 5000, seed: int = 1,
                clock: str = CLOCK_START, issued_on: _dt.date = _dt.date(2024, 1, 1),
-               psam: PsamOS | None = None, **profile_changes: object) -> World:
-    """A card issued from a shipped card profile (fields replaced by `profile_changes`) and a PSAM."""
+               psam: PsamOS | None = None, algorithm: str | None = None, **profile_changes: object) -> World:
+    """A card issued from a shipped card profile (fields replaced by `profile_changes`) and a PSAM;
+    `algorithm` keeps only that key set on the card."""
     cp = load_card_profile(card_profile_path(card_profile))
     if profile_changes:
         cp = dataclasses.replace(cp, **profile_changes)
-    issued = issue_card(cp, [KS3, KS4], card_no, issued_on, balance=balance)
+    issued = issue_card(cp, [KS3, KS4], card_no, issued_on, balance=balance, algorithm=algorithm)
     card_os = TUnionCardOS(issued.state, rng=RandomSource(seed))
     if psam is None:
         psam = PsamOS(issue_psam([KS3, KS4], TERMINAL_ID), random=RandomSource(seed + 1000))
@@ -422,3 +423,16 @@ def test_the_shipped_profiles_all_run():
         assert out.status == "approved", (name, out.reason)
         assert out.tac == tac_of(out, w.state)
 
+
+
+@pytest.mark.parametrize("terminal,algorithm,tried", [("bus-flat", "sm4", ["01", "02"]),
+                                                      ("bus-flat-capp", "3des", ["02", "01"])])
+def test_a_card_without_the_preferred_key_set_is_served_with_the_next(terminal, algorithm, tried):
+    """D16 migration: the profile lists key indexes in preference order; 9403 moves to the next one."""
+    w = make_world(algorithm=algorithm)
+    out = w.validator(terminal).tap()
+    assert out.status == "approved" and out.algorithm == algorithm
+    inits = [c for who, c, _ in w.log if who == "card" and c[:2] == b"\x80\x50"]
+    assert [f"{c[5]:02X}" for c in inits] == tried
+    assert [r[-2:].hex().upper() for who, c, r in w.log if who == "card" and c[:2] == b"\x80\x50"] == ["9403", "9000"]
+    assert out.tac == tac_of(out, w.state)

@@ -290,3 +290,27 @@ def test_transport_key_needs_a_card_master():
                 {r: e for r, e in K3.keys.items() if r != "card_master"}, "no-master.toml")
     with pytest.raises(IssueError, match=r"no-master\.toml: no card_master"):
         transport_key_for({1: ks})
+
+
+def test_a_key_set_is_installed_at_its_own_key_index():
+    """Terminals send the index the key set's keys carry; an SM4 set numbered 01 answers at 01."""
+    import tomllib
+    import datetime as _dt
+    from keysets import KeySet, TEST_KEYSET_DIR
+    from specs.catalog import card_profile_path
+    from ykt_card.cos import TUnionCardOS
+    from ykt_card.personalise import issue_card
+    from ykt_card.profile import load_card_profile
+
+    doc = tomllib.loads((TEST_KEYSET_DIR / "gd-test-sm4.toml").read_text())
+    for entry in doc["keys"].values():
+        entry["index"] = 1
+    sm4_at_01 = KeySet.from_dict(doc, "sm4-at-01.toml")
+    profile = load_card_profile(card_profile_path("reference"))
+    card = TUnionCardOS(issue_card(profile, [sm4_at_01], profile.card_number(1), _dt.date(2026, 1, 1),
+                                    balance=100).state)
+    card.power_on()
+    assert card.process(bytes.fromhex("00A4040008A00000063201010500"))[-2:] == b"\x90\x00"
+    init = card.process(bytes.fromhex("805001020B01000000014403000000010F"))
+    assert init[-2:] == b"\x90\x00" and init[10] == 0x04          # index 01 answered, algorithm SM4
+    assert card.process(bytes.fromhex("805001020B02000000014403000000010F")) == bytes.fromhex("9403")
