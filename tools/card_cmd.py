@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from apdu.iso14443 import pseudo_atr
-from apdu.vpcd import VpcdEndpoint, parse_endpoint, slot_port
+from apdu.vpcd import slot_port
 from keysets import KeySet
 from specs.catalog import DEFAULT_CARD_PROFILE, card_profile_path
 from ykt_card.cos import TUnionCardOS
@@ -148,10 +148,8 @@ def personalise(script_path, reader_spec, keysets, seed, trace_path, as_json) ->
 def serve(image: Path, endpoint: str, seed: int | None) -> None:
     """Serve a card image to pcscd through vsmartcard's vpcd until SIGTERM, saving every change."""
     state = load_card(image)
-    host, port = parse_endpoint(endpoint)
     card_os = TUnionCardOS(state, rng=make_rng(seed).fork("card"), on_commit=saver(image))
-    atr = pseudo_atr(state.ats_historical)
-    serve_until_signal(VpcdEndpoint(card_os, host, port, atr=atr), f"card {state.card_no}")
+    serve_until_signal(card_os, endpoint, pseudo_atr(state.ats_historical), f"card {state.card_no}")
 
 
 @card.command("read")

@@ -84,8 +84,12 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
             tracer.close()
 
 
-def serve_until_signal(endpoint, what: str) -> None:
-    """Serve a vpcd endpoint until SIGTERM or SIGINT, then stop cleanly."""
+def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> None:
+    """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly."""
+    from apdu.vpcd import VpcdEndpoint, parse_endpoint
+
+    host, port = parse_endpoint(endpoint_text)
+    endpoint = VpcdEndpoint(card_os, host, port, atr=atr)
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001

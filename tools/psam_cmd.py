@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from apdu.vpcd import VpcdEndpoint, parse_endpoint, slot_port
+from apdu.vpcd import slot_port
 from keysets import KeySet
 from ykt_card.psam import ATR, PsamOS, state_summary
 from ykt_card.psam_issue import issue_psam, load_psam, psam_saver, save_psam
@@ -45,7 +45,5 @@ def issue(keysets, terminal_id, out, as_json) -> None:
 @seed_option
 def serve(image: Path, endpoint: str, seed: int | None) -> None:
     """Serve a PSAM image to pcscd through vpcd until SIGTERM, saving every change (terminal sequence)."""
-    state = load_psam(image)
-    host, port = parse_endpoint(endpoint)
-    psam_os = PsamOS(state, random=make_rng(seed).fork("psam"), on_change=psam_saver(image))
-    serve_until_signal(VpcdEndpoint(psam_os, host, port, atr=ATR), f"PSAM {image}")
+    psam_os = PsamOS(load_psam(image), random=make_rng(seed).fork("psam"), on_change=psam_saver(image))
+    serve_until_signal(psam_os, endpoint, ATR, f"PSAM {image}")

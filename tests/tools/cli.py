@@ -6,10 +6,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+YKT_ARGS = [sys.executable, "-m", "tools.cli"]
 
 
 def ykt(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.cli", *map(str, args)], cwd=cwd or ROOT,
+    return subprocess.run([*YKT_ARGS, *map(str, args)], cwd=cwd or ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
