@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+import sys
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from apdu.iso14443 import pseudo_atr
 from apdu.vpcd import slot_port
@@ -14,7 +17,8 @@ from ykt_card.cos import TUnionCardOS
 from ykt_card.dump import read_card, render_text, to_json
 from ykt_card.host import TUnionCard
 from ykt_card.image import load_card, save_card, saver
-from ykt_card.personalise import append_registry, blank_card, issue_batch, select_key_sets, transport_key_for
+from ykt_card.personalise import (append_registry, batch_numbers, blank_card, issue_card, select_key_sets,
+                                   transport_key_for)
 from ykt_card.profile import load_card_profile
 from ykt_card.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
@@ -27,13 +31,15 @@ def card() -> None:
     """Virtual T-Union cards: issue, serve to pcscd, read."""
 
 
-def _targets(out: Path, cards, many: bool, suffix: str, option: str) -> list[Path]:
-    """One file per card: `out` itself for a single card, else `out/<card_no><suffix>` (never overwritten)."""
+def _targets(out: Path, numbers: list[str], many: bool, suffix: str, option: str) -> list[Path]:
+    """One file per card: `out` itself for a single card, else `out/<card_no><suffix>`; never overwritten."""
     if not many and not out.is_dir():
+        if out.exists():
+            raise click.BadParameter(f"{out} already exists; refusing to overwrite it", param_hint=option)
         return [out]
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out} exists and is not a folder", param_hint=option)
-    targets = [out / f"{c.card_no}{suffix}" for c in cards]
+    targets = [out / f"{n}{suffix}" for n in numbers]
     clash = next((t for t in targets if t.exists()), None)
     if clash is not None:
         raise click.BadParameter(f"{clash} already exists; refusing to overwrite it", param_hint=option)
@@ -68,28 +74,31 @@ def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, s
     if script_out is not None and balance:
         raise click.BadParameter(f"{balance}: a scripted card starts at 0 fen (no reference command sets the "
                                  "purse; load it after personalisation)", param_hint="--balance")
-    cards = issue_batch(prof, sets, first, count, issued_on, balance=balance, algorithm=algorithm)
-    scripts: list[tuple[Path, Script]] = []
-    if script_out is not None:
-        transport = transport_key_for(select_key_sets(prof, sets, algorithm))
-        paths = _targets(script_out, cards, count > 1, ".jsonl", "--script")
-        scripts = [(p, build_script(c.state, transport, prof.name)) for p, c in zip(paths, cards)]
-    targets = _targets(out, cards, count > 1, ".json", "--out")
-    for folder in {t.parent for t in targets + [p for p, _ in scripts]}:
+    numbers = batch_numbers(prof, first, count)
+    slots = select_key_sets(prof, sets, algorithm)          # refused now, before anything is written
+    targets = _targets(out, numbers, count > 1, ".json", "--out")
+    script_paths = _targets(script_out, numbers, count > 1, ".jsonl", "--script") if script_out else None
+    transport = transport_key_for(slots) if script_paths else None
+    for folder in {t.parent for t in targets + (script_paths or [])}:
         folder.mkdir(parents=True, exist_ok=True)
-    for c, target in zip(cards, targets):
-        save_card(target, c.state)
-    for path, script in scripts:
-        save_script(path, script)
-    if registry is not None:
-        append_registry(registry, [c.registry for c in cards])
-    if as_json:
-        for c, target in zip(cards, targets):
-            emit_json({**c.registry, "image": str(target)})
-    else:
-        for c, target in zip(cards, targets):
-            click.echo(f"issued {c.card_no} ({prof.name}, {', '.join(c.registry['algorithms'])}, "
-                       f"balance {balance} fen) -> {target}")
+    progress = Progress(TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True, disable=count == 1 or not sys.stderr.isatty(),
+                        redirect_stdout=False, redirect_stderr=False)
+    with progress:
+        task = progress.add_task("issue", total=count)
+        for i, number in enumerate(numbers):
+            c = issue_card(prof, sets, number, issued_on, balance=balance, algorithm=algorithm)
+            save_card(targets[i], c.state)
+            if script_paths:
+                save_script(script_paths[i], build_script(c.state, transport, prof.name))
+            if registry is not None:      # one line per card as it exists: an interrupted batch loses nothing
+                append_registry(registry, [c.registry])
+            if as_json:
+                emit_json({**c.registry, "image": str(targets[i])})
+            else:
+                click.echo(f"issued {c.card_no} ({prof.name}, {', '.join(c.registry['algorithms'])}, "
+                           f"balance {balance} fen) -> {targets[i]}")
+            progress.advance(task)
 
 
 @card.command("blank")

@@ -23,8 +23,8 @@ from .terminal_cmd import terminal
 def cli() -> None:
     """ykt: workbench for the China T-Union (交通联合, JT/T 978) transit card.
 
-    Virtual cards and PSAMs, a validator simulator, personalisation with managed TEST keys, and a
-    conformance suite. Every command exits non-zero with a one-line reason on bad input.
+    Virtual cards and PSAMs, personalisation with managed TEST keys, and a validator simulator with its
+    journal and clearing file. Every command exits non-zero with a one-line reason on bad input.
     """
 
 
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors too become one line (`ykt: error: …`) and exit 2."""
     try:
         rv = cli.main(args=argv, prog_name="ykt", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `ykt` or `ykt card` alone: show the help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+        sys.exit(0)
     except click.UsageError as exc:
         where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
         click.echo(f"ykt: error: {where}{one_line(exc.format_message())}", err=True)

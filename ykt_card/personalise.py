@@ -194,22 +194,27 @@ def blank_card(profile: CardProfile, transport_key: SecretKey) -> CardState:
     return state
 
 
-def issue_batch(profile: CardProfile, keysets: Sequence[KeySet], first_card_no: str, count: int,
-                issued_on: _dt.date, **kwargs) -> list[IssuedCard]:
-    """`count` cards with consecutive numbers (the check-digit rule is not public, so none is computed)."""
+def batch_numbers(profile: CardProfile, first_card_no: str, count: int) -> list[str]:
+    """`count` consecutive card numbers from the first (the check-digit rule is not public, so none is computed)."""
     if count < 1:
         raise IssueError(f"--count {count}: must be at least 1")
     first = normalise_card_no(first_card_no)
     width = 20 - len(profile.card_no_prefix)
-    start = int(first[len(profile.card_no_prefix):]) if first.startswith(profile.card_no_prefix) else None
-    if start is None:
+    if not first.startswith(profile.card_no_prefix):
         raise IssueError(f"--card-no {first}: profile {profile.name} numbers start with {profile.card_no_prefix}")
+    start = int(first[len(profile.card_no_prefix):])
     if start + count > 10**width:
         raise IssueError(f"--count {count}: card numbers would run past {profile.card_no_prefix}{'9' * width}")
     try:
-        return [issue_card(profile, keysets, profile.card_number(start + i), issued_on, **kwargs) for i in range(count)]
+        return [profile.card_number(start + i) for i in range(count)]
     except ProfileError as exc:
         raise IssueError(str(exc)) from None
+
+
+def issue_batch(profile: CardProfile, keysets: Sequence[KeySet], first_card_no: str, count: int,
+                issued_on: _dt.date, **kwargs) -> list[IssuedCard]:
+    """`count` cards with consecutive numbers (see batch_numbers)."""
+    return [issue_card(profile, keysets, n, issued_on, **kwargs) for n in batch_numbers(profile, first_card_no, count)]
 
 
 def append_registry(path: str | Path, lines: Sequence[dict[str, object]]) -> None:

@@ -220,3 +220,23 @@ def test_personalise_a_blank_card_served_through_pcscd(tmp_path, pcscd):
     assert proc.returncode == 0
     assert comparable(tmp_path / "blank.json") == comparable(tmp_path / "direct.json")
     assert "03104871900000000001" in json.dumps(read)
+
+
+def test_a_batch_streams_cards_and_registry_lines_and_never_overwrites(tmp_path):
+    from .cli import ykt as run
+    reg = tmp_path / "reg.jsonl"
+    out = tmp_path / "batch"
+    p = run("card", "issue", "--keyset", K3, "--count", "3", "--out", out, "--registry", reg)
+    assert p.returncode == 0 and p.stderr == ""           # no progress noise when stderr is not a terminal
+    assert len(p.stdout.splitlines()) == 3 and len(reg.read_text().splitlines()) == 3
+    again = run("card", "issue", "--keyset", K3, "--count", "3", "--out", out, "--registry", reg)
+    assert again.returncode != 0 and "refusing to overwrite" in again.stderr
+    assert len(reg.read_text().splitlines()) == 3          # nothing appended for a refused batch
+    single = out / "03105810000000000001.json"
+    assert run("card", "issue", "--keyset", K3, "--out", single).returncode != 0
+
+
+def test_ykt_without_a_command_shows_help():
+    from .cli import ykt as run
+    p = run()
+    assert p.returncode == 0 and p.stdout.startswith("Usage: ykt")
