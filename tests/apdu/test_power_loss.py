@@ -63,3 +63,21 @@ def test_vpcd_card_leaves_the_slot_and_comes_back(vpcd_card):
     assert again.transmit(bytes.fromhex("00A4040000")) == b"\x90\x00"
     again.disconnect()
     assert card.power_ons >= 2
+
+
+@pytest.mark.pcsc
+def test_a_served_card_reconnects_when_pcscd_restarts(vpcd_card, pcscd):
+    """vpcd goes away with pcscd; the endpoint keeps trying and the card is back once pcscd is."""
+    from apdu.pcsc import PcscReader
+
+    assert pcscd.owned, "this test restarts pcscd, so the session must have started it"
+    card = FlakyCard()
+    served = vpcd_card(card, slot=0, atr=bytes.fromhex("3B8080010101"))
+    pcscd.stop()
+    pcscd.start()
+    pcscd.wait_card(served.reader_name, present=True, timeout=20)
+    reader = PcscReader(served.reader_name)
+    reader.connect()
+    assert reader.transmit(bytes.fromhex("00A4040000")) == b"\x90\x00"
+    reader.disconnect()
+    assert served.endpoint.error is None
