@@ -25,11 +25,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings
 
 from apdu.cardos import CardOS
 from apdu.pcscd import Pcscd, card_state, session_lock, vpcd_reader_name
 from apdu.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
+
+
+# Property tests: no per-example deadline (CI machines are shared and slow at times); in CI the examples
+# are derived from the test itself, so a red run repeats exactly and a green one is not luck.
+settings.register_profile("ykt", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ykt-ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+settings.load_profile("ykt-ci" if os.environ.get("CI") else "ykt")
 
 
 @pytest.fixture(scope="session")
