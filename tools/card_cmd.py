@@ -22,7 +22,8 @@ from ykt_card.personalise import (append_registry, batch_numbers, blank_card, is
 from ykt_card.profile import load_card_profile
 from ykt_card.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
-from .common import clock_option, make_clock, make_rng, reader, seed_option, serve_until_signal, trace_option
+from .common import (clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
+                     serve_until_signal, trace_option)
 from .output import emit_json
 
 
@@ -127,7 +128,7 @@ def blank(keysets, profile, algorithm, out, as_json) -> None:
 @click.option("--script", "script_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Personalisation script written by `ykt card issue --script`.")
 @click.option("--reader", "reader_spec", default="pcsc", show_default=True, metavar="R",
-              help="pcsc, pcsc:NAME or image:PATH: where the blank card sits.")
+              help="pcsc, pcsc:NAME, nfc:DEVICE or image:PATH: where the blank card sits.")
 @click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="TEST key set(s) holding the script's transport and maintenance keys (by KCV).")
 @seed_option
@@ -151,19 +152,28 @@ def personalise(script_path, reader_spec, keysets, seed, trace_path, as_json) ->
 
 @card.command("serve")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--vpcd", "endpoint", default=f"localhost:{slot_port(0)}", show_default=True, metavar="HOST:PORT",
-              help="vpcd slot to connect to (second slot: localhost:35964).")
+@click.option("--vpcd", "endpoint", default=None, metavar="HOST:PORT",
+              help=f"vpcd slot to connect to (the default, localhost:{slot_port(0)}; second slot: localhost:35964).")
+@click.option("--nfc", "nfc_path", default=None, metavar="udp:HOST:PORT",
+              help="Instead of vpcd: be an ISO 14443-4 card on nfcpy's udp driver (read it with --reader "
+                   "nfc:udp:HOST:PORT). One card per port.")
 @seed_option
-def serve(image: Path, endpoint: str, seed: int | None) -> None:
-    """Serve a card image to pcscd through vsmartcard's vpcd until SIGTERM, saving every change."""
+def serve(image: Path, endpoint: str | None, nfc_path: str | None, seed: int | None) -> None:
+    """Serve a card image to pcscd through vsmartcard's vpcd, or over NFC, until SIGTERM, saving every change."""
+    if endpoint is not None and nfc_path is not None:
+        raise click.BadParameter("give --vpcd or --nfc, not both", param_hint="--vpcd/--nfc")
     state = load_card(image)
     card_os = TUnionCardOS(state, rng=make_rng(seed).fork("card"), on_commit=saver(image))
-    serve_until_signal(card_os, endpoint, pseudo_atr(state.ats_historical), f"card {state.card_no}")
+    if nfc_path is not None:
+        serve_nfc_until_signal(card_os, nfc_path, f"card {state.card_no}")
+    else:
+        serve_until_signal(card_os, endpoint or f"localhost:{slot_port(0)}", pseudo_atr(state.ats_historical),
+                           f"card {state.card_no}")
 
 
 @card.command("read")
 @click.option("--reader", "reader_spec", default="pcsc", show_default=True, metavar="R",
-              help="pcsc, pcsc:NAME or image:PATH.")
+              help="pcsc, pcsc:NAME, nfc:DEVICE or image:PATH.")
 @click.option("--layout", type=click.Choice(["A", "B"], case_sensitive=False), default="A", show_default=True,
               help="EF1E layout to decode with (D8).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

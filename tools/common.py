@@ -90,6 +90,26 @@ def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> No
 
     host, port = parse_endpoint(endpoint_text)
     endpoint = VpcdEndpoint(card_os, host, port, atr=atr)
+    _run_until_signal(endpoint, what, f"to vpcd at {endpoint.host}:{endpoint.port}")
+
+
+def serve_nfc_until_signal(card_os, path: str, what: str) -> None:
+    """Serve a contactless Card OS as an ISO 14443-4 card on nfcpy's udp driver until SIGTERM or SIGINT."""
+    from apdu.nfc import NfcCardEndpoint
+
+    try:
+        endpoint = NfcCardEndpoint(card_os, path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--nfc") from None
+    _run_until_signal(endpoint, what, f"as an NFC card on {endpoint.path}", ready=endpoint.wait_listening)
+
+
+def _run_until_signal(endpoint, what: str, where: str, ready: Callable[[float], bool] | None = None) -> None:
+    """Run an endpoint (vpcd or NFC) in a thread until a signal or its own failure; report either.
+
+    With `ready`, the banner waits until the endpoint can be found (an NFC card listens), so a script may
+    start its reader as soon as it reads the banner.
+    """
     stop = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001
@@ -97,8 +117,11 @@ def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> No
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    click.echo(f"serving {what} to vpcd at {endpoint.host}:{endpoint.port} (SIGTERM to stop)", err=True)
+    if ready is None:
+        click.echo(f"serving {what} {where} (SIGTERM to stop)", err=True)
     thread = endpoint.serve_in_thread()
+    if ready is not None and ready(5.0):
+        click.echo(f"serving {what} {where} (SIGTERM to stop)", err=True)
     while not stop.wait(0.2):
         if not thread.is_alive():
             break

@@ -8,6 +8,10 @@ from typing import TypeVar
 
 import click
 
+from apdu.reader import ReaderError
+from apdu.status import CardError
+from ykt_card.host import CardResponseError
+
 F = TypeVar("F", bound=Callable[..., object])
 
 EXIT_BAD_INPUT = 2
@@ -29,6 +33,9 @@ class YktGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("ykt: interrupted", err=True)
             sys.exit(130)
+        except (ReaderError, CardError, CardResponseError) as exc:  # the link or the card said no
+            click.echo(f"ykt: error: {one_line(exc)}", err=True)
+            sys.exit(EXIT_FAILED)
         except (ValueError, LookupError, OSError) as exc:
             click.echo(f"ykt: error: {one_line(exc)}", err=True)
             sys.exit(EXIT_BAD_INPUT)

@@ -52,7 +52,8 @@ def terminal() -> None:
 def _validator_options(fn):
     for opt in reversed([
         click.option("--profile", required=True, help="Terminal profile name (specs/profiles/terminals) or path."),
-        click.option("--card", "card_spec", required=True, metavar="R", help="Card reader: pcsc[:NAME] or image:PATH."),
+        click.option("--card", "card_spec", required=True, metavar="R",
+                     help="Card reader: pcsc[:NAME], nfc:DEVICE or image:PATH."),
         click.option("--psam", "psam_spec", required=True, metavar="R", help="PSAM reader: pcsc[:NAME] or image:PATH."),
         click.option("--station", default=None, help="Station code, replacing the profile's (metro, bus segment)."),
         click.option("--amount", type=click.IntRange(0, 0xFFFFFFFF), default=None, metavar="FEN",
@@ -119,7 +120,8 @@ def run(profile, card_spec, psam_spec, station, amount, as_json, journal_path, t
 
 
 @terminal.command("load")
-@click.option("--card", "card_spec", required=True, metavar="R", help="Card reader: pcsc[:NAME] or image:PATH.")
+@click.option("--card", "card_spec", required=True, metavar="R",
+              help="Card reader: pcsc[:NAME], nfc:DEVICE or image:PATH.")
 @click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="TEST key set of the simulated load host (load and TAC master keys).")
 @click.option("--amount", required=True, type=click.IntRange(1, 0xFFFFFFFF), metavar="FEN")

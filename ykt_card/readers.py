@@ -1,8 +1,9 @@
 """Reader specifications of the command line (design.md) → a `Reader`.
 
 `pcsc` (first reader holding a card), `pcsc:NAME` (exact name or unique prefix), `image:PATH` (an in-process
-virtual card or PSAM from an image, saved back after every change), `nfc:DEVICE` (not supported yet: refused
-with that reason). One resolver, so `card read`, `terminal tap` and `terminal load` accept the same forms.
+virtual card or PSAM from an image, saved back after every change), `nfc:DEVICE` (an nfcpy reader: `nfc:usb`,
+or `nfc:udp[:HOST:PORT]` for a card served by `ykt card serve --nfc`). One resolver, so `card read`,
+`terminal tap` and `terminal load` accept the same forms.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class OpenedReader:
 
     reader: Reader
     spec: str
-    kind: str                    # "pcsc" or "image"
+    kind: str                    # "pcsc", "image" or "nfc"
     card_os: object | None = None
 
 
@@ -71,8 +72,13 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
             os_ = PsamOS(load_psam(path), random=rng.fork("psam"), on_change=psam_saver(path))
         return OpenedReader(InProcessReader(os_, name=f"image:{path}"), spec, "image", os_)  # type: ignore[arg-type]
     if scheme == "nfc":
-        raise ReaderSpecError(f"{option} {spec!r}: NFC readers (nfcpy) are not supported by this version; "
-                              "use pcsc[:NAME] or image:PATH")
+        if not rest:
+            raise ReaderSpecError(f"{option} {spec!r}: nfc: needs an nfcpy device path (nfc:usb, nfc:udp:HOST:PORT)")
+        from apdu.nfc import NfcReader  # needs nfcpy; only imported when asked for
+        try:
+            return OpenedReader(NfcReader(rest), spec, "nfc")
+        except ValueError as exc:
+            raise ReaderSpecError(f"{option} {spec!r}: {exc}") from None
     raise ReaderSpecError(f"{option} {spec!r}: expected pcsc, pcsc:NAME, image:PATH or nfc:DEVICE")
 
 

@@ -94,7 +94,7 @@ def test_unknown_command_and_option_are_one_line():
     one_line_error(ykt("frobnicate"))
     one_line_error(ykt("card", "read", "--colour", "red"))
     assert "expected pcsc" in one_line_error(ykt("card", "read", "--reader", "floppy:0"))
-    assert "NFC readers" in one_line_error(ykt("card", "read", "--reader", "nfc:usb"))
+    assert "no NFC readers found on nfcpy path 'usb'" in one_line_error(ykt("card", "read", "--reader", "nfc:usb"))
 
 
 def test_trace_show_and_export_through_tshark(tmp_path):
