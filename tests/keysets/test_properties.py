@@ -86,3 +86,14 @@ def test_secure_messaging_mac_binds_the_challenge(algorithm, key, c1, c2):
     if c1 != c2:
         assert secure_messaging_mac(algorithm, key, c1, b"\x84\x1e\x00\x00\x04") != secure_messaging_mac(
             algorithm, key, c2, b"\x84\x1e\x00\x00\x04")
+
+
+def test_3des_accepts_keys_with_equal_halves():
+    """Blank test cards ship with an all-FF transport key: 2-key 3DES with K1 = K2 is single DES, not an error."""
+    from keysets import kcv
+
+    ff = bytes([0xFF]) * 16
+    block = bytes(range(8))
+    assert tdes(ff).encrypt(block) == des(ff[:8]).encrypt(block)
+    assert len(kcv(Algorithm.TDES, ff)) == 3
+    assert len(mac(Algorithm.TDES, ff, b"\x84\x1e\x00\x00\x04", bytes(8))) == 4
