@@ -142,8 +142,22 @@ def describe(sw: int) -> str:
     return "unknown status word"
 
 
+class _StatusWordParts:
+    """SW1 and SW2 of anything carrying a status word `sw` (responses, card refusals)."""
+
+    sw: int
+
+    @property
+    def sw1(self) -> int:
+        return self.sw >> 8
+
+    @property
+    def sw2(self) -> int:
+        return self.sw & 0xFF
+
+
 @dataclass(frozen=True)
-class ResponseApdu:
+class ResponseApdu(_StatusWordParts):
     """One response APDU: data field (0..65536 bytes) then SW1 SW2."""
 
     data: bytes
@@ -179,13 +193,6 @@ class ResponseApdu:
         """Upper-case hex of data ‖ SW1 SW2."""
         return self.to_bytes().hex().upper()
 
-    @property
-    def sw1(self) -> int:
-        return self.sw >> 8
-
-    @property
-    def sw2(self) -> int:
-        return self.sw & 0xFF
 
     @property
     def ok(self) -> bool:
@@ -202,7 +209,7 @@ class ResponseApdu:
         return f"{self.data.hex().upper()} {status}" if self.data else status
 
 
-class CardError(Exception):
+class CardError(_StatusWordParts, Exception):
     """A card refused a command: carries the status word (`sw`) and an optional `detail` for humans.
 
     Card handlers raise it and the dispatcher answers `sw` with no data; host APIs raise it when a
@@ -218,13 +225,6 @@ class CardError(Exception):
         self.sw = sw
         self.detail = detail
 
-    @property
-    def sw1(self) -> int:
-        return self.sw >> 8
-
-    @property
-    def sw2(self) -> int:
-        return self.sw & 0xFF
 
     def __str__(self) -> str:
         text = f"{self.sw:04X} {describe(self.sw)}"

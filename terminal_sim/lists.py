@@ -147,22 +147,22 @@ def _read(path: str | Path) -> tuple[str, str]:
         raise ListError(f"{p}: cannot read: {exc.strerror}") from None
 
 
-def load_blacklist(path: str | Path) -> BlackList:
-    """Load a black list file; a file of another kind is refused."""
+def _load(path: str | Path, kind: type, expected: str, other: str):
     text, name = _read(path)
     result = parse_list(text, name)
-    if not isinstance(result, BlackList):
-        raise ListError(f"{name}: kind: expected blacklist, got issuers")
+    if not isinstance(result, kind):
+        raise ListError(f"{name}: kind: expected {expected}, got {other}")
     return result
+
+
+def load_blacklist(path: str | Path) -> BlackList:
+    """Load a black list file; a file of another kind is refused."""
+    return _load(path, BlackList, "blacklist", "issuers")
 
 
 def load_whitelist(path: str | Path) -> IssuerWhiteList:
     """Load an issuer white list file; a file of another kind is refused."""
-    text, name = _read(path)
-    result = parse_list(text, name)
-    if not isinstance(result, IssuerWhiteList):
-        raise ListError(f"{name}: kind: expected issuers, got blacklist")
-    return result
+    return _load(path, IssuerWhiteList, "issuers", "blacklist")
 
 
 def acceptance_refusal(*, issuer_id: str, card_city: str, interop: str, local_city: str,

@@ -178,6 +178,20 @@ def _fields_lines(entry: dict[str, Any], indent: str) -> list[str]:
     return lines
 
 
+def _record_table(title: str, entries: Any, header: str, cells: Callable[[dict[str, Any]], tuple[str, ...]]) -> list[str]:
+    """A titled table of records (EF18, EF1E); a refused read or an undecodable record still shows."""
+    lines = [title]
+    if _refused(entries):
+        return lines + [f"  {_refused(entries)}"]
+    if not entries:
+        return lines + ["  (none)"]
+    rows = [_HEADERS[header]]
+    for e in entries:
+        f = e.get("fields")
+        rows.append((str(e["record"]), *(cells(f) if f is not None else ("?", "?", "?", "?", e.get("decode_error", "")))))
+    return lines + _table(rows)
+
+
 def render_text(dump: dict[str, Any]) -> str:
     """A readable report of a dump (what `ykt card read` prints without --json)."""
     lines: list[str] = []
@@ -216,22 +230,9 @@ def render_text(dump: dict[str, Any]) -> str:
                      f"{_yuan(balance.get('limit'))}, total available {_yuan(balance.get('total'))})")
 
     lines.append("")
-    txs = dump.get("transactions", [])
-    lines.append("Transactions (EF18, newest first)")
-    if _refused(txs):
-        lines.append(f"  {_refused(txs)}")
-    elif not txs:
-        lines.append("  (none)")
-    else:
-        rows = [_HEADERS["EF18"]]
-        for t in txs:
-            f = t.get("fields")
-            if f is None:
-                rows.append((str(t["record"]), "?", "?", "?", "?", t.get("decode_error", "")))
-                continue
-            rows.append((str(t["record"]), str(f["counter"]), f"{f['type']} {f['type_name']}",
-                         _yuan(f["amount"]), f["terminal_id"], _value(f["datetime"])))
-        lines += _table(rows)
+    lines += _record_table("Transactions (EF18, newest first)", dump.get("transactions", []), "EF18",
+                           lambda f: (str(f["counter"]), f"{f['type']} {f['type_name']}", _yuan(f["amount"]),
+                                      f["terminal_id"], _value(f["datetime"])))
 
     lines.append("")
     lines.append("Transit records (EF1A)")
@@ -244,20 +245,8 @@ def render_text(dump: dict[str, Any]) -> str:
 
     lines.append("")
     history = dump.get("history", {})
-    entries = history.get("records", [])
-    lines.append(f"Transit history (EF1E, layout {history.get('layout', '?')}, newest first)")
-    if _refused(entries):
-        lines.append(f"  {_refused(entries)}")
-    elif not entries:
-        lines.append("  (none)")
-    else:
-        rows = [_HEADERS["EF1E"]]
-        for h in entries:
-            f = h.get("fields")
-            if f is None:
-                rows.append((str(h["record"]), "?", "?", "?", "?", h.get("decode_error", "")))
-                continue
-            rows.append((str(h["record"]), f["type"], _yuan(f["amount"]), _yuan(f["balance_after"]),
-                         _value(f["datetime"]), f["terminal_id"]))
-        lines += _table(rows)
+    lines += _record_table(f"Transit history (EF1E, layout {history.get('layout', '?')}, newest first)",
+                           history.get("records", []), "EF1E",
+                           lambda f: (f["type"], _yuan(f["amount"]), _yuan(f["balance_after"]),
+                                      _value(f["datetime"]), f["terminal_id"]))
     return "\n".join(lines) + "\n"
