@@ -3,16 +3,16 @@
 Knows nothing of T-Union. Transports that need optional packages (pcsc, vpcd, nfc) and traces live
 in their own modules and are imported from there, so `import apdu` needs nothing but the stdlib.
 """
-from . import tlv
-from .cardos import CardOS
-from .command import ApduError, CommandApdu
-from .dispatch import CardApplication, InstructionTable, instruction, respond
-from .inprocess import InProcessReader
-from .reader import Reader, ReaderError
-from .status import *  # noqa: F401,F403 - SW_* constants, ResponseApdu, CardError, describe...
-from .status import __all__ as _status_all
-from .t0 import Channel, get_response, transceive
-from .tlv import TAG_NAMES, Tlv, TlvError
+from apdu import tlv
+from apdu.cardos import CardOS
+from apdu.command import ApduError, CommandApdu
+from apdu.dispatch import CardApplication, InstructionTable, instruction, respond
+from apdu.transport.inprocess import InProcessReader
+from apdu.reader import Reader, ReaderError
+from apdu.status import *  # noqa: F401,F403 - SW_* constants, ResponseApdu, CardError, describe...
+from apdu.status import __all__ as _status_all
+from apdu.t0 import Channel, get_response, transceive
+from apdu.tlv import TAG_NAMES, Tlv, TlvError
 
 __all__ = [
     "tlv", "CardOS", "Reader", "ReaderError", "ApduError", "CommandApdu",

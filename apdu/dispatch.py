@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar, Union
 
-from .command import ApduError, CommandApdu
-from .status import (SW_CLA_NOT_SUPPORTED, SW_INS_NOT_SUPPORTED, SW_OK, SW_UNKNOWN, SW_WRONG_LENGTH,
+from apdu.command import ApduError, CommandApdu
+from apdu.status import (SW_CLA_NOT_SUPPORTED, SW_INS_NOT_SUPPORTED, SW_OK, SW_UNKNOWN, SW_WRONG_LENGTH,
                      CardError, is_valid_sw)
 
 __all__ = ["Handler", "HandlerResult", "InstructionTable", "respond", "instruction", "CardApplication"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .command import ApduError
+from apdu.command import ApduError
 
 __all__ = [
     "ResponseApdu", "CardError", "STATUS_WORDS", "describe", "is_valid_sw", "pin_tries_sw",

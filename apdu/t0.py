@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .command import CommandApdu
-from .reader import Reader, ReaderError
-from .status import SW_OK, CardError, ResponseApdu
+from apdu.command import CommandApdu
+from apdu.reader import Reader, ReaderError
+from apdu.status import SW_OK, CardError, ResponseApdu
 
 __all__ = ["transceive", "get_response", "Channel", "MAX_GET_RESPONSE"]
 

@@ -13,12 +13,12 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 from keysets import TEST_KEYSET_DIR, KeySet, PurchaseSession, purchase_tac
 from specs.catalog import card_profile_path
-from ykt_card.cos import TUnionCardOS
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
 
 sys.path.insert(0, str(Path(__file__).parent))
 from timing import rate  # noqa: E402

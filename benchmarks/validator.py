@@ -13,19 +13,20 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-from apdu.inprocess import InProcessReader
-from apdu.sources import RandomSource, SimulatedClock
+from apdu.transport.inprocess import InProcessReader
+from keysets.randomness import RandomSource
+from ykt_card.clock import SimulatedClock
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path, terminal_profile_path
 from terminal_sim.flows import load as load_flow
 from terminal_sim.load_host import LoadHost
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import CountingReader, Validator
-from ykt_card.cos import TUnionCardOS
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
-from ykt_card.psam import PsamOS
-from ykt_card.psam_issue import issue_psam
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.psam.cos import PsamOS
+from ykt_card.psam.issue import issue_psam
 
 sys.path.insert(0, str(Path(__file__).parent))
 import card as card_bench  # noqa: E402  (benchmarks/card.py: the card-only purchase baseline)

@@ -7,6 +7,7 @@ from .compose import ComponentError, compose
 from .derive import diversify, diversify_once, kcv, load_session_key, purchase_session_key, tac_key
 from .keyset import ALL_ROLES, REQUIRED_ROLES, KeyEntry, KeySet, KeySetError, Use
 from .mac import full_mac, mac, pad80, verify_mac
+from .randomness import RandomSource
 from .secret import SecretKey
 from .transaction import (
     PURCHASE_TYPES,

@@ -50,12 +50,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apdu.reader import Reader, ReaderDecorator, ReaderError
-from apdu.sources import CHINA_TZ, Clock, SystemClock, bcd_datetime
+from ykt_card.clock import CHINA_TZ, Clock, SystemClock, bcd_datetime
 from apdu.status import (SW_INSUFFICIENT_BALANCE, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID, SW_WRONG_DATA, CardError,
                          describe)
 from keysets import TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm
-from ykt_card.host import SFI_CAPP, SFI_HISTORY, CardResponseError, PinRejected, PurchaseInit, TUnionCard
-from ykt_card.psam_host import Psam
+from ykt_card.host.card import SFI_CAPP, SFI_HISTORY, CardResponseError, PinRejected, PurchaseInit, TUnionCard
+from ykt_card.host.psam import Psam
 
 from . import fares, records
 from .journal import JournalEntry

@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apdu.sources import Clock, SystemClock, bcd_datetime
+from ykt_card.clock import Clock, SystemClock, bcd_datetime
 from keysets import Algorithm, KeySet, LoadSession, diversify, load_tac
 from keysets.keyset import KeySetError, Use
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from apdu.status import SW_FILE_NOT_FOUND, SW_RECORD_NOT_FOUND, CardError, describe
 from keysets import Algorithm
-from ykt_card.host import CardResponseError, Fci, Management, PublicData, TUnionCard
-from ykt_card.psam_host import Psam
+from ykt_card.host.card import CardResponseError, Fci, Management, PublicData, TUnionCard
+from ykt_card.host.psam import Psam
 
 from .lists import BlackList, IssuerWhiteList, ListError, acceptance_refusal, load_blacklist, load_whitelist
 from .profile import TerminalProfile

@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from apdu.sources import CHINA_TZ
+from ykt_card.clock import CHINA_TZ
 from apdu.status import SW_MAC_INVALID, SW_NO_PROOF, CardError, describe
-from ykt_card.host import CardResponseError, Proof, TUnionCard
-from ykt_card.psam_host import Psam
+from ykt_card.host.card import CardResponseError, Proof, TUnionCard
+from ykt_card.host.psam import Psam
 
 from .journal import JournalEntry, JournalError
 from .outcome import Outcome

@@ -35,10 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from apdu.reader import Reader, ReaderDecorator, ReaderError
-from apdu.sources import Clock, RandomSource, SystemClock
+from keysets.randomness import RandomSource
+from ykt_card.clock import Clock, SystemClock
 from apdu.status import CardError
-from ykt_card.host import CardResponseError, TUnionCard
-from ykt_card.psam_host import Psam
+from ykt_card.host.card import CardResponseError, TUnionCard
+from ykt_card.host.psam import Psam
 
 from .flows import AMOUNT_FLOWS, CardLink, PsamLink, PsamLinkError, Terminal, china_time, plan, purchase
 from .journal import JournalEntry

@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from apdu.cardos import CardOS
-from apdu.pcscd import Pcscd, card_state, session_lock, vpcd_reader_name
-from apdu.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
+from apdu.transport.pcscd import Pcscd, card_state, session_lock, vpcd_reader_name
+from apdu.transport.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
 
 
 # Property tests: no per-example deadline (CI machines are shared and slow at times); in CI the examples

@@ -7,21 +7,21 @@ import logging
 
 import pytest
 
-from apdu.inprocess import InProcessReader
-from apdu.sources import SimulatedClock
+from apdu.transport.inprocess import InProcessReader
+from ykt_card.clock import SimulatedClock
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path, terminal_profile_path
 from terminal_sim.load_host import LoadHost
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import Validator
-from ykt_card.cos import TUnionCardOS
-from ykt_card.dump import read_card, to_json
-from ykt_card.host import TUnionCard
-from ykt_card.image import ImageError, card_to_doc, card_from_doc
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
-from ykt_card.psam import PsamOS, state_summary
-from ykt_card.psam_issue import issue_psam
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.dump import read_card, to_json
+from ykt_card.host.card import TUnionCard
+from ykt_card.card.image import ImageError, card_to_doc, card_from_doc
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.psam.cos import PsamOS, state_summary
+from ykt_card.psam.issue import issue_psam
 
 KEYSETS = [KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml"), KeySet.load(TEST_KEYSET_DIR / "gd-test-sm4.toml")]
 

@@ -10,17 +10,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from apdu.iso14443 import pseudo_atr
-from apdu.vpcd import slot_port
+from apdu.transport.vpcd import slot_port
 from keysets import KeySet
 from specs.catalog import DEFAULT_CARD_PROFILE, card_profile_path
-from ykt_card.cos import TUnionCardOS
-from ykt_card.dump import read_card, render_text, to_json
-from ykt_card.host import TUnionCard
-from ykt_card.image import load_card, save_card, saver
-from ykt_card.personalise import (append_registry, batch_numbers, blank_card, issue_card, select_key_sets,
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.dump import read_card, render_text, to_json
+from ykt_card.host.card import TUnionCard
+from ykt_card.card.image import load_card, save_card, saver
+from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank_card, issue_card, select_key_sets,
                                    transport_key_for)
-from ykt_card.profile import load_card_profile
-from ykt_card.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.host.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
 from .common import (clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
                      serve_until_signal, trace_option)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from apdu.sources import RandomSource, SimulatedClock, SystemClock
+from keysets.randomness import RandomSource
+from ykt_card.clock import SimulatedClock, SystemClock
 from apdu.trace import TracingReader
-from ykt_card.readers import OpenedReader, open_reader
+from ykt_card.host.readers import OpenedReader, open_reader
 
 
 def seed_option(fn):
@@ -86,7 +87,7 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
 
 def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> None:
     """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly."""
-    from apdu.vpcd import VpcdEndpoint, parse_endpoint
+    from apdu.transport.vpcd import VpcdEndpoint, parse_endpoint
 
     host, port = parse_endpoint(endpoint_text)
     endpoint = VpcdEndpoint(card_os, host, port, atr=atr)
@@ -95,7 +96,7 @@ def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> No
 
 def serve_nfc_until_signal(card_os, path: str, what: str) -> None:
     """Serve a contactless Card OS as an ISO 14443-4 card on nfcpy's udp driver until SIGTERM or SIGINT."""
-    from apdu.nfc import NfcCardEndpoint
+    from apdu.transport.nfc import NfcCardEndpoint
 
     try:
         endpoint = NfcCardEndpoint(card_os, path)

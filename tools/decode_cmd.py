@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ykt_card.decode import CHOICES, decode_ef, render_text
+from ykt_card.layouts.decode import CHOICES, decode_ef, render_text
 
 from .output import emit_json
 

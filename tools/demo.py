@@ -14,8 +14,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from apdu.inprocess import InProcessReader
-from apdu.sources import RandomSource, SimulatedClock
+from apdu.transport.inprocess import InProcessReader
+from keysets.randomness import RandomSource
+from ykt_card.clock import SimulatedClock
 from apdu.trace import TracingReader
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path, terminal_profile_path
@@ -27,14 +28,14 @@ from terminal_sim.load_host import LoadHost
 from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import TearingReader, Validator
-from ykt_card.annotate import describe_command, describe_response
-from ykt_card.cos import TUnionCardOS
-from ykt_card.image import save_card, saver
-from ykt_card.image import load_card
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
-from ykt_card.psam import PsamOS
-from ykt_card.psam_issue import issue_psam, psam_saver, save_psam
+from ykt_card.host.annotate import describe_command, describe_response
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.card.image import save_card, saver
+from ykt_card.card.image import load_card
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.psam.cos import PsamOS
+from ykt_card.psam.issue import issue_psam, psam_saver, save_psam
 
 
 TERMINAL_ID = bytes.fromhex("440300000001")
@@ -67,7 +68,7 @@ class Story:
         """Card and PSAM from their images, traced; images saved after every change."""
         card = TUnionCardOS(load_card(self.card_path), rng=self.rng.fork(f"card{self.tick}"),
                             on_commit=saver(self.card_path))
-        from ykt_card.psam_issue import load_psam
+        from ykt_card.psam.issue import load_psam
         psam = PsamOS(load_psam(self.psam_path), random=self.rng.fork(f"psam{self.tick}"),
                       on_change=psam_saver(self.psam_path))
         card_reader = TracingReader(InProcessReader(card, name="card"), clock=self._trace_clock)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from apdu.pcscd import doctor as run_checks
+from apdu.transport.pcscd import doctor as run_checks
 
 from .output import emit_json
 

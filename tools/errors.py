@@ -10,7 +10,7 @@ import click
 
 from apdu.reader import ReaderError
 from apdu.status import CardError
-from ykt_card.host import CardResponseError
+from ykt_card.host.card import CardResponseError
 
 F = TypeVar("F", bound=Callable[..., object])
 

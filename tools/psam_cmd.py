@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from apdu.vpcd import slot_port
+from apdu.transport.vpcd import slot_port
 from keysets import KeySet
-from ykt_card.psam import ATR, PsamOS, state_summary
-from ykt_card.psam_issue import issue_psam, load_psam, psam_saver, save_psam
+from ykt_card.psam.cos import ATR, PsamOS, state_summary
+from ykt_card.psam.issue import issue_psam, load_psam, psam_saver, save_psam
 
 from .common import hex_bytes, make_rng, seed_option, serve_until_signal
 from .output import emit_json

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from apdu.trace import TSHARK_DECODE_AS, export_pcapng, read_jsonl
-from ykt_card.annotate import describe_command, describe_response
+from ykt_card.host.annotate import describe_command, describe_response
 
 from .output import emit_json
 

@@ -8,12 +8,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CardState": "state", "FaultInjector": "state", "PowerLoss": "state", "Lock": "state",
-    "Proof": "state", "PpseEntry": "state", "PersistentStore": "state", "StateError": "state",
-    "TUnionCardOS": "cos",
-    "ImageError": "image", "load_card": "image", "save_card": "image", "read_image": "image",
-    "write_json_atomic": "image", "saver": "image", "card_to_doc": "image", "card_from_doc": "image",
-    "DocReader": "image",
+    "CardState": "card.state", "FaultInjector": "card.state", "PowerLoss": "card.state", "Lock": "card.state",
+    "Proof": "card.state", "PpseEntry": "card.state", "PersistentStore": "card.state", "StateError": "card.state",
+    "TUnionCardOS": "card.cos",
+    "ImageError": "card.image", "load_card": "card.image", "save_card": "card.image", "read_image": "card.image",
+    "write_json_atomic": "card.image", "saver": "card.image", "card_to_doc": "card.image",
+    "card_from_doc": "card.image", "DocReader": "card.image",
 }
 
 __all__ = sorted(_EXPORTS)

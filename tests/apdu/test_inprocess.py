@@ -6,7 +6,7 @@ import pytest
 from apdu.cardos import CardOS
 from apdu.command import CommandApdu
 from apdu.dispatch import CardApplication, instruction
-from apdu.inprocess import InProcessReader
+from apdu.transport.inprocess import InProcessReader
 from apdu.reader import Reader, ReaderError
 
 H = bytes.fromhex

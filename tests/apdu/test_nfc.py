@@ -15,7 +15,7 @@ import nfc
 import nfc.clf
 from apdu.cardos import CardOS, CardPowerLoss
 from apdu.iso14443 import Ats, pseudo_atr
-from apdu.nfc import (
+from apdu.transport.nfc import (
     DEFAULT_UID,
     CardRemoved,
     IsoDepPicc,

@@ -9,7 +9,7 @@ import pytest
 
 from apdu.command import ApduError, CommandApdu
 from apdu.dispatch import CardApplication, instruction
-from apdu.inprocess import InProcessReader
+from apdu.transport.inprocess import InProcessReader
 from apdu.reader import ReaderError
 from apdu.status import SW_CONDITIONS, SW_FILE_NOT_FOUND, CardError, ResponseApdu
 from apdu.t0 import MAX_GET_RESPONSE, Channel, get_response, transceive

@@ -111,7 +111,7 @@ def test_export_replaces_the_file_atomically_and_leaves_no_temporaries(journal, 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    import ykt_card.image as image_module  # the one atomic writer behind images and clearing files
+    import ykt_card.card.image as image_module  # the one atomic writer behind images and clearing files
     monkeypatch.setattr(image_module.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left"):
         export(journal, "jsonl", out)

@@ -1,6 +1,6 @@
 """The validator's flows as exact exchange tables (nfcpy style), and what each flow writes and charges.
 
-Every flow runs against the real virtual card (ykt_card.cos) and the real virtual PSAM (ykt_card.psam),
+Every flow runs against the real virtual card (ykt_card.card.cos) and the real virtual PSAM (ykt_card.psam.cos),
 in-process. An exchange table lists every command, card and PSAM interleaved, in order: class,
 instruction, P1, P2 and the data fields the reference fixes; cryptograms are checked by linking them to
 the answer they come from (the MAC1 of DEBIT is the one the PSAM answered, ...) and by recomputing them
@@ -18,19 +18,20 @@ import pytest
 from apdu import InProcessReader
 from apdu.command import CommandApdu
 from apdu.reader import Reader, ReaderDecorator
-from apdu.sources import RandomSource, SimulatedClock
+from keysets.randomness import RandomSource
+from ykt_card.clock import SimulatedClock
 from keysets import TEST_KEYSET_DIR, Algorithm, KeySet, diversify, purchase_tac
 from specs.catalog import card_profile_path, terminal_profile_path
 from terminal_sim.outcome import Outcome
 from terminal_sim.profile import TerminalProfile, load_terminal_profile, parse_terminal_profile
 from terminal_sim.records import parse_bus, parse_history, parse_metro
 from terminal_sim.validator import Validator
-from ykt_card.cos import TUnionCardOS
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
-from ykt_card.psam import PsamOS
-from ykt_card.psam_issue import issue_psam
-from ykt_card.state import CardState
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.psam.cos import PsamOS
+from ykt_card.psam.issue import issue_psam
+from ykt_card.card.state import CardState
 
 KS3 = KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml")
 KS4 = KeySet.load(TEST_KEYSET_DIR / "gd-test-sm4.toml")

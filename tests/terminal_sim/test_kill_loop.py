@@ -2,7 +2,7 @@
 
 A child process (this module run as a script) serves one image-backed virtual card, tapped again and
 again, through an image-backed virtual PSAM, journaling to SQLite. The card image is saved after every
-commit and the PSAM image after every change (ykt_card.image, ykt_card.psam_issue: atomic writes, both
+commit and the PSAM image after every change (ykt_card.card.image, ykt_card.psam.issue: atomic writes, both
 saved before the answer leaves). The parent kills the child at 50+ seeded random moments, each time
 restarting it with a clock that continues where the journal left off, and checks after every kill:
 
@@ -37,15 +37,16 @@ START_BALANCE = 5_000_000
 def child(argv: list[str]) -> None:
     """The validator loop on image-backed parts (run as: python test_kill_loop.py CARD PSAM DB ...)."""
     from apdu import InProcessReader
-    from apdu.sources import RandomSource, SimulatedClock
+    from keysets.randomness import RandomSource
+    from ykt_card.clock import SimulatedClock
     from specs.catalog import terminal_profile_path
     from terminal_sim.journal import Journal
     from terminal_sim.profile import load_terminal_profile
     from terminal_sim.validator import TappingReader, Validator
-    from ykt_card.cos import TUnionCardOS
-    from ykt_card.image import load_card, saver
-    from ykt_card.psam import PsamOS
-    from ykt_card.psam_issue import load_psam, psam_saver
+    from ykt_card.card.cos import TUnionCardOS
+    from ykt_card.card.image import load_card, saver
+    from ykt_card.psam.cos import PsamOS
+    from ykt_card.psam.issue import load_psam, psam_saver
 
     parser = argparse.ArgumentParser()
     for name in ("card", "psam", "journal", "profile", "clock"):
@@ -69,10 +70,10 @@ def child(argv: list[str]) -> None:
 
 def _world(tmp: Path) -> tuple[Path, Path, Path, int]:
     from tests.terminal_sim.test_flows import KS3, KS4, TERMINAL_ID
-    from ykt_card.image import save_card
-    from ykt_card.personalise import issue_card
-    from ykt_card.profile import load_card_profile
-    from ykt_card.psam_issue import issue_psam, save_psam
+    from ykt_card.card.image import save_card
+    from ykt_card.issuance.personalise import issue_card
+    from ykt_card.issuance.profile import load_card_profile
+    from ykt_card.psam.issue import issue_psam, save_psam
     from specs.catalog import card_profile_path
 
     profile = dataclasses.replace(load_card_profile(card_profile_path("reference")), max_balance=2 * START_BALANCE)
@@ -110,7 +111,7 @@ def _check(paths: tuple[Path, Path, Path], counter0: int, exact: bool) -> tuple[
     """The invariants of the module docstring; returns (money records, the pending grey record's state:
     None, "debited" (the card committed it) or "not debited")."""
     from terminal_sim.journal import Journal
-    from ykt_card.image import load_card
+    from ykt_card.card.image import load_card
 
     from tests.terminal_sim.test_flows import tac_of
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from apdu.sources import SimulatedClock
+from ykt_card.clock import SimulatedClock
 from keysets import Algorithm, KeySet, KeySetError, LoadSession, load_tac
 from terminal_sim.flows import load
 from terminal_sim.journal import Journal
@@ -164,7 +164,7 @@ def test_the_host_keeps_its_keys_to_itself():
 
 
 def test_power_loss_at_every_write_step_of_credit(tmp_path: Path):
-    from ykt_card.state import FaultInjector
+    from ykt_card.card.state import FaultInjector
 
     probe = make_world()
     probe.card_os.fault = FaultInjector()

@@ -9,8 +9,8 @@ from pathlib import Path
 from keysets import Algorithm, SecretKey
 from terminal_sim.prechecks import Lists, algorithm_of_key_index
 from terminal_sim.validator import TamperingReader
-from ykt_card.host import application_block_mac
-from ykt_card.state import Lock
+from ykt_card.host.card import application_block_mac
+from ykt_card.card.state import Lock
 
 from tests.terminal_sim.test_flows import (READ_17, SELECT, answer, card_key, command, headers, make_world,
                                            terminal_profile)

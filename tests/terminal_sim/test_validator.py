@@ -9,8 +9,8 @@ from apdu import InProcessReader
 from terminal_sim.journal import Journal
 from terminal_sim.profile import ProfileError
 from terminal_sim.validator import CountingReader, TappingReader, TearingReader, TerminalError, Validator
-from ykt_card.image import card_to_doc
-from ykt_card.psam_issue import psam_to_doc
+from ykt_card.card.image import card_to_doc
+from ykt_card.psam.issue import psam_to_doc
 
 from tests.terminal_sim.test_flows import make_world, terminal_profile
 

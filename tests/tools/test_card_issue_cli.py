@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from apdu.pcscd import vpcd_reader_name
+from apdu.transport.pcscd import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, KeySet
-from ykt_card.image import card_to_doc, load_card
+from ykt_card.card.image import card_to_doc, load_card
 
 YKT = [sys.executable, "-m", "tools.cli"]
 K3 = str(TEST_KEYSET_DIR / "gd-test-3des.toml")

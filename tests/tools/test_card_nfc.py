@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from keysets import TEST_KEYSET_DIR
-from ykt_card.image import load_card
+from ykt_card.card.image import load_card
 
 from .cli import ROOT, YKT_ARGS, one_line_error, ykt
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from apdu.pcsc import PcscReader
-from apdu.pcscd import vpcd_reader_name
+from apdu.transport.pcsc import PcscReader
+from apdu.transport.pcscd import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, Algorithm, KeySet, LoadSession, PurchaseSession, load_tac, purchase_tac
-from ykt_card.image import load_card
+from ykt_card.card.image import load_card
 
 YKT = [sys.executable, "-m", "tools.cli"]
 K3 = TEST_KEYSET_DIR / "gd-test-3des.toml"

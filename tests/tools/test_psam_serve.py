@@ -4,11 +4,11 @@ import subprocess
 
 import pytest
 
-from apdu.pcsc import PcscReader
-from apdu.pcscd import vpcd_reader_name
+from apdu.transport.pcsc import PcscReader
+from apdu.transport.pcscd import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR
-from ykt_card.psam_host import Psam
-from ykt_card.psam_issue import load_psam
+from ykt_card.host.psam import Psam
+from ykt_card.psam.issue import load_psam
 
 from .cli import ROOT, YKT_ARGS, ykt
 

@@ -11,19 +11,19 @@ import pytest
 
 from apdu.cardos import CardPowerLoss
 from apdu.iso14443 import pseudo_atr
-from apdu.pcscd import vpcd_reader_name
+from apdu.transport.pcscd import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path
 from terminal_sim.clearing import tac_verifies
 from terminal_sim.export import clearing_entries
 from terminal_sim.journal import Journal
 from terminal_sim.outcome import Outcome
-from ykt_card.cos import TUnionCardOS
-from ykt_card.personalise import issue_card
-from ykt_card.profile import load_card_profile
-from ykt_card.psam import ATR as PSAM_ATR
-from ykt_card.psam import PsamOS
-from ykt_card.psam_issue import issue_psam
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.issuance.personalise import issue_card
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.psam.cos import ATR as PSAM_ATR
+from ykt_card.psam.cos import PsamOS
+from ykt_card.psam.issue import issue_psam
 
 from .cli import ykt
 

@@ -16,8 +16,8 @@ from keysets import (
     TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm, KeyEntry, KeySet, LoadSession,
     PurchaseSession, SecretKey, load_tac, purchase_tac, secure_messaging_mac, TEST_KEYSET_DIR,
 )
-from ykt_card.cos import TUnionCardOS
-from ykt_card.state import CardState
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.card.state import CardState
 
 VECTORS = json.loads(Path("/work/shared/reference/vectors.json").read_text())
 AID = "A000000632010105"

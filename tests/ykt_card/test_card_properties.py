@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 from apdu.status import is_valid_sw
-from ykt_card.state import FaultInjector, PowerLoss
+from ykt_card.card.state import FaultInjector, PowerLoss
 
 from tests.ykt_card.helpers import (
     Exchange, HostTerminal, capp_update_1a, capp_update_1e, gd_keyset, h, make_card,

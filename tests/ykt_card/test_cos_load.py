@@ -1,7 +1,7 @@
 """Online load (圈存): the real-card vector byte for byte, the computed 3DES/SM4 vectors, every refusal."""
 import pytest
 
-from ykt_card.state import CardState
+from ykt_card.card.state import CardState
 
 from tests.ykt_card.helpers import (
     EF15, SELECT_AID, VECTORS, HostTerminal, ScriptedRandom, computed_master_keyset, gd_keyset, h,

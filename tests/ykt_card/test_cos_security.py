@@ -3,7 +3,7 @@ import pytest
 
 from keysets import Algorithm, SecretKey, secure_messaging_mac
 from keysets.mac import pad80
-from ykt_card.state import Lock
+from ykt_card.card.state import Lock
 
 from tests.ykt_card.helpers import (
     EF15, SELECT_AID, HostTerminal, ScriptedRandom, computed_master_keyset, gd_keyset, h, make_card,

@@ -1,7 +1,7 @@
 """Selection, file reads and GET BALANCE: exact exchange tables (reference 1.2, 1.3, 1.4, D3)."""
 import pytest
 
-from ykt_card.state import Lock
+from ykt_card.card.state import Lock
 
 from tests.ykt_card.helpers import AID, EF15, SELECT_AID, HostTerminal, h, make_card, run_table, gd_keyset
 
@@ -30,7 +30,7 @@ def test_ppse_then_aid_selection_byte_for_byte():
 
 
 def test_ppse_can_list_the_ep_only():
-    from ykt_card.state import PpseEntry, TUNION_EP_AID
+    from ykt_card.card.state import PpseEntry, TUNION_EP_AID
     c = card(ppse=[PpseEntry(TUNION_EP_AID, "MOT_T_EP", 1)])
     run_table(c, [("00A404000E325041592E5359532E444446303100",
                    "6F2E840E325041592E5359532E4444463031A51CBF0C19"

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.reference import h
-from ykt_card.decode import CHOICES, decode_bytes, decode_ef, parse_hex, render_text
+from ykt_card.layouts.decode import CHOICES, decode_bytes, decode_ef, parse_hex, render_text
 from ykt_card.layouts import (ALL, EF15, EF18, EF1ABus, EF1AMetro, EF1AOther, EF1EA, EF1EB, AdfFci,
                               FileLayout, LayoutError, PpseFci)
 

@@ -15,8 +15,8 @@ from apdu.status import CardError
 from keysets import TYPE_CAPP_PURCHASE, TYPE_LOAD, Algorithm, LoadSession, PurchaseSession
 from tests.reference import h
 from tests.ykt_card.test_host import EF15, TERMINAL, Rig, card_keys, shipped_keyset
-from ykt_card.cos import TUnionCardOS
-from ykt_card.dump import CAPP_RECORD_IDS, read_card, render_text, to_json
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.dump import CAPP_RECORD_IDS, read_card, render_text, to_json
 from ykt_card.layouts import EF1AMetro, EF1EA, EF1EB, EF18
 
 LOAD_TIME = h("20261123090000")

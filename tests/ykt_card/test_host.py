@@ -1,6 +1,6 @@
 """TUnionCard against the real virtual card OS, exchange by exchange (nfcpy style).
 
-Every test wires TUnionCard -> a recording reader -> InProcessReader -> ykt_card.cos.TUnionCardOS and
+Every test wires TUnionCard -> a recording reader -> InProcessReader -> ykt_card.card.cos.TUnionCardOS and
 checks the exact command bytes the reference lists (section 2 and the read commands of 1.3), the
 card's answer, and the typed result. Cryptograms come from vectors.json (a real card log and the
 computed vectors) or from keysets playing PSAM and load host; the card is never mocked. Cards that
@@ -13,19 +13,19 @@ from collections import deque
 
 import pytest
 
-from apdu.inprocess import InProcessReader
+from apdu.transport.inprocess import InProcessReader
 from apdu.status import CardError
 from keysets import (TEST_KEYSET_DIR, TYPE_CAPP_PURCHASE, TYPE_LOAD, TYPE_PURCHASE, Algorithm,
                      KeyEntry, KeySet, LoadSession, PurchaseSession, SecretKey, load_tac,
                      purchase_tac, secure_messaging_iv, secure_messaging_mac)
 from tests.reference import h, vectors
 from tests.ykt_card.helpers import ScriptedRandom
-from ykt_card.cos import TUnionCardOS
-from ykt_card.host import (TUNION_AID, CardResponseError, Debit, Fci, LoadInit, PinRejected, Proof,
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.card import (TUNION_AID, CardResponseError, Debit, Fci, LoadInit, PinRejected, Proof,
                            PurchaseInit, TUnionCard, application_block_mac,
                            application_unblock_mac, encode_pin, sm_mac)
 from ykt_card.layouts import EF16
-from ykt_card.state import CardState
+from ykt_card.card.state import CardState
 
 EF15 = h("58105810FFFFFFFF 02 01 03105810000000001234 20240101 20341231 0000")
 """Issuer 5810/5810, EP application, card number 03105810000000001234: the card of the computed
@@ -607,7 +607,7 @@ def test_update_without_a_fresh_challenge_is_refused(rig: Rig) -> None:
 
 
 def test_write_key_passes_the_data_through(rig: Rig) -> None:
-    """WRITE KEY in the card's format (ykt_card.cos): replace the app_block key, then block with it."""
+    """WRITE KEY in the card's format (ykt_card.card.cos): replace the app_block key, then block with it."""
     rig.rng.push("31323334")
     selected(rig)
     keys = card_keys("3des")

@@ -12,19 +12,19 @@ import pytest
 from Crypto.Cipher import DES3
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from apdu.inprocess import InProcessReader
-from apdu.sources import RandomSource
+from apdu.transport.inprocess import InProcessReader
+from keysets.randomness import RandomSource
 from apdu.status import CardError
 from keysets import TEST_KEYSET_DIR, KeySet
 from keysets.keyset import entry_toml
 from specs.catalog import card_profile_names, card_profile_path
-from ykt_card.cos import TUnionCardOS
-from ykt_card.host import TUnionCard
-from ykt_card.personalise import (
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.card import TUnionCard
+from ykt_card.issuance.personalise import (
     IssueError, append_registry, blank_card, issue_batch, issue_card, select_key_sets, transport_key_for,
 )
-from ykt_card.profile import card_profile_from_dict, load_card_profile
-from ykt_card.state import CardState, CyclicFile
+from ykt_card.issuance.profile import card_profile_from_dict, load_card_profile
+from ykt_card.card.state import CardState, CyclicFile
 
 DAY = dt.date(2026, 11, 24)
 K3 = KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml")
@@ -298,9 +298,9 @@ def test_a_key_set_is_installed_at_its_own_key_index():
     import datetime as _dt
     from keysets import KeySet, TEST_KEYSET_DIR
     from specs.catalog import card_profile_path
-    from ykt_card.cos import TUnionCardOS
-    from ykt_card.personalise import issue_card
-    from ykt_card.profile import load_card_profile
+    from ykt_card.card.cos import TUnionCardOS
+    from ykt_card.issuance.personalise import issue_card
+    from ykt_card.issuance.profile import load_card_profile
 
     doc = tomllib.loads((TEST_KEYSET_DIR / "gd-test-sm4.toml").read_text())
     for entry in doc["keys"].values():

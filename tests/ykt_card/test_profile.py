@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from specs.catalog import CARD_PROFILES, card_profile_names, card_profile_path
-from ykt_card.profile import ProfileError, card_profile_from_dict, load_card_profile
+from ykt_card.issuance.profile import ProfileError, card_profile_from_dict, load_card_profile
 
 GUANGDONG = {  # guangdong.md: area code, issuer ID bytes 0..3, IIN
     "gd-guangzhou": ("5810", "02205810", "31048703"),

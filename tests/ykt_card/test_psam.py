@@ -13,16 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 from keysets import (TEST_KEYSET_DIR, Algorithm, KeySet, PurchaseSession, SecretKey, diversify, pad80,
                      purchase_tac, purchase_tac_input, secure_messaging_mac)
 from keysets.ciphers import tdes
 from tests.reference import h, vectors
-from ykt_card.image import ImageError
+from ykt_card.card.image import ImageError
 from ykt_card.layouts.psam import PsamEF15, PsamEF17
-from ykt_card.psam import (ATR, KEY_TYPE_APP_BLOCK, SEQ_EXHAUSTED, PsamOS, PsamState, PsamStateError,
+from ykt_card.psam.cos import (ATR, KEY_TYPE_APP_BLOCK, SEQ_EXHAUSTED, PsamOS, PsamState, PsamStateError,
                            raw_mac, state_summary)
-from ykt_card.psam_issue import (issue_psam, load_psam, psam_from_doc, psam_saver, psam_to_doc,
+from ykt_card.psam.issue import (issue_psam, load_psam, psam_from_doc, psam_saver, psam_to_doc,
                                  save_psam)
 
 TERMINAL = "112233445566"

@@ -5,21 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from apdu.inprocess import InProcessReader
-from apdu.pcsc import PcscReader
-from apdu.sources import RandomSource
+from apdu.transport.inprocess import InProcessReader
+from apdu.transport.pcsc import PcscReader
+from keysets.randomness import RandomSource
 from apdu.status import CardError
 from apdu.trace import TracingReader
 from keysets import TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm, KeySet, purchase_tac
 from keysets.ciphers import des
 from tests.reference import h, vectors
 from tests.ykt_card.helpers import EF15, ScriptedRandom, capp_metro_record, computed_master_keyset, gd_keyset
-from ykt_card.cos import TUnionCardOS
-from ykt_card.host import TUnionCard
-from ykt_card.psam import ATR, PsamOS
-from ykt_card.psam_host import Psam, PsamPurchase, usage_byte
-from ykt_card.psam_issue import issue_psam, load_psam, psam_saver, save_psam
-from ykt_card.state import CardState
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.host.card import TUnionCard
+from ykt_card.psam.cos import ATR, PsamOS
+from ykt_card.host.psam import Psam, PsamPurchase, usage_byte
+from ykt_card.psam.issue import issue_psam, load_psam, psam_saver, save_psam
+from ykt_card.card.state import CardState
 
 TERMINAL = h("112233445566")
 ISSUER, SERIAL = EF15[0:8], EF15[12:20]

@@ -16,16 +16,16 @@ import json
 import pytest
 from Crypto.Cipher import DES3
 
-from apdu.inprocess import InProcessReader
-from apdu.sources import RandomSource
+from apdu.transport.inprocess import InProcessReader
+from keysets.randomness import RandomSource
 from apdu.trace import TracingReader
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path
-from ykt_card.cos import TUnionCardOS
-from ykt_card.image import card_to_doc
-from ykt_card.personalise import blank_card, issue_card, select_key_sets, transport_key_for
-from ykt_card.profile import load_card_profile
-from ykt_card.script import (
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.card.image import card_to_doc
+from ykt_card.issuance.personalise import blank_card, issue_card, select_key_sets, transport_key_for
+from ykt_card.issuance.profile import load_card_profile
+from ykt_card.host.script import (
     ScriptError, ScriptRefused, build_script, load_script, parse_script, run_script, save_script, script_keys,
 )
 

@@ -3,9 +3,9 @@ purchase; after recovery the card holds the complete old or the complete new sta
 TRANSACTION PROVE agrees (9000 + MAC2‖TAC for the new state, 9406 for the old)."""
 import pytest
 
-from apdu.sources import RandomSource
-from ykt_card.image import load_card, saver
-from ykt_card.state import FaultInjector, PowerLoss
+from keysets.randomness import RandomSource
+from ykt_card.card.image import load_card, saver
+from ykt_card.card.state import FaultInjector, PowerLoss
 
 from tests.ykt_card.helpers import (
     HostTerminal, capp_update_1a, capp_update_1e, gd_keyset, make_card, state_fingerprint,

@@ -6,15 +6,15 @@ generic test then checks its vectors both ways. Look layouts up by name (``by_na
 """
 from __future__ import annotations
 
-from .base import FileLayout, LayoutError, StructLayout
-from .ef15 import EF15
-from .ef16 import EF16
-from .ef17 import EF17
-from .ef18 import EF18, TRANSACTION_TYPES, transaction_type_name
-from .ef1a import EF1ABus, EF1AMetro, EF1AOther, record_name, record_size
-from .ef1e import EF1EA, EF1EB
-from .fci import AdfFci, PpseFci
-from .psam import PsamEF15, PsamEF16, PsamEF17
+from ykt_card.layouts.base import FileLayout, LayoutError, StructLayout
+from ykt_card.layouts.ef15 import EF15
+from ykt_card.layouts.ef16 import EF16
+from ykt_card.layouts.ef17 import EF17
+from ykt_card.layouts.ef18 import EF18, TRANSACTION_TYPES, transaction_type_name
+from ykt_card.layouts.ef1a import EF1ABus, EF1AMetro, EF1AOther, record_name, record_size
+from ykt_card.layouts.ef1e import EF1EA, EF1EB
+from ykt_card.layouts.fci import AdfFci, PpseFci
+from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 
 __all__ = [
     "ALL", "by_name", "by_sfi", "for_1a_record", "FileLayout", "StructLayout", "LayoutError",

@@ -10,7 +10,7 @@ from typing import Any
 
 from construct import Struct
 
-from .base import Bcd, Date, Hex, StructLayout
+from ykt_card.layouts.base import Bcd, Date, Hex, StructLayout
 
 
 class EF15(StructLayout):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from construct import Struct
 
-from .base import Hex, StructLayout, Text
+from ykt_card.layouts.base import Hex, StructLayout, Text
 
 
 class EF16(StructLayout):

@@ -9,7 +9,7 @@ from typing import Any
 
 from construct import Struct
 
-from .base import Hex, StructLayout
+from ykt_card.layouts.base import Hex, StructLayout
 
 INTEROPERABLE = "0001"
 

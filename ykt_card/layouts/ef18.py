@@ -9,7 +9,7 @@ from typing import Any
 
 from construct import Struct
 
-from .base import Amount, DateTime, Hex, StructLayout, UInt
+from ykt_card.layouts.base import Amount, DateTime, Hex, StructLayout, UInt
 
 # 交易类型标识 (PBOC transaction types, tunion.md 1.3).
 TRANSACTION_TYPES: dict[str, str] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from construct import Struct
 
-from .base import Amount, Bcd, DateTime, FieldProblem, Hex, LayoutError, StructLayout, Text, UInt
+from ykt_card.layouts.base import Amount, Bcd, DateTime, FieldProblem, Hex, LayoutError, StructLayout, Text, UInt
 
 RECORD_TAG = 0x27          # byte 0 of every record ID seen; meaning unknown, so never enforced
 DEFAULT_RECORD_SIZE = 128

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from construct import Struct
 
-from .base import Amount, DateTime, Hex, SignedAmount, StructLayout
+from ykt_card.layouts.base import Amount, DateTime, Hex, SignedAmount, StructLayout
 
 # Type codes seen in EF1E records (tunion.md 1.3): 03 entry/board, 04 exit/alight, 06 flat purchase,
 # 09 composite purchase (Zibo), E1 (a Beijing metro sample).

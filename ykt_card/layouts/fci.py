@@ -14,8 +14,8 @@ from typing import Any
 from apdu import tlv
 from apdu.tlv import Tlv, TlvError
 
-from .base import FileLayout, LayoutError, to_bytes
-from .ef15 import EF15
+from ykt_card.layouts.base import FileLayout, LayoutError, to_bytes
+from ykt_card.layouts.ef15 import EF15
 
 TAG_FCI = 0x6F
 TAG_DF_NAME = 0x84

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from construct import Struct
 
-from .base import Date, Hex, StructLayout
+from ykt_card.layouts.base import Date, Hex, StructLayout
 
 
 class PsamEF15(StructLayout):

@@ -42,7 +42,7 @@ try:
     import nfc.tag
     import nfc.tag.tt4
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("apdu.nfc needs nfcpy: pip install 'ykt[nfc]'") from exc
+    raise ImportError("apdu.transport.nfc needs nfcpy: pip install 'ykt[nfc]'") from exc
 
 log = logging.getLogger(__name__)
 

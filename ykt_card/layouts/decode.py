@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .layouts import (EF15, EF16, EF17, EF18, EF1EA, EF1EB, AdfFci, FileLayout, LayoutError, PpseFci,
+from ykt_card.layouts import (EF15, EF16, EF17, EF18, EF1EA, EF1EB, AdfFci, FileLayout, LayoutError, PpseFci,
                       PsamEF15, PsamEF16, PsamEF17, StructLayout, by_name, for_1a_record, record_size)
 
 __all__ = ["CHOICES", "parse_hex", "decode_bytes", "decode_ef", "render_text"]

@@ -60,7 +60,7 @@ from typing import Any
 
 from apdu.command import ApduError, CommandApdu
 from apdu.dispatch import CardApplication, instruction
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 from apdu.status import (SW_CONDITIONS, SW_COUNTER_MAX, SW_FILE_NOT_FOUND, SW_KEY_INDEX_UNSUPPORTED,
                          SW_KEY_NOT_FOUND, SW_MAC_INVALID, SW_MEMORY_FAILURE, SW_NO_CURRENT_EF,
                          SW_STATE, SW_WRONG_DATA, SW_WRONG_LENGTH, SW_WRONG_OFFSET, SW_WRONG_P1P2,
@@ -68,7 +68,7 @@ from apdu.status import (SW_CONDITIONS, SW_COUNTER_MAX, SW_FILE_NOT_FOUND, SW_KE
 from keysets import (PURCHASE_TYPES, Algorithm, KeySet, PurchaseSession, diversify, pad80, tac_key)
 from keysets.keyset import Use
 
-from .layouts.psam import PsamEF15, PsamEF16, PsamEF17
+from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 
 __all__ = [
     "ATR", "FID_MF", "FID_TUNION", "SFI_PSAM_PUBLIC", "SFI_TERMINAL_ID", "SFI_APP_DATA",

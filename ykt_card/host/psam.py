@@ -18,9 +18,9 @@ from apdu.reader import Reader
 from apdu.t0 import Channel
 from keysets import Algorithm, pad80, purchase_tac_input
 
-from .host import CardResponseError
-from .args import bytes_of, int_in
-from .psam import (FID_MF, FID_TUNION, KEY_TYPE_APP_BLOCK, KEY_TYPE_APP_UNBLOCK, KEY_TYPE_TAC,
+from ykt_card.host.card import CardResponseError
+from ykt_card.host.args import bytes_of, int_in
+from ykt_card.psam.cos import (FID_MF, FID_TUNION, KEY_TYPE_APP_BLOCK, KEY_TYPE_APP_UNBLOCK, KEY_TYPE_TAC,
                    SFI_APP_DATA, SFI_PSAM_PUBLIC, SFI_TERMINAL_ID)
 
 __all__ = ["Psam", "PsamPurchase", "CardResponseError", "usage_byte"]

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 from apdu.command import CommandApdu
 from apdu.dispatch import CardApplication, instruction, respond
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 from apdu.status import (
     SW_APP_LOCKED, SW_APP_LOCKED_PERM, SW_AUTH_BLOCKED, SW_CLA_NOT_SUPPORTED, SW_CONDITIONS,
     SW_COUNTER_MAX, SW_FILE_INCOMPATIBLE, SW_FILE_NOT_FOUND, SW_INSUFFICIENT_BALANCE,
@@ -66,7 +66,7 @@ from keysets import (
     PurchaseSession, SecretKey, load_tac, purchase_tac, secure_messaging_iv, secure_messaging_mac,
 )
 
-from .state import (
+from ykt_card.card.state import (
     PPSE_NAME, SFI_LOG, BinaryFile, CardState, CyclicFile, FaultInjector, Lock, PersistentStore,
     PowerLoss, Proof, RecordFile, Write, _is_bcd_pin,
 )

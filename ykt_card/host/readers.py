@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from apdu.inprocess import InProcessReader
+from apdu.transport.inprocess import InProcessReader
 from apdu.reader import Reader
-from apdu.sources import RandomSource
+from keysets.randomness import RandomSource
 
-from .cos import TUnionCardOS
-from .image import ImageError, load_card, saver
-from .psam import PsamOS
-from .psam_issue import load_psam, psam_saver
+from ykt_card.card.cos import TUnionCardOS
+from ykt_card.card.image import ImageError, load_card, saver
+from ykt_card.psam.cos import PsamOS
+from ykt_card.psam.issue import load_psam, psam_saver
 
 
 class ReaderSpecError(ValueError):
@@ -56,7 +56,7 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
     rng = rng or RandomSource()
     scheme, _, rest = spec.partition(":")
     if scheme == "pcsc":
-        from apdu.pcsc import PcscReader  # needs pyscard; only imported when asked for
+        from apdu.transport.pcsc import PcscReader  # needs pyscard; only imported when asked for
         return OpenedReader(PcscReader(rest or None), spec, "pcsc")
     if scheme == "image":
         if not rest:
@@ -74,7 +74,7 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
     if scheme == "nfc":
         if not rest:
             raise ReaderSpecError(f"{option} {spec!r}: nfc: needs an nfcpy device path (nfc:usb, nfc:udp:HOST:PORT)")
-        from apdu.nfc import NfcReader  # needs nfcpy; only imported when asked for
+        from apdu.transport.nfc import NfcReader  # needs nfcpy; only imported when asked for
         try:
             return OpenedReader(NfcReader(rest), spec, "nfc")
         except ValueError as exc:

@@ -11,7 +11,7 @@ it every time it polls for card presence). Any longer payload is a command APDU,
 response APDU. Power on/off/reset get no answer.
 
 A card that closes its connection between a command and the answer makes Debian 12's vpcd report
-an empty response to pcscd; `apdu.pcsc.PcscReader` turns that into CardRemoved.
+an empty response to pcscd; `apdu.transport.pcsc.PcscReader` turns that into CardRemoved.
 
 Latency: Debian 12's vpcd writes the length and the body in two send() calls; without TCP_QUICKACK
 before every recv() each APDU waits about 44 ms for a delayed ACK. We set it before every recv.

@@ -17,7 +17,7 @@ try:
     from smartcard import scard
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "apdu.pcsc needs pyscard: pip install 'ykt[pcsc]' (building it needs gcc, swig and "
+        "apdu.transport.pcsc needs pyscard: pip install 'ykt[pcsc]' (building it needs gcc, swig and "
         "libpcsclite-dev)"
     ) from exc
 

@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 from apdu.status import SW_RECORD_NOT_FOUND, CardError, describe
 
-from .host import TUNION_AID, TUnionCard
-from .layouts import (EF15, EF16, EF17, EF18, EF1EA, EF1EB, FileLayout, LayoutError, StructLayout,
+from ykt_card.host.card import TUNION_AID, TUnionCard
+from ykt_card.layouts import (EF15, EF16, EF17, EF18, EF1EA, EF1EB, FileLayout, LayoutError, StructLayout,
                       by_name, for_1a_record, record_name)
 
 __all__ = ["DUMP_FORMAT", "CAPP_RECORD_IDS", "read_card", "to_json", "render_text"]

@@ -39,7 +39,7 @@ Each further line, one step:
   `note` is for people (which key or file; keys appear by KCV only).
 
 Keys never appear in clear: each WRITE KEY carries its key encrypted under the transport key (the
-card's format, ykt_card.cos.TUnionCardOS.write_key), which is how personalisation data travels, and
+card's format, ykt_card.card.cos.TUnionCardOS.write_key), which is how personalisation data travels, and
 is exactly what a trace of the session shows. With TEST key sets only (D15).
 """
 from __future__ import annotations
@@ -57,9 +57,9 @@ from apdu.status import SW_OK, describe
 from apdu.t0 import transceive
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, KeySetError, SecretKey, pad80
 
-from .cos import KEY_TYPES
-from .host import sm_mac
-from .state import (
+from ykt_card.card.cos import KEY_TYPES
+from ykt_card.host.card import sm_mac
+from ykt_card.card.state import (
     SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC, CardState, CyclicFile,
     Lock,
 )
@@ -152,7 +152,7 @@ class Script:
 
 def write_key_block(protector: SecretKey, key: SecretKey, version: int) -> bytes:
     """E of WRITE KEY: ECB under `protector` of pad80(14 ‖ algID ‖ version ‖ 00 00 ‖ key), as the card
-    decrypts it (ykt_card.cos.TUnionCardOS.write_key). Holds the key only encrypted."""
+    decrypts it (ykt_card.card.cos.TUnionCardOS.write_key). Holds the key only encrypted."""
     alg = protector.algorithm
     plain = bytes((0x14, key.algorithm.wire_id, version, 0x00, 0x00)) + key.value
     return alg.cipher(protector.value).encrypt(pad80(plain, alg.block_size))

@@ -26,9 +26,9 @@ from typing import Any
 from keysets import KeySet, KeySetError
 from keysets.keyset import Use
 
-from .image import DocReader, ImageError, check_envelope, read_image, write_json_atomic
-from .layouts.psam import PsamEF15, PsamEF17
-from .psam import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
+from ykt_card.card.image import DocReader, ImageError, check_envelope, read_image, write_json_atomic
+from ykt_card.layouts.psam import PsamEF15, PsamEF17
+from ykt_card.psam.cos import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
 
 __all__ = ["IMAGE_KIND", "IMAGE_FORMAT", "issue_psam", "save_psam", "load_psam", "psam_saver",
            "psam_to_doc", "psam_from_doc", "PsamStateError", "ImageError"]

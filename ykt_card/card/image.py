@@ -33,7 +33,7 @@ from typing import Any
 
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, SecretKey
 
-from .state import (
+from ykt_card.card.state import (
     PROOF_KINDS, PURSE_FIELDS, BinaryFile, CardState, CyclicFile, ElementaryFile, Lock, Pin, PpseEntry,
     Proof, Purse, RecordFile, StateError, Write, pin_bcd,
 )

@@ -5,8 +5,8 @@ Reader seam they use with pcscd or NFC, including the card leaving the field.
 """
 from __future__ import annotations
 
-from .cardos import CardOS, CardPowerLoss
-from .reader import ReaderError
+from apdu.cardos import CardOS, CardPowerLoss
+from apdu.reader import ReaderError
 
 __all__ = ["InProcessReader"]
 

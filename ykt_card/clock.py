@@ -1,44 +1,18 @@
-"""Injectable randomness and clock, so a flow, a suite run or a report repeats byte for byte.
+"""T-Union time: China Standard Time, the injectable clock, and BCD date-times as cards carry them.
 
-Every layer that needs a random challenge or the time takes one of these instead of calling `os.urandom`
-or `datetime.now` itself: `--seed N` and `--clock YYYYMMDDhhmmss` on the command line become a
-`RandomSource.seeded(N)` and a `SimulatedClock`.
+Cards, records and clearing files date everything in China time as BCD `YYYYMMDDhhmmss`. Every layer
+that needs the time takes a `Clock` instead of calling `datetime.now` itself: `--clock YYYYMMDDhhmmss`
+on the command line becomes a `SimulatedClock`, so that a run repeats byte for byte.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import random
 from typing import Protocol
+
+__all__ = ["CHINA_TZ", "Clock", "SystemClock", "SimulatedClock", "parse_datetime14", "bcd_datetime"]
 
 CHINA_TZ = _dt.timezone(_dt.timedelta(hours=8), "CST")
 """T-Union dates and times on cards and in clearing files are China Standard Time."""
-
-
-class RandomSource:
-    """Bytes for card challenges and transaction randoms: the OS by default, a seeded PRNG for repeatable runs."""
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.seed = seed
-        self._prng = random.Random(seed) if seed is not None else None
-
-    @classmethod
-    def seeded(cls, seed: int) -> "RandomSource":
-        return cls(seed)
-
-    def __call__(self, n: int) -> bytes:
-        if self._prng is None:
-            return os.urandom(n)
-        return self._prng.randbytes(n)
-
-    def fork(self, label: str) -> "RandomSource":
-        """An independent source for another part (card, PSAM) that still repeats under one seed."""
-        if self.seed is None:
-            return RandomSource()
-        return RandomSource(random.Random(f"{self.seed}:{label}").getrandbits(64))
-
-    def __repr__(self) -> str:
-        return f"RandomSource(seed={self.seed})" if self.seed is not None else "RandomSource(os)"
 
 
 class Clock(Protocol):

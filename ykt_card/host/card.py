@@ -24,7 +24,7 @@ from apdu.status import (SW_APP_LOCKED, SW_APP_LOCKED_PERM, SW_FCI_NOT_FORMATTED
                          SW_RECORD_NOT_FOUND, CardError, ResponseApdu)
 from apdu.t0 import Channel
 from keysets import Algorithm, SecretKey, secure_messaging_mac
-from .args import bytes_of, int_in
+from ykt_card.host.args import bytes_of, int_in
 
 __all__ = [
     "TUNION_AID", "PPSE_NAME", "SFI_PUBLIC", "SFI_HOLDER", "SFI_MANAGEMENT", "SFI_LOG", "SFI_CAPP",
@@ -206,7 +206,7 @@ class PublicData:
         return _bcd_text(self.raw[24:28])
 
     def fields(self) -> dict[str, Any]:
-        from .layouts.ef15 import EF15
+        from ykt_card.layouts.ef15 import EF15
         return EF15.decode(self.raw)
 
 
@@ -217,7 +217,7 @@ class Holder:
     raw: bytes
 
     def fields(self) -> dict[str, Any]:
-        from .layouts.ef16 import EF16
+        from ykt_card.layouts.ef16 import EF16
         return EF16.decode(self.raw)
 
 
@@ -249,7 +249,7 @@ class Management:
         return self.raw[10]
 
     def fields(self) -> dict[str, Any]:
-        from .layouts.ef17 import EF17
+        from ykt_card.layouts.ef17 import EF17
         return EF17.decode(self.raw)
 
 
@@ -285,7 +285,7 @@ class LogRecord:
         return _bcd_text(self.raw[16:23])
 
     def fields(self) -> dict[str, Any]:
-        from .layouts.ef18 import EF18
+        from ykt_card.layouts.ef18 import EF18
         return EF18.decode(self.raw)
 
 
@@ -701,7 +701,7 @@ class TUnionCard:
 
     def write_key(self, key_type: int, key_id: int, data: bytes, cla: int = 0x84) -> None:
         """WRITE KEY `cla D4 keyType keyID Lc data`, data passed through untouched (its format,
-        encrypted key and MAC, is the card's; see ykt_card.cos). The data never appears in errors."""
+        encrypted key and MAC, is the card's; see ykt_card.card.cos). The data never appears in errors."""
         body = _bytes(data, "data")
         if not 1 <= len(body) <= 0xFF:
             raise ValueError(f"data must be 1 to 255 bytes, got {len(body)}")

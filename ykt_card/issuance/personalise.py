@@ -13,9 +13,9 @@ from pathlib import Path
 
 from keysets import KeySet, KeySetError, SecretKey, Use
 
-from .layouts import by_name
-from .profile import CardProfile, ProfileError
-from .state import (
+from ykt_card.layouts import by_name
+from ykt_card.issuance.profile import CardProfile, ProfileError
+from ykt_card.card.state import (
     SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC, BinaryFile, CardState,
     CyclicFile, Pin, Purse, RecordFile, pin_bcd,
 )
@@ -167,8 +167,8 @@ def blank_card(profile: CardProfile, transport_key: SecretKey) -> CardState:
     would: the file structure (EF15/16/17 zero-filled at their sizes, EF18 and EF1E empty with the
     profile's capacities, the profile's EF1A records zero-filled at their sizes), the purse limits
     (0 fen, overdraft limit, maximum balance), the PIN and its load rule, the FCI version and the
-    ATS. No key set: the only key is `transport_key`, which protects WRITE KEY (ykt_card.cos).
-    `ykt_card.script` then turns this card into the one `issue_card` builds.
+    ATS. No key set: the only key is `transport_key`, which protects WRITE KEY (ykt_card.card.cos).
+    `ykt_card.host.script` then turns this card into the one `issue_card` builds.
     """
     if not isinstance(transport_key, SecretKey):
         raise IssueError(f"transport key: must be a keysets.SecretKey, not {type(transport_key).__name__}")

@@ -303,7 +303,7 @@ def apply_write(state: CardState, write: Write) -> None:
 class CardState:
     """Everything a T-Union card keeps across power cycles.
 
-    Build a fresh card with `CardState.new(...)`; images rebuild one field by field (ykt_card.image).
+    Build a fresh card with `CardState.new(...)`; images rebuild one field by field (ykt_card.card.image).
     `key_sets` maps the key index a terminal sends in INITIALIZE (D16: 01 = 3DES, 02 = SM4 on the
     reference profile) to the card's own keys (already diversified, `diversification == ()`).
     """

@@ -1,0 +1,1 @@
+"""Card issuance: the provincial issuer profiles and personalisation of virtual cards from them."""
