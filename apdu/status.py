@@ -1,8 +1,10 @@
-"""Response APDUs and status words (ISO/IEC 7816-4 §5.6 plus the PBOC / T-Union purse codes).
+"""Response APDUs and status words (ISO/IEC 7816-4 §5.6).
 
 One table gives every status word its meaning, so cards, terminals, traces and reports all print the
-same words. `CardError` is the status word as a Python exception: card handlers raise it to refuse a
-command, and the host side raises it when a card refuses one.
+same words. An application that gives status words meanings of its own (the PBOC purse's 9302, 9401...)
+registers them with `register_meanings`, and from then on `describe` prints them too. `CardError` is the
+status word as a Python exception: card handlers raise it to refuse a command, and the host side raises
+it when a card refuses one.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from apdu.command import ApduError
 
 __all__ = [
-    "ResponseApdu", "CardError", "STATUS_WORDS", "describe", "is_valid_sw", "pin_tries_sw",
+    "ResponseApdu", "CardError", "STATUS_WORDS", "describe", "is_valid_sw", "pin_tries_sw", "register_meanings",
 ]
 
 # -- named status words ------------------------------------------------------------------------------
@@ -19,9 +21,8 @@ SW_OK = 0x9000
 SW_WARNING = 0x6200
 SW_DATA_CORRUPTED = 0x6281
 SW_END_OF_FILE = 0x6282
-SW_APP_LOCKED = 0x6283
-SW_FILE_INVALIDATED = 0x6283  # ISO name of the same status word
-SW_FCI_NOT_FORMATTED = 0x6284  # ISO name; PBOC cards (BJ) use it for a permanently locked application
+SW_FILE_INVALIDATED = 0x6283
+SW_FCI_NOT_FORMATTED = 0x6284
 SW_VERIFY_FAILED = 0x63C0  # low nibble = tries left; see pin_tries_sw
 SW_EXEC_ERROR = 0x6400
 SW_MEMORY_FAILURE = 0x6581
@@ -29,8 +30,6 @@ SW_WRONG_LENGTH = 0x6700
 SW_LOGICAL_CHANNEL = 0x6881
 SW_SM_NOT_SUPPORTED = 0x6882
 SW_NOT_ALLOWED = 0x6900
-SW_STATE = 0x6901
-SW_CAPP_UPDATE_FAILED = 0x6974
 SW_FILE_INCOMPATIBLE = 0x6981
 SW_SECURITY_STATUS = 0x6982
 SW_AUTH_BLOCKED = 0x6983
@@ -51,25 +50,18 @@ SW_WRONG_OFFSET = 0x6B00
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_UNKNOWN = 0x6F00
-SW_MAC_INVALID = 0x9302
-SW_APP_LOCKED_PERM = 0x9303
-SW_INSUFFICIENT_BALANCE = 0x9401
-SW_COUNTER_MAX = 0x9402
-SW_KEY_INDEX_UNSUPPORTED = 0x9403
-SW_NO_PROOF = 0x9406
 
 __all__ += [name for name in list(globals()) if name.startswith("SW_")]
 
 # -- the table ---------------------------------------------------------------------------------------
-#: Meaning of every fixed status word. Where PBOC / T-Union cards give an ISO code a purse-specific
-#: meaning, the purse meaning comes first (that is what a terminal acts on).
+#: Meaning of every fixed status word of ISO/IEC 7816-4; applications add theirs (`register_meanings`).
 STATUS_WORDS: dict[int, str] = {
     0x9000: "OK",
     0x6200: "warning: no information given, state unchanged",
     0x6281: "warning: part of returned data may be corrupted",
     0x6282: "warning: end of file or record reached before Le bytes",
-    0x6283: "application temporarily locked (ISO: selected file invalidated)",
-    0x6284: "application permanently locked (ISO: FCI not formatted)",
+    0x6283: "warning: selected file invalidated",
+    0x6284: "warning: FCI not formatted according to ISO 7816-4",
     0x6300: "warning: state changed, no information given",
     0x6400: "execution error, state unchanged",
     0x6581: "memory failure",
@@ -77,8 +69,6 @@ STATUS_WORDS: dict[int, str] = {
     0x6881: "logical channel not supported",
     0x6882: "secure messaging not supported",
     0x6900: "command not allowed",
-    0x6901: "command not allowed in this state",
-    0x6974: "UPDATE CAPP DATA CACHE failed",
     0x6981: "command incompatible with file structure",
     0x6982: "security status not satisfied",
     0x6983: "authentication method blocked (key or PIN locked)",
@@ -88,7 +78,7 @@ STATUS_WORDS: dict[int, str] = {
     0x6987: "expected secure messaging data objects missing",
     0x6988: "secure messaging MAC wrong",
     0x6A80: "incorrect data field",
-    0x6A81: "function not supported (Huada: application locked)",
+    0x6A81: "function not supported",
     0x6A82: "file or application not found",
     0x6A83: "record not found",
     0x6A84: "not enough memory space",
@@ -100,13 +90,21 @@ STATUS_WORDS: dict[int, str] = {
     0x6D00: "instruction not supported",
     0x6E00: "class not supported",
     0x6F00: "no precise diagnosis",
-    0x9302: "MAC invalid",
-    0x9303: "application permanently locked",
-    0x9401: "insufficient balance",
-    0x9402: "transaction counter at maximum",
-    0x9403: "key index not supported",
-    0x9406: "required MAC or TAC not available",
 }
+
+
+def register_meanings(meanings: dict[int, str]) -> None:
+    """Give status words an application's meanings (they replace ISO's for the same word).
+
+    A card application whose terminals act on its own codes (the PBOC purse: 9302 MAC invalid, 9401
+    insufficient balance, 6283 application locked) registers them once, at import.
+    """
+    for sw, text in meanings.items():
+        if not is_valid_sw(sw) and sw != SW_OK:
+            raise ValueError(f"status word {sw!r}: SW1 must be 61..6F or 90..9F")
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"status word {sw:04X}: meaning must be non-empty text")
+    STATUS_WORDS.update(meanings)
 
 
 def is_valid_sw(sw: int) -> bool:

@@ -21,7 +21,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from ykt_card.card.image import write_text_atomic
+from ykt_files.atomic import write_text_atomic
 
 from .journal import Journal, JournalEntry
 from .outcome import FIELDS, Outcome

@@ -51,8 +51,8 @@ from typing import Any
 
 from apdu.reader import Reader, ReaderDecorator, ReaderError
 from ykt_card.clock import CHINA_TZ, Clock, SystemClock, bcd_datetime
-from apdu.status import (SW_INSUFFICIENT_BALANCE, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID, SW_WRONG_DATA, CardError,
-                         describe)
+from apdu.status import SW_WRONG_DATA, CardError, describe
+from ykt_card.status import SW_INSUFFICIENT_BALANCE, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID
 from keysets import TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm
 from ykt_card.host.card import SFI_CAPP, SFI_HISTORY, CardResponseError, PinRejected, PurchaseInit, TUnionCard
 from ykt_card.host.psam import Psam

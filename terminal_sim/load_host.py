@@ -78,7 +78,7 @@ class LoadHost:
     def __init__(self, keysets: KeySet | Sequence[KeySet], clock: Clock | None = None) -> None:
         sets = (keysets,) if isinstance(keysets, KeySet) else tuple(keysets)
         if not sets:
-            raise KeySetError("load host: at least one key set is needed")
+            raise KeySetError("load host", None, "at least one key set is needed")
         for ks in sets:
             if not isinstance(ks, KeySet):
                 raise TypeError(f"load host: {type(ks).__name__} is not a KeySet")
@@ -86,7 +86,7 @@ class LoadHost:
             for role in ("load", "tac"):
                 ks.entry(role)  # a missing role is refused here, naming the file
             if not ks.diversification:
-                raise KeySetError(f"{ks.source}: a load host holds master keys; diversification must not be []")
+                raise KeySetError(ks.source, "diversification", "a load host holds master keys; must not be []")
         self._keysets = sets
         self.clock: Clock = clock if clock is not None else SystemClock()
 

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ykt_card.clock import CHINA_TZ
-from apdu.status import SW_MAC_INVALID, SW_NO_PROOF, CardError, describe
+from apdu.status import CardError, describe
+from ykt_card.status import SW_MAC_INVALID, SW_NO_PROOF
 from ykt_card.host.card import CardResponseError, Proof, TUnionCard
 from ykt_card.host.psam import Psam
 

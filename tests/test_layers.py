@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["apdu", "keysets", "ykt_card", "terminal_sim", "specs", "tools"]
-# keysets knows nothing of files or APDUs: it sits beside apdu, not on it.
+ORDER = ["ykt_files", "apdu", "keysets", "ykt_card", "terminal_sim", "specs", "tools"]
+# ykt_files is the ground floor; keysets knows nothing of files or APDUs: it sits beside apdu, not on it.
 FORBIDDEN = {
-    "apdu": set(ORDER) - {"apdu"},
-    "keysets": set(ORDER) - {"keysets"},
+    "ykt_files": set(ORDER) - {"ykt_files"},
+    "apdu": set(ORDER) - {"apdu", "ykt_files"},
+    "keysets": set(ORDER) - {"keysets", "ykt_files"},
     "ykt_card": {"terminal_sim", "specs", "tools"},
     "terminal_sim": {"specs", "tools"},
     "specs": {"tools"},

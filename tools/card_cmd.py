@@ -22,7 +22,7 @@ from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank
 from ykt_card.issuance.profile import load_card_profile
 from ykt_card.host.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
-from .common import (clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
+from .common import (KEYSET, clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
                      serve_until_signal, trace_option)
 from .output import emit_json
 
@@ -48,7 +48,7 @@ def _targets(out: Path, numbers: list[str], many: bool, suffix: str, option: str
 
 
 @card.command("issue")
-@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set (TOML); give one per algorithm the card carries.")
 @click.option("--profile", default=DEFAULT_CARD_PROFILE, show_default=True,
               help="Issuance profile name (specs/profiles/cards) or path.")
@@ -103,7 +103,7 @@ def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, s
 
 
 @card.command("blank")
-@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set(s) the card will carry: the card_master of the lowest key index is the transport key.")
 @click.option("--profile", default=DEFAULT_CARD_PROFILE, show_default=True,
               help="Issuance profile name (specs/profiles/cards) or path: the file structure to create.")
@@ -129,7 +129,7 @@ def blank(keysets, profile, algorithm, out, as_json) -> None:
               help="Personalisation script written by `ykt card issue --script`.")
 @click.option("--reader", "reader_spec", default="pcsc", show_default=True, metavar="R",
               help="pcsc, pcsc:NAME, nfc:DEVICE or image:PATH: where the blank card sits.")
-@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set(s) holding the script's transport and maintenance keys (by KCV).")
 @seed_option
 @trace_option

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        path = exc.ctx.command_path.split(" ", 1) if exc.ctx is not None else []
+        where = f"{path[1]}: " if len(path) > 1 else ""   # the subcommand, never the program name again
         click.echo(f"ykt: error: {where}{one_line(exc.format_message())}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except click.ClickException as exc:

@@ -11,9 +11,31 @@ from pathlib import Path
 import click
 
 from keysets.randomness import RandomSource
+from specs.catalog import find
 from ykt_card.clock import SimulatedClock, SystemClock
 from apdu.trace import TracingReader
 from ykt_card.host.readers import OpenedReader, open_reader
+
+
+class Shipped(click.ParamType):
+    """A shipped file by name (`gd-test-3des`, `bus-flat`) or any path: the option's value as a Path."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.name = kind
+
+    def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, Path):
+            return value
+        try:
+            return find(self.kind, value)
+        except LookupError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+KEYSET = Shipped("keyset")
+CARD_PROFILE = Shipped("card-profile")
+TERMINAL_PROFILE = Shipped("terminal-profile")
 
 
 def seed_option(fn):

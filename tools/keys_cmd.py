@@ -8,7 +8,7 @@ import click
 from keysets import Algorithm, KeyEntry, KeySet, compose
 from keysets.keyset import ALL_ROLES, entry_toml
 
-from .common import hex_bytes
+from .common import KEYSET, hex_bytes
 from .output import console, emit_json, table
 
 
@@ -18,7 +18,7 @@ def keys() -> None:
 
 
 @keys.command("show")
-@click.argument("keyset", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("keyset", type=KEYSET)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(keyset: Path, as_json: bool) -> None:
     """List the roles of KEYSET with index, version, algorithm and KCV."""
@@ -35,7 +35,7 @@ def show(keyset: Path, as_json: bool) -> None:
 
 
 @keys.command("derive")
-@click.argument("keyset", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("keyset", type=KEYSET)
 @click.option("--issuer", required=True, metavar="HEX16", help="Issuer ID, EF15 bytes 0..7.")
 @click.option("--serial", required=True, metavar="HEX16", help="Card serial, EF15 bytes 12..19.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

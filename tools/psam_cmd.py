@@ -10,7 +10,7 @@ from keysets import KeySet
 from ykt_card.psam.cos import ATR, PsamOS, state_summary
 from ykt_card.psam.issue import issue_psam, load_psam, psam_saver, save_psam
 
-from .common import hex_bytes, make_rng, seed_option, serve_until_signal
+from .common import KEYSET, hex_bytes, make_rng, seed_option, serve_until_signal
 from .output import emit_json
 
 
@@ -20,7 +20,7 @@ def psam() -> None:
 
 
 @psam.command("issue")
-@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set holding the purchase and TAC master keys; give one per algorithm.")
 @click.option("--terminal-id", required=True, metavar="HEX12", help="Terminal number (PSAM EF16).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PSAM image to write.")

@@ -15,7 +15,7 @@ from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.validator import TappingReader, Validator
 
-from .common import clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_clock, trace_option
+from .common import KEYSET, clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_clock, trace_option
 from .output import emit_json
 
 
@@ -122,7 +122,7 @@ def run(profile, card_spec, psam_spec, station, amount, as_json, journal_path, t
 @terminal.command("load")
 @click.option("--card", "card_spec", required=True, metavar="R",
               help="Card reader: pcsc[:NAME], nfc:DEVICE or image:PATH.")
-@click.option("--keyset", "keysets", multiple=True, required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set of the simulated load host (load and TAC master keys).")
 @click.option("--amount", required=True, type=click.IntRange(1, 0xFFFFFFFF), metavar="FEN")
 @click.option("--terminal-id", required=True, metavar="HEX12", help="Terminal number of the load terminal.")

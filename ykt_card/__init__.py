@@ -4,6 +4,8 @@ Imports are lazy so that `import ykt_card.layouts` (decoding a dump) does not pu
 """
 from __future__ import annotations
 
+from ykt_card import status as _status  # noqa: F401 - registers the purse's status words
+
 import importlib
 from typing import Any
 
@@ -12,7 +14,7 @@ _EXPORTS = {
     "Proof": "card.state", "PpseEntry": "card.state", "PersistentStore": "card.state", "StateError": "card.state",
     "TUnionCardOS": "card.cos",
     "ImageError": "card.image", "load_card": "card.image", "save_card": "card.image", "read_image": "card.image",
-    "write_json_atomic": "card.image", "saver": "card.image", "card_to_doc": "card.image",
+    "saver": "card.image", "card_to_doc": "card.image",
     "card_from_doc": "card.image", "DocReader": "card.image",
 }
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference import reference_text
 from terminal_sim.lists import (
     BlackList, IssuerWhiteList, ListError, acceptance_refusal, load_blacklist, load_whitelist, parse_list,
 )
 
 LISTS = Path(__file__).resolve().parents[2] / "specs" / "lists"
-GUANGDONG_MD = Path(__file__).resolve().parents[3] / "shared" / "reference" / "guangdong.md"
 
 
 def test_shipped_black_list():
@@ -27,7 +27,7 @@ def test_shipped_white_list_names_every_guangdong_issuer_of_the_reference():
     assert white.version == "2024112401"
     # the issuer IDs of guangdong.md's table, e.g. "| 0220 5810 |"
     table = re.findall(r"^\|[^|]+\| \d{4} \|[^|]+\| (\d{4} \d{4}) \| \d{8} \|$",
-                       GUANGDONG_MD.read_text(encoding="utf-8"), flags=re.MULTILINE)
+                       reference_text("guangdong.md"), flags=re.MULTILINE)
     table = [issuer.replace(" ", "") for issuer in table]
     assert len(table) == 21
     for issuer in table:

@@ -62,7 +62,7 @@ def test_keys_derive_matches_the_library():
     j = json.loads(ykt("keys", "derive", K3, "--issuer", issuer, "--serial", serial, "--json").stdout)
     card = KeySet.load(K3).card_keys(bytes.fromhex(issuer), bytes.fromhex(serial))
     assert {r: v["kcv"] for r, v in j["card_keys"].items()} == {r: e.kcv for r, e in card.keys.items()}
-    assert "ykt keys derive" in one_line_error(ykt("keys", "derive", K3, "--issuer", "0220", "--serial", serial))
+    assert "ykt: error: keys derive: " in one_line_error(ykt("keys", "derive", K3, "--issuer", "0220", "--serial", serial))
 
 
 def test_keys_compose_checks_components_and_prints_the_entry():
@@ -123,3 +123,13 @@ def test_doctor_reports_each_check():
     names = {c["check"] for c in checks}
     assert {"pcscd binary", "vpcd driver config", "tshark present"} <= names
     assert p.returncode == (0 if all(c["ok"] for c in checks) else 1)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["qr"], "ykt: error: No such command 'qr'."),
+    (["card", "issue"], "ykt: error: card issue: Missing option '--keyset'."),
+    (["keys", "show", "nothere"], "ykt: error: keys show: Invalid value for 'KEYSET': no key set named 'nothere' "
+                                  "(shipped: gd-test-3des, gd-test-sm4; or give a path)"),
+])
+def test_usage_errors_never_repeat_the_program_name(args, expected):
+    assert one_line_error(ykt(*args)) == expected

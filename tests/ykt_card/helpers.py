@@ -6,11 +6,9 @@ reaches into the card's state: only APDUs go in and out.
 """
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from keysets import (
     TYPE_CAPP_PURCHASE, TYPE_PURCHASE, Algorithm, KeyEntry, KeySet, LoadSession,
@@ -18,8 +16,9 @@ from keysets import (
 )
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.card.state import CardState
+from tests.reference import vectors
 
-VECTORS = json.loads(Path("/work/shared/reference/vectors.json").read_text())
+VECTORS = vectors()
 AID = "A000000632010105"
 SELECT_AID = "00A4040008" + AID + "00"
 EF15 = bytes.fromhex("58105810FFFFFFFF0201" "03105810000000001234" "20240101" "20341231" "0000")

@@ -10,9 +10,10 @@ from keysets.randomness import RandomSource
 from keysets import Algorithm, SecretKey
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.card.image import (
-    ImageError, card_from_doc, card_to_doc, load_card, read_image, save_card, write_json_atomic,
+    ImageError, card_from_doc, card_to_doc, load_card, read_image, save_card,
 )
 from ykt_card.card.state import BinaryFile, FaultInjector, Lock, PowerLoss
+from ykt_files.atomic import write_json_atomic
 
 from tests.ykt_card.helpers import (
     HostTerminal, capp_update_1a, capp_update_1e, gd_keyset, make_card,

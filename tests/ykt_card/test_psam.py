@@ -534,8 +534,8 @@ def test_truncated_and_foreign_images_are_refused(tmp_path):
     (lambda d: d["mac2_failures"].pop("count"), "mac2_failures.count: missing"),
     (lambda d: d.update(keysets=[]), "keysets"),
     (lambda d: d["keysets"][0].update(test_only=False), "keysets[0].test_only"),
-    (lambda d: d["keysets"][0]["keys"]["purchase"].update(kcv="000000"), "keysets[0]: keys.purchase: KCV mismatch"),
-    (lambda d: d["keysets"][0]["keys"]["tac"].update(value="00" * 15), "keys.tac: value must be 16 bytes"),
+    (lambda d: d["keysets"][0]["keys"]["purchase"].update(kcv="000000"), "keysets[0]: keys.purchase.kcv: KCV mismatch"),
+    (lambda d: d["keysets"][0]["keys"]["tac"].update(value="00" * 15), "keys.tac.value: must be 16 bytes"),
     (lambda d: d["files"].update(EF17="07" + d["files"]["EF17"][2:]), "ef17: key index 07"),
     (lambda d: d.update(extra=1), "extra: unknown field"),
 ])

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ykt_files.atomic import write_json_atomic
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, SecretKey
 
 from ykt_card.card.state import (
@@ -39,7 +39,7 @@ from ykt_card.card.state import (
 )
 
 __all__ = [
-    "FORMAT", "ImageError", "DocReader", "write_json_atomic", "read_image", "card_to_doc",
+    "FORMAT", "ImageError", "DocReader", "read_image", "card_to_doc",
     "card_from_doc", "save_card", "load_card",
 ]
 
@@ -58,39 +58,6 @@ class ImageError(ValueError):
 
 
 # --- generic I/O ---------------------------------------------------------------------------------
-
-def write_json_atomic(path: str | os.PathLike[str], doc: Any) -> None:
-    """Write `doc` as JSON so that `path` holds either the old or the new content, never a mix."""
-    write_text_atomic(path, json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` so that `path` holds either the old or the new content, never a mix.
-
-    Temp file in the same directory (mode 0600: images hold test keys), fsync, rename over the
-    target, fsync the directory. Images, clearing files and anything else that must survive a kill use it.
-    """
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
 
 def read_image(path: str | os.PathLike[str], kind: str = "card") -> dict[str, Any]:
     """Read a JSON image and check its envelope (`format` 1, `kind`); the body is the caller's."""

@@ -20,8 +20,8 @@ from typing import Any, Literal
 from apdu import tlv
 from apdu.command import CommandApdu
 from apdu.reader import Reader
-from apdu.status import (SW_APP_LOCKED, SW_APP_LOCKED_PERM, SW_FCI_NOT_FORMATTED, SW_OK,
-                         SW_RECORD_NOT_FOUND, CardError, ResponseApdu)
+from apdu.status import SW_FCI_NOT_FORMATTED, SW_OK, SW_RECORD_NOT_FOUND, CardError, ResponseApdu
+from ykt_card.status import SW_APP_LOCKED, SW_APP_LOCKED_PERM
 from apdu.t0 import Channel
 from keysets import Algorithm, SecretKey, secure_messaging_mac
 from ykt_card.host.args import bytes_of, int_in

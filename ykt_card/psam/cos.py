@@ -61,10 +61,8 @@ from typing import Any
 from apdu.command import ApduError, CommandApdu
 from apdu.dispatch import CardApplication, instruction
 from keysets.randomness import RandomSource
-from apdu.status import (SW_CONDITIONS, SW_COUNTER_MAX, SW_FILE_NOT_FOUND, SW_KEY_INDEX_UNSUPPORTED,
-                         SW_KEY_NOT_FOUND, SW_MAC_INVALID, SW_MEMORY_FAILURE, SW_NO_CURRENT_EF,
-                         SW_STATE, SW_WRONG_DATA, SW_WRONG_LENGTH, SW_WRONG_OFFSET, SW_WRONG_P1P2,
-                         CardError)
+from apdu.status import (SW_CONDITIONS, SW_FILE_NOT_FOUND, SW_KEY_NOT_FOUND, SW_MEMORY_FAILURE, SW_NO_CURRENT_EF, SW_WRONG_DATA, SW_WRONG_LENGTH, SW_WRONG_OFFSET, SW_WRONG_P1P2, CardError)
+from ykt_card.status import SW_COUNTER_MAX, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID, SW_STATE
 from keysets import (PURCHASE_TYPES, Algorithm, KeySet, PurchaseSession, diversify, pad80, tac_key)
 from keysets.keyset import Use
 

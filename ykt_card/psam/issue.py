@@ -26,7 +26,8 @@ from typing import Any
 from keysets import KeySet, KeySetError
 from keysets.keyset import Use
 
-from ykt_card.card.image import DocReader, ImageError, check_envelope, read_image, write_json_atomic
+from ykt_card.card.image import DocReader, ImageError, check_envelope, read_image
+from ykt_files.atomic import write_json_atomic
 from ykt_card.layouts.psam import PsamEF15, PsamEF17
 from ykt_card.psam.cos import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
 
