@@ -29,7 +29,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from pydantic_core import PydanticCustomError
 
 __all__ = [
-    "DocumentError", "Model", "problem", "validate", "field_path", "read_text", "parse_document",
+    "DocumentError", "ProfileError", "Model", "problem", "validate", "field_path", "read_text", "parse_document",
     "load_document", "Byte", "UInt", "IntRange", "HexBytes", "HexString", "Digits", "NonEmpty",
 ]
 
@@ -44,6 +44,10 @@ class DocumentError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{source}: {field}: {reason}" if field else f"{source}: {reason}")
+
+
+class ProfileError(DocumentError):
+    """A profile refused (card issuance, PSAM or terminal profile): `<file>: <field>: <reason>`."""
 
 
 class Model(BaseModel):
