@@ -21,7 +21,8 @@ from specs.catalog import card_profile_path, terminal_profile_path
 from terminal_sim.flows import load as load_flow
 from terminal_sim.load_host import LoadHost
 from terminal_sim.profile import load_terminal_profile
-from terminal_sim.validator import CountingReader, Validator
+from terminal_sim.links import CountingReader
+from terminal_sim.validator import Validator
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.issuance.personalise import issue_card
 from ykt_card.issuance.profile import load_card_profile
