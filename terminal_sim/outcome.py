@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, ValidationError, model_validator
 
 from ykt_files.schema import DocumentError, Model, problem, validate
+
+from .fields import decimal_digits, flag, hex_bytes, hex_digits, integer, one_of, printable, text, typed
 
 __all__ = ["Outcome", "OutcomeRecord", "OutcomeError", "STATUSES", "TYPES", "FIELDS", "MONEY_STATUSES"]
 
@@ -44,64 +45,15 @@ class OutcomeError(DocumentError):
     """An outcome refused: ``<source>: <field>: <reason>`` in one line (a ValueError)."""
 
 
-# -- field types: each refuses with the reason the clearing file's reader needs (values are not secret) --
+# -- field types (terminal_sim.fields): each says what it expected and what it got (values are not secret) --
 
-def _got(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _integer(low: int, high: int) -> Any:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise problem(f"expected an integer, got {_got(value)}")
-        if not low <= value <= high:
-            raise problem(f"{value} out of range {low}..{high}")
-        return value
-    return Annotated[int, BeforeValidator(check)]
+def _parse_datetime(stamp: str) -> _dt.datetime:
+    return _dt.datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]), int(stamp[10:12]),
+                        int(stamp[12:14]))
 
 
-def _text(check: Callable[[str], str]) -> Any:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str):
-            raise problem(f"expected a string, got {_got(value)}")
-        return check(value)
-    return Annotated[str, BeforeValidator(parse)]
-
-
-def _choice(*allowed: str) -> Any:
-    def check(value: str) -> str:
-        if value not in allowed:
-            raise problem(f"expected one of {', '.join(allowed)}, got {value!r}")
-        return value
-    return _text(check)
-
-
-def _hex(low: int, high: int | None = None) -> Any:
-    pattern = (re.compile(rf"[0-9A-Fa-f]{{{low}}}") if high is None
-               else re.compile(rf"(?:[0-9A-Fa-f]{{2}}){{{low // 2},{high // 2}}}"))
-
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise problem(f"expected hex ({pattern.pattern}), got {value!r}")
-        return value.upper()
-    return _text(check)
-
-
-def _digits(count: int) -> Any:
-    def check(value: str) -> str:
-        if not (len(value) == count and value.isascii() and value.isdigit()):
-            raise problem(f"expected {count} decimal digits, got {value!r}")
-        return value
-    return _text(check)
-
-
-def _parse_datetime(text: str) -> _dt.datetime:
-    return _dt.datetime(int(text[0:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]),
-                        int(text[12:14]))
-
-
-def _datetime(value: str) -> str:
-    if not (len(value) == 14 and value.isascii() and value.isdigit()):
+def _moment(value: Any) -> str:
+    if not (len(text(value)) == 14 and value.isascii() and value.isdigit()):
         raise problem(f"expected YYYYMMDDhhmmss, got {value!r}")
     try:
         _parse_datetime(value)
@@ -110,41 +62,43 @@ def _datetime(value: str) -> str:
     return value
 
 
-def _vehicle(value: str) -> str:
-    if not re.fullmatch(r"[\x21-\x7E]{1,8}", value):
-        raise problem(f"expected 1 to 8 printable ASCII characters, got {value!r}")
-    return value
-
-
-def _free_text(value: str) -> str:
+def _free_text(value: Any) -> str:
     """One line, no control characters (it goes into CSV and logs), not blank."""
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text(value)):
         raise problem("control characters are not allowed")
     if not value.strip():
         raise problem("empty (leave it out instead)")
     return value
 
 
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise problem(f"expected true or false, got {_got(value)}")
+def _present(value: Any) -> Any:
+    if value is None:
+        raise problem("required")
     return value
 
 
 def _required(kind: Any) -> Any:
     """A field every outcome has: None is refused as 'required' before the type speaks."""
-    def check(value: Any) -> Any:
-        if value is None:
-            raise problem("required")
-        return value
-    return Annotated[kind, BeforeValidator(check)]
+    return Annotated[kind, BeforeValidator(_present)]
 
 
-U32 = _integer(0, 0xFFFFFFFF)
-S32 = _integer(-0x80000000, 0x7FFFFFFF)
-Flag = Annotated[bool, BeforeValidator(_flag)]
-Moment = _text(_datetime)
-Station = _hex(2, 16)
+U32 = typed(int, integer(0, 0xFFFFFFFF))
+S32 = typed(int, integer(-0x80000000, 0x7FFFFFFF))
+Moment = typed(str, _moment)
+Station = typed(str, hex_bytes(2, 16))
+
+
+def _hex(count: int) -> Any:
+    return typed(str, hex_digits(count))
+
+
+def _choice(*allowed: str) -> Any:
+    return typed(str, one_of(*allowed))
+
+
+def _digits(count: int) -> Any:
+    return typed(str, decimal_digits(count))
+
 
 _REQUIRED_BY_STATUS = {
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
@@ -165,22 +119,22 @@ class OutcomeRecord(Model):
     """
 
     status: _required(_choice(*STATUSES))
-    reason: _text(_free_text) | None = None
+    reason: typed(str, _free_text) | None = None
     type: _required(_choice(*TYPES))
     card_no: _digits(20) | None = None
     issuer_id: _hex(16) | None = None
     amount: U32 | None = None
     balance_before: S32 | None = None
     balance_after: S32 | None = None
-    overdraft_limit: _integer(0, 0xFFFFFF) | None = None
-    card_counter: _integer(0, 0xFFFF) | None = None
+    overdraft_limit: typed(int, integer(0, 0xFFFFFF)) | None = None
+    card_counter: typed(int, integer(0, 0xFFFF)) | None = None
     terminal_id: _required(_hex(12))
     terminal_seq: U32 | None = None
     datetime: _required(Moment)
-    key_version: _integer(0, 0xFF) | None = None
+    key_version: typed(int, integer(0, 0xFF)) | None = None
     algorithm: _choice(*ALGORITHMS) | None = None
     tac: _hex(8) | None = None
-    mac2_verified: Flag | None = None
+    mac2_verified: typed(bool, flag) | None = None
     list_version: _digits(10) | None = None
     # transit context
     mode: _choice(*MODES) | None = None
@@ -188,7 +142,7 @@ class OutcomeRecord(Model):
     operator: _hex(4) | None = None
     line: _hex(4) | None = None
     station: Station | None = None
-    vehicle: _text(_vehicle) | None = None
+    vehicle: typed(str, printable(8)) | None = None
     direction: _choice("AB", "BA") | None = None
     card_type: _hex(2) | None = None
     full_fare: U32 | None = None

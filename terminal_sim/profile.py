@@ -45,15 +45,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keysets import TEST_KEYSET_DIR, KeySet, KeySetError
 from ykt_files.schema import Model, ProfileError, problem, read_text, validate
 
 from .fares import Discounts, FareError, FarePolicy, FareTable, StaleRule
+from .fields import expect, flag, got, hex_digits, integer, kind_of, one_of, printable, text, typed
 from .lists import BlackList, IssuerWhiteList, ListError, load_blacklist, load_whitelist
 
 __all__ = [
@@ -188,86 +189,19 @@ class TerminalProfile:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Field types: each refuses with the reason an operator editing the YAML needs
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _got(value: Any) -> str:
-    return f"{_kind(value)} {value!r}"
-
-
-def _checked(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A field check written with ValueError, turned into the schema layer's custom error."""
-    def run(value: Any) -> Any:
-        try:
-            return check(value)
-        except ValueError as exc:
-            raise problem(str(exc)) from None
-    return run
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a quoted string, got {_got(value)}")
-    return value
-
+# Field types (terminal_sim.fields): each refuses with the reason an operator editing the YAML needs
 
 def _name(value: Any) -> str:
-    if not _text(value).strip():
-        raise ValueError("empty")
+    if not text(value).strip():
+        raise problem("empty")
     return value.strip()
 
 
 def _area_code(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"expected a quoted 4-digit area code like \"5810\", got {_got(value)}")
+        raise problem(f"expected a quoted 4-digit area code like \"5810\", got {got(value)}")
     if not re.fullmatch(r"\d{4}", value):
-        raise ValueError(f"expected a 4-digit area code, got {value!r}")
-    return value
-
-
-def _hex(digits: int) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a quoted string of {digits} hex digits, got {_got(value)}")
-        if not re.fullmatch(rf"[0-9A-Fa-f]{{{digits}}}", value):
-            raise ValueError(f"expected {digits} hex digits, got {value!r}")
-        return value.upper()
-    return check
-
-
-def _integer(low: int, high: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_got(value)}")
-        if not low <= value <= high:
-            raise ValueError(f"{value} out of range {low}..{high}")
-        return value
-    return check
-
-
-def _one_of(*allowed: str, quoted: bool = False) -> Callable[[Any], str]:
-    names = " or ".join(repr(a) for a in allowed) if quoted else ", ".join(allowed)
-    lead = "expected " if quoted else "expected one of "
-
-    def check(value: Any) -> str:
-        if _text(value) not in allowed:
-            raise ValueError(f"{lead}{names}, got {value!r}")
-        return value
-    return check
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _vehicle(value: Any) -> str:
-    if not re.fullmatch(r"[\x21-\x7E]{1,8}", _text(value)):
-        raise ValueError(f"expected 1 to 8 printable ASCII characters, got {value!r}")
+        raise problem(f"expected a 4-digit area code, got {value!r}")
     return value
 
 
@@ -275,36 +209,29 @@ def _station_code(value: Any, mode: str) -> str:
     """A station code as the card records of this mode hold it (metro and ferry 4 hex, bus 2 hex)."""
     digits = STATION_DIGITS.get(mode)
     if digits is None:
-        raise ValueError(f"a {mode} terminal has no stations")
-    return _hex(digits)(value)
+        raise problem(f"a {mode} terminal has no stations")
+    return hex_digits(digits)(value)
 
 
-def _expect(kind: type, what: str, non_empty: bool = False) -> Callable[[Any], Any]:
-    """A table or list field: the right container (and not empty), said the operator's way."""
-    def check(value: Any) -> Any:
-        if not isinstance(value, kind) or (non_empty and not value):
-            raise ValueError(f"expected {what}, got {_kind(value)}")
-        return value
-    return check
+def _station_ref(value: Any) -> str:
+    if not isinstance(value, str):
+        raise problem(f"expected a quoted station code, got {got(value)}")
+    return value
 
 
-def _typed(kind: Any, check: Callable[[Any], Any]) -> Any:
-    return Annotated[kind, BeforeValidator(_checked(check))]
-
-
-Name = _typed(str, _name)
-Text = _typed(str, _text)
-AreaCode = _typed(str, _area_code)
-Hex4 = _typed(str, _hex(4))
-Hex16 = _typed(str, _hex(16))
-Amount = _typed(int, _integer(0, MAX_AMOUNT))
-Flag = _typed(bool, _flag)
-Mapping_ = _expect(dict, "a mapping")
+Name = typed(str, _name)
+Text = typed(str, text)
+AreaCode = typed(str, _area_code)
+Hex4 = typed(str, hex_digits(4))
+Hex16 = typed(str, hex_digits(16))
+Amount = typed(int, integer(0, MAX_AMOUNT))
+StationRef = typed(str, _station_ref)
+a_mapping = expect(dict, "a mapping")
 
 
 def _table(model: type[Model]) -> Any:
     """A nested table of fields, refused as 'expected a mapping' when it is something else."""
-    return Annotated[model, BeforeValidator(_checked(Mapping_))]
+    return typed(model, a_mapping)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -313,17 +240,8 @@ def _table(model: type[Model]) -> Any:
 class StaleBoardingFile(Model):
     """``fares.stale_boarding``: when a bus boarding no longer counts, and whether its mark is charged."""
 
-    gap_minutes: _typed(int, _integer(1, 24 * 60))
-    charge_mark: Flag
-
-
-def _station_ref(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a quoted station code, got {_got(value)}")
-    return value
-
-
-StationRef = _typed(str, _station_ref)
+    gap_minutes: typed(int, integer(1, 24 * 60))
+    charge_mark: typed(bool, flag)
 
 
 class FareRowFile(Model):
@@ -338,8 +256,7 @@ class FaresFile(Model):
     """``fares``: which parts a flow uses is checked by the profile (FARE_KEYS_OF_FLOW)."""
 
     flat: Amount | None = None
-    table: Annotated[list[_table(FareRowFile)], BeforeValidator(_checked(
-        _expect(list, "a list of {from, to, amount}", non_empty=True)))] | None = None
+    table: typed(list[_table(FareRowFile)], expect(list, "a list of {from, to, amount}", non_empty=True)) | None = None
     same_station: Amount | None = None
     max_fare: Amount | None = None
     stale_boarding: _table(StaleBoardingFile) | None = None
@@ -348,11 +265,11 @@ class FaresFile(Model):
 def _card_types(value: Any) -> dict[str, Any]:
     """EF17 card type codes (2 hex, case-insensitive) → percent paid: keys checked where they stand."""
     if not isinstance(value, dict):
-        raise problem(f"expected a mapping of card type to percent, got {_kind(value)}")
+        raise problem(f"expected a mapping of card type to percent, got {kind_of(value)}")
     out: dict[str, Any] = {}
     for key, percent in value.items():
         try:
-            code = _hex(2)(key)
+            code = hex_digits(2)(key)
         except ValueError as exc:
             raise problem(str(exc), at=str(key)) from None
         if code in out:
@@ -364,9 +281,8 @@ def _card_types(value: Any) -> dict[str, Any]:
 class DiscountsFile(Model):
     """``discounts``: percent paid by card type, and the cities whose discounts are recognised."""
 
-    card_types: Annotated[dict[str, _typed(int, _integer(0, 100))], BeforeValidator(_card_types)] = {}
-    recognised_cities: Annotated[list[AreaCode], BeforeValidator(_checked(
-        _expect(list, "a list of area codes")))] = []
+    card_types: typed(dict[str, typed(int, integer(0, 100))], _card_types) = {}
+    recognised_cities: typed(list[AreaCode], expect(list, "a list of area codes")) = []
 
     @model_validator(mode="after")
     def _each_city_once(self) -> "DiscountsFile":
@@ -383,7 +299,7 @@ def _base(info: ValidationInfo) -> Path:
 def _file(value: Any, info: ValidationInfo) -> Path:
     """A file path relative to the profile's folder (validation context `base`) that exists."""
     if not isinstance(value, str) or not value:
-        raise problem(f"expected a file path, got {_got(value)}")
+        raise problem(f"expected a file path, got {got(value)}")
     path = Path(value) if Path(value).is_absolute() else _base(info) / value
     if not path.is_file():
         raise problem(f"no such file {value!r}")
@@ -404,9 +320,8 @@ def _list_file(loader: Callable[[Path], object]) -> Callable[[Any, ValidationInf
 class ListsFile(Model):
     """``lists``: the black list every terminal checks, and the optional issuer white list."""
 
-    blacklist: Annotated[Path, BeforeValidator(_list_file(load_blacklist))] | None = Field(
-        None, validate_default=True)
-    whitelist: Annotated[Path, BeforeValidator(_list_file(load_whitelist))] | None = None
+    blacklist: typed(Path, _list_file(load_blacklist)) | None = Field(None, validate_default=True)
+    whitelist: typed(Path, _list_file(load_whitelist)) | None = None
 
     @field_validator("blacklist")
     @classmethod
@@ -419,7 +334,7 @@ class ListsFile(Model):
 def _keyset_file(value: Any, info: ValidationInfo) -> Path:
     """A key set file relative to the profile, or the name of a shipped TEST key set; it must load."""
     if not isinstance(value, str) or not value:
-        raise problem(f"expected a key set file or name, got {_got(value)}")
+        raise problem(f"expected a key set file or name, got {got(value)}")
     if "/" in value or value.endswith(".toml"):
         path = _file(value, info)
     else:
@@ -437,10 +352,9 @@ def _keyset_file(value: Any, info: ValidationInfo) -> Path:
 class LoadFile(Model):
     """``load``: the host's key set, the maximum balance, and the amounts offered."""
 
-    keyset: Annotated[Path, BeforeValidator(_keyset_file)]
-    max_balance: _typed(int, _integer(1, MAX_BALANCE_LIMIT))
-    amounts: Annotated[list[Amount], BeforeValidator(_checked(
-        _expect(list, "a list of amounts in fen", non_empty=True)))] | None = None
+    keyset: typed(Path, _keyset_file)
+    max_balance: typed(int, integer(1, MAX_BALANCE_LIMIT))
+    amounts: typed(list[Amount], expect(list, "a list of amounts in fen", non_empty=True)) | None = None
 
     @model_validator(mode="after")
     def _amounts_fit(self) -> "LoadFile":
@@ -458,32 +372,32 @@ def _key_indexes(value: Any) -> list[Any]:
         if not value:
             raise problem("an empty list names no key index")
         return value
-    return [_checked(_integer(1, 255))(value)]
+    return [integer(1, 255)(value)]
 
 
 class TerminalProfileFile(Model):
     """A terminal profile file as written (fields in check order); `build` makes the `TerminalProfile`."""
 
     name: Name
-    mode: _typed(str, _one_of(*MODES))
-    flow: _typed(str, _one_of(*FLOWS))
+    mode: typed(str, one_of(*MODES))
+    flow: typed(str, one_of(*FLOWS))
     city: AreaCode
     province: AreaCode
     operator: Hex4
     acceptor: Hex16 | None = None
     line: Hex4 | None = Field(None, validate_default=True)
-    vehicle: _typed(str, _vehicle) | None = None
+    vehicle: typed(str, printable(8)) | None = None
     direction: str | None = None
-    key_index: Annotated[list[_typed(int, _integer(1, 255))], BeforeValidator(_key_indexes)]
+    key_index: typed(list[typed(int, integer(1, 255))], _key_indexes)
     transaction_type: Text
-    ef1e_layout: _typed(str, _one_of("A", "B", quoted=True)) = "A"
-    ef1a_record: _typed(int, _integer(1, 2)) | None = Field(None, validate_default=True)
+    ef1e_layout: typed(str, one_of("A", "B", quoted=True)) = "A"
+    ef1a_record: typed(int, integer(1, 2)) | None = Field(None, validate_default=True)
     stations: dict[str, str] | None = Field(None, validate_default=True)
     station: str | None = Field(None, validate_default=True)
     fares: FaresFile | None = Field(None, validate_default=True)
     discounts: _table(DiscountsFile) = DiscountsFile()
     lists: _table(ListsFile)
-    recovery_window: _typed(int, _integer(1, 86400)) = DEFAULT_RECOVERY_WINDOW
+    recovery_window: typed(int, integer(1, 86400)) = DEFAULT_RECOVERY_WINDOW
     load: LoadFile | None = Field(None, validate_default=True)
 
     # -- rules that read the mode and the flow (validated before them, in file order) --------------
@@ -519,7 +433,7 @@ class TerminalProfileFile(Model):
             return None
         if flow is not None and flow != "segment":
             raise problem(f"only a segmented-fare bus has a direction, this flow is {flow!r}")
-        return _checked(_one_of("AB", "BA", quoted=True))(direction)
+        return one_of("AB", "BA", quoted=True)(direction)
 
     @field_validator("key_index")
     @classmethod
@@ -566,14 +480,14 @@ class TerminalProfileFile(Model):
         if flow not in STATIONS_ALLOWED:
             raise problem(f"flow {flow!r} has no stations")
         if not isinstance(raw, dict) or not raw:
-            raise problem(f"expected a mapping of station code to name, got {_kind(raw)}")
+            raise problem(f"expected a mapping of station code to name, got {kind_of(raw)}")
         stations: dict[str, str] = {}
         for code, label in raw.items():
             try:
                 normal = _station_code(code, mode)
                 if normal in stations:
                     raise ValueError("listed twice (codes are case-insensitive hex)")
-                stations[normal] = _text(label)
+                stations[normal] = text(label)
             except ValueError as exc:
                 raise problem(str(exc), at=str(code)) from None
         return stations
@@ -590,7 +504,7 @@ class TerminalProfileFile(Model):
             return None
         if mode not in STATION_DIGITS:
             raise problem(f"a {mode} terminal has no station")
-        code = _checked(lambda v: _station_code(v, mode))(raw)
+        code = _station_code(raw, mode)
         stations = info.data.get("stations") or {}
         if stations and code not in stations:
             raise problem(f"unknown station {code!r}")
@@ -608,7 +522,7 @@ class TerminalProfileFile(Model):
                 raise problem(f"missing (flow {flow!r} needs fares.{sorted(required)[0]})")
             return None
         if not isinstance(raw, dict):
-            raise problem(f"expected a mapping, got {_kind(raw)}")
+            raise problem(f"expected a mapping, got {kind_of(raw)}")
         for key in raw:
             if key in FARE_KEYS and key not in FARE_KEYS_OF_FLOW[flow]:
                 raise problem(f"not used by flow {flow!r}", at=str(key))
@@ -636,7 +550,7 @@ class TerminalProfileFile(Model):
             return None
         if raw is None:
             raise problem("missing (a load terminal needs its host settings)")
-        return _checked(Mapping_)(raw)
+        return a_mapping(raw)
 
     @model_validator(mode="after")
     def _load_key_index(self) -> "TerminalProfileFile":
@@ -718,8 +632,8 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 def load_terminal_profile(path: str | Path) -> TerminalProfile:
     """Read and check a terminal profile file; every refusal is one ProfileError line."""
     p = Path(path)
-    text = read_text(p, "profile", ProfileError)
-    return parse_terminal_profile(text, source=p.name, base=p.resolve().parent)
+    content = read_text(p, "profile", ProfileError)
+    return parse_terminal_profile(content, source=p.name, base=p.resolve().parent)
 
 
 def parse_terminal_profile(text: str, source: str = "<memory>", base: Path | None = None) -> TerminalProfile:
@@ -732,6 +646,6 @@ def parse_terminal_profile(text: str, source: str = "<memory>", base: Path | Non
         problem_text = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProfileError(source, None, f"{where}: not valid YAML: {problem_text}") from None
     if not isinstance(doc, dict):
-        raise ProfileError(source, None, f"expected a mapping of profile fields, got {_kind(doc)}")
+        raise ProfileError(source, None, f"expected a mapping of profile fields, got {kind_of(doc)}")
     checked = validate(TerminalProfileFile, doc, source, ProfileError, {"base": base or Path.cwd()})
     return checked.build(source)

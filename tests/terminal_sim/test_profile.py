@@ -135,7 +135,7 @@ CASES = [
     ("bus-segment.yaml", {"fares.stale_boarding.gap_minutes": 0},
      "fares.stale_boarding.gap_minutes: 0 out of range 1..1440"),
     ("bus-segment.yaml", {"fares.stale_boarding.charge_mark": "yes"},
-     "fares.stale_boarding.charge_mark: expected true or false, got 'yes'"),
+     "fares.stale_boarding.charge_mark: expected true or false, got str 'yes'"),
     ("bus-segment.yaml", {"station": "09"}, "station: unknown station '09'"),
     ("bus-segment.yaml", {"station": _DELETE}, "station: missing (flow 'segment' needs the terminal's station)"),
     ("bus-segment.yaml", {"direction": "UP"}, "direction: expected 'AB' or 'BA', got 'UP'"),
