@@ -48,7 +48,7 @@ __all__ = ["purchase", "purchase_check", "load", "load_check", "DEFAULT_LOAD_WIN
 
 DEFAULT_LOAD_WINDOW = 120
 LOAD_TYPES = ("02",)
-CaptureWrite = tuple[int, int, bytes]          # (SFI, P1, data) of one UPDATE CAPP DATA CACHE
+CappWrite = tuple[int, int, bytes]          # (SFI, P1, data) of one UPDATE CAPP DATA CACHE
 
 
 def _sw(exc: CardError) -> str:
@@ -137,9 +137,9 @@ def _psam_grant(device: Device, tx: Transaction, view: CardView, plan_: Plan, in
 
 
 def _capp_writes(device: Device, card: TUnionCard, tx: Transaction, plan_: Plan, init: PurchaseInit,
-                 now: _dt.datetime) -> list[CaptureWrite] | Outcome:
+                 now: _dt.datetime) -> list[CappWrite] | Outcome:
     """The composite path's UPDATE CAPP DATA CACHE commands: the EF1A record, then the EF1E record."""
-    writes: list[CaptureWrite] = []
+    writes: list[CappWrite] = []
     if not plan_.capp:
         return writes
     if plan_.ef1a is not None and plan_.ef1a_record is not None:
@@ -162,7 +162,7 @@ def _capp_writes(device: Device, card: TUnionCard, tx: Transaction, plan_: Plan,
 
 
 def _grey_context(init: PurchaseInit, view: CardView, plan_: Plan, seq: int, mac1: bytes,
-                  writes: list[CaptureWrite]) -> dict[str, Any]:
+                  writes: list[CappWrite]) -> dict[str, Any]:
     return {
         "serial8": view.serial8.hex().upper(), "issuer_id": view.issuer_id, "counter": init.offline_counter,
         "amount": plan_.amount, "type": f"{plan_.tx_type:02X}", "terminal_seq": seq,

@@ -563,6 +563,7 @@ class TerminalProfileFile(Model):
 
     # -- the domain object ------------------------------------------------------------------------
     def build(self, source: str) -> TerminalProfile:
+        """The frozen profile the validator runs on (defaults filled in, fares priced into a FarePolicy)."""
         load = None
         if self.load is not None:
             amounts = tuple(self.load.amounts) if self.load.amounts is not None else None
