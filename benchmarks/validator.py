@@ -35,7 +35,8 @@ from terminal_sim.flows import load as load_flow
 from terminal_sim.lists import load_blacklist
 from terminal_sim.load_host import LoadHost
 from terminal_sim.profile import load_terminal_profile
-from terminal_sim.validator import CountingReader, Validator
+from terminal_sim.links import CountingReader
+from terminal_sim.validator import Validator
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.card.state import CardState, Purse
 from ykt_card.clock import CHINA_TZ, SimulatedClock
