@@ -31,6 +31,8 @@ Field reference (``*`` = required):
   ``recognised_cities`` (area codes whose discounts this city recognises, 优惠互认).
 * ``lists``\\*: ``blacklist``\\* (file) and ``whitelist`` (issuer white list file; absent = every
   interoperable card of any issuer).
+* ``qr``: the MOT QR acceptance policy (account types, local issuers, white list, anti-pass-back;
+  see ``ykt_qr.policy``); absent = the terminal takes no QR code.
 * ``recovery_window``: seconds a torn purchase can be recovered in (default 120, D12).
 * ``load`` (flow load only)\\*: ``keyset``\\* (a file path, or the name of a shipped TEST key set),
   ``max_balance``\\* (fen), ``amounts`` (allowed amounts; absent = any amount up to the headroom).
@@ -48,6 +50,8 @@ from typing import Any, NoReturn
 import yaml
 
 from keysets import TEST_KEYSET_DIR, KeySet, KeySetError
+from ykt_files.schema import DocumentError
+from ykt_qr.policy import AcceptancePolicy, parse_policy
 
 from .fares import Discounts, FareError, FarePolicy, FareTable, StaleRule
 from .lists import BlackList, IssuerWhiteList, ListError, load_blacklist, load_whitelist
@@ -94,7 +98,7 @@ LINE_REQUIRED_MODES = {"bus", "metro", "ferry"}
 TOP_KEYS = {
     "name", "mode", "flow", "city", "province", "operator", "acceptor", "line", "station", "vehicle",
     "direction", "key_index", "transaction_type", "ef1e_layout", "ef1a_record", "stations", "fares",
-    "discounts", "lists", "recovery_window", "load",
+    "discounts", "lists", "recovery_window", "load", "qr",
 }
 DEFAULT_RECOVERY_WINDOW = 120
 MAX_BALANCE_LIMIT = 0x7FFFFFFF
@@ -151,6 +155,7 @@ class TerminalProfile:
     load: LoadSettings | None
     source: str = "<memory>"
     key_index_fallbacks: tuple[int, ...] = ()   # tried in order when the card answers 9403 (D16 migration)
+    qr: AcceptancePolicy | None = None          # the MOT QR codes it takes (ykt_qr.policy); None: no QR reader
 
     def __hash__(self) -> int:
         return hash((self.name, self.source, self.station, self.direction))
@@ -413,12 +418,19 @@ def _build(doc: dict, fail, base: Path, source: str) -> TerminalProfile:
     elif "load" in doc:
         fail("load", f"only a load terminal has load settings, this flow is {flow!r}")
 
+    qr = None
+    if "qr" in doc:
+        try:
+            qr = parse_policy(doc["qr"], source)
+        except DocumentError as exc:
+            fail(exc.field or "qr", exc.reason)
+
     return TerminalProfile(
         name=name.strip(), mode=mode, flow=flow, city=city, province=province, operator=operator,
         acceptor=acceptor, line=line, station=station, vehicle=vehicle, direction=direction,
         key_index=key_index, key_index_fallbacks=key_index_fallbacks, transaction_type=transaction_type, ef1e_layout=ef1e_layout,
         ef1a_record=ef1a_record, stations=MappingProxyType(stations), fares=fares, discounts=discounts,
-        blacklist=blacklist, whitelist=whitelist, recovery_window=recovery_window, load=load,
+        blacklist=blacklist, whitelist=whitelist, recovery_window=recovery_window, load=load, qr=qr,
         source=source)
 
 
