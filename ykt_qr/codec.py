@@ -240,11 +240,6 @@ class QrCode:
     user_sig_format: int = SIG_FORMAT
     user_signature: bytes = bytes(64)
 
-    def __getattr__(self, name: str) -> Any:  # the authorisation's fields read as the code's own
-        if name == "authorisation":
-            raise AttributeError(name)
-        return getattr(self.authorisation, name)
-
     @classmethod
     def parse(cls, data: bytes) -> "QrCode":
         """Decode a whole code; CodecError when the bytes do not fit 332 + L (L from byte 197)."""

@@ -47,7 +47,7 @@ class AcceptancePolicy:
     def accepts_type(self, account_type: int) -> bool:
         return account_type != REFUSED_ACCOUNT_TYPE and account_type in self.account_types
 
-    def ticket_type(self, version: int, issuer: bytes, platform: bytes) -> tuple[bool, str | None]:
+    def admits(self, version: int, issuer: bytes, platform: bytes) -> tuple[bool, str | None]:
         """(accepted, ticket type): local codes by issuer, the others by the (issuer, platform) white list."""
         ticket = self.whitelist.get((issuer, platform))
         if version == VERSION_LOCAL:

@@ -73,6 +73,7 @@ class Verdict:
     reason: str | None
     checks: tuple[Check, ...]
     digest: bytes
+    raw: bytes = b""
     code: QrCode | None = None
     ticket_type: str | None = None
     account: str | None = None
@@ -85,6 +86,18 @@ class Verdict:
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
+
+    def record_fields(self) -> dict[str, Any]:
+        """The Q12 clearing-record extension of this scan (the terminal adds status, amount, datetime, …)."""
+        fields: dict[str, Any] = {"medium": "qr", "qr_code": self.raw.hex().upper(), "reason": self.reason}
+        if self.code is not None:
+            a = self.code.authorisation
+            fields.update(account_no=a.account_no.hex().upper(), pay_account=a.pay_account.decode("latin-1"),
+                          qr_issuer=a.issuer.hex().upper(), qr_platform=a.platform.hex().upper(),
+                          qr_gen_time=self.code.gen_time)
+        if self.ticket_type is not None:
+            fields["ticket_type"] = self.ticket_type
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "reason": self.reason, "checks": [c.to_json() for c in self.checks],
@@ -165,7 +178,7 @@ class Verifier:
                 continue
             checks.append(Check(name, Result.PASS, detail or ""))
         account = _account_key(ctx.head) if ctx.head else None
-        verdict = Verdict(reason is None, reason, tuple(checks), hashlib.sha256(data).digest(), ctx.code,
+        verdict = Verdict(reason is None, reason, tuple(checks), hashlib.sha256(data).digest(), data, ctx.code,
                           ctx.ticket_type, account, ctx.now)
         if commit and verdict.accepted and ctx.acceptance:
             self._remember(verdict, ctx)
@@ -381,7 +394,7 @@ def _user_sig(ctx: _Context) -> str:                                 # 10
 
 def _not_accepted(ctx: _Context) -> str:                             # 11
     h = ctx.head
-    accepted, ticket = ctx.policy.ticket_type(h["version"], h["issuer"], h["platform"])
+    accepted, ticket = ctx.policy.admits(h["version"], h["issuer"], h["platform"])
     issuer, platform = h["issuer"].hex().upper(), h["platform"].hex().upper()
     if not accepted:
         if h["version"] == 0x81:

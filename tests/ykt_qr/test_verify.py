@@ -352,3 +352,14 @@ def test_a_terminal_store_sees_each_accepted_code_once(world, codes):
     verifier.verify(codes["good"], NOW + 3, 200)       # replay: not remembered again
     verifier.verify(codes["one byte short"], NOW + 4)  # refused: not remembered
     assert store.calls == [("F0000001F000000290010000000000000001", NOW, T0 + 80)]
+
+
+def test_the_clearing_record_extension_of_q12(world, codes):
+    accepted = Verifier(world.store, POLICY).verify(codes["good"], NOW, 200)
+    assert accepted.record_fields() == {
+        "medium": "qr", "qr_code": codes["good"].hex().upper(), "reason": None,
+        "account_no": "90010000000000000001", "pay_account": "IND0000000000001", "qr_issuer": "F0000001",
+        "qr_platform": "F0000002", "qr_gen_time": T0, "ticket_type": "01"}
+    short = Verifier(world.store, POLICY).verify(codes["one byte short"], NOW, 200)
+    assert short.record_fields() == {"medium": "qr", "qr_code": codes["one byte short"].hex().upper(),
+                                     "reason": "length"}
