@@ -33,6 +33,8 @@ Field reference (``*`` = required):
   ``recognised_cities`` (area codes whose discounts this city recognises, 优惠互认).
 * ``lists``\\*: ``blacklist``\\* (file) and ``whitelist`` (issuer white list file; absent = every
   interoperable card of any issuer).
+* ``qr``: the MOT QR acceptance policy (account types, local issuers, white list, anti-pass-back;
+  see ``ykt_qr.policy``); absent = the terminal takes no QR code.
 * ``recovery_window``: seconds a torn purchase can be recovered in (default 120, D12).
 * ``load`` (flow load only)\\*: ``keyset``\\* (a file path, or the name of a shipped TEST key set),
   ``max_balance``\\* (fen), ``amounts`` (allowed amounts; absent = any amount up to the headroom).
@@ -52,6 +54,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keysets import TEST_KEYSET_DIR, KeySet, KeySetError
 from ykt_files.schema import Model, ProfileError, problem, read_text, validate
+from ykt_qr.policy import AcceptancePolicy, QrPolicyFile
 
 from .fares import Discounts, FareError, FarePolicy, FareTable, StaleRule
 from .fields import expect, flag, got, hex_digits, integer, kind_of, one_of, printable, text, typed
@@ -149,6 +152,7 @@ class TerminalProfile:
     load: LoadSettings | None
     source: str = "<memory>"
     key_index_fallbacks: tuple[int, ...] = ()   # tried in order when the card answers 9403 (D16 migration)
+    qr: AcceptancePolicy | None = None          # the MOT QR codes it takes (ykt_qr.policy); None: no QR reader
 
     def __hash__(self) -> int:
         return hash((self.name, self.source, self.station, self.direction))
@@ -399,6 +403,7 @@ class TerminalProfileFile(Model):
     lists: _table(ListsFile)
     recovery_window: typed(int, integer(1, 86400)) = DEFAULT_RECOVERY_WINDOW
     load: LoadFile | None = Field(None, validate_default=True)
+    qr: QrPolicyFile | None = None
 
     # -- rules that read the mode and the flow (validated before them, in file order) --------------
     @field_validator("flow")
@@ -579,7 +584,8 @@ class TerminalProfileFile(Model):
             discounts=Discounts(MappingProxyType(dict(self.discounts.card_types)),
                                 frozenset(self.discounts.recognised_cities)),
             blacklist=self.lists.blacklist, whitelist=self.lists.whitelist,  # type: ignore[arg-type]
-            recovery_window=self.recovery_window, load=load, source=source)
+            recovery_window=self.recovery_window, load=load,
+            qr=self.qr.build() if self.qr is not None else None, source=source)
 
 
 def _fare_policy(fares: FaresFile, stations: Mapping[str, str]) -> FarePolicy:
