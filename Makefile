@@ -14,3 +14,4 @@ bench:
 	.venv/bin/python benchmarks/crypto.py
 	.venv/bin/python benchmarks/card.py
 	.venv/bin/python benchmarks/validator.py
+	.venv/bin/python benchmarks/conformance.py
