@@ -10,14 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keysets import KeySet
-from specs.catalog import card_profile_path, keyset_path
-from ykt_card.clock import SimulatedClock, SystemClock
-from ykt_card.issuance.profile import load_card_profile
 from ykt_files.schema import load_document
 
+from .coverage import matrix
 from .results import CaseResult, Inconclusive, RunResult
-from .runner import execute, select_cases, suite_by_name
+from .runner import SUITE_VERSION, environment, execute, select_cases, suite_by_name
 from .schema import CaseError, Ics
 
 __all__ = ["RunOptions", "run_suite", "load_ics"]
@@ -53,30 +50,18 @@ def load_ics(path: str) -> Ics:
 
 def run_suite(options: RunOptions, progress: Callable[[CaseResult], None] | None = None,
               on_selected: Callable[[int], None] | None = None, dut: Any = None) -> RunResult:
-    """Run the chosen cases of `options.suite` against `options.dut` (or the DUT object given)."""
+    """Run the chosen cases of `options.suite` against `options.dut` (or the DUT object given).
+
+    The suite opens its own session (`suite.open_session(options, dut)`: the card suite opens a reader
+    and derives card keys; the terminal suite will start its adapter) and closes it at the end.
+    """
     suite = suite_by_name(options.suite)
     cases = select_cases(suite.load(), options.cases, options.tags, options.exclude_tags)
     ics = load_ics(options.ics) if options.ics else None
-    keysets = [KeySet.load(keyset_path(k)) for k in options.keysets]
-    profile = load_card_profile(card_profile_path(options.profile)) if options.profile else None
-    clock = SimulatedClock.parse(options.clock) if options.clock else SystemClock()
-    started = clock.peek() if isinstance(clock, SimulatedClock) else clock.now()
-    try:
-        terminal_id = bytes.fromhex(options.terminal_id)
-    except ValueError:
-        terminal_id = b""
-    if len(terminal_id) != 6:
-        raise ValueError(f"--terminal-id {options.terminal_id!r}: 6 bytes in hex (12 digits)")
-    from .card import CardSession, open_dut   # the only suite so far; the terminal suite adds its own
-    own = dut is None
-    dut = dut if dut is not None else open_dut(options.dut, options.seed)
-    session = CardSession(dut, keysets, profile=profile, clock=clock, terminal_id=terminal_id,
-                          ef1e_layout=options.ef1e_layout)
+    session, close = suite.open_session(options, dut)
     if on_selected is not None:
         on_selected(len(cases))
-    run = {**options.to_json(), "started": started.isoformat(),
-           "keyset_kcvs": [{"name": k.name, "algorithm": k.algorithm.value,
-                            "purchase_kcv": k.entry("purchase").kcv} for k in keysets]}
+    run = {**options.to_json(), **session.run_record()}
     try:
         try:
             session.start()
@@ -87,15 +72,12 @@ def run_suite(options: RunOptions, progress: Callable[[CaseResult], None] | None
             for r in results:
                 if progress is not None:
                     progress(r)
-            from .coverage import matrix
-            from .runner import SUITE_VERSION, environment
             return RunResult(suite.name, SUITE_VERSION, run, _identity(session, ics), environment(), results,
                              matrix(suite.commands, suite.conditions, results))
         return execute(suite, session, cases, run, _identity(session, ics), progress,
                        timing=options.clock is None)
     finally:
-        if own:
-            dut.close()
+        close()
 
 
 def _identity(session: Any, ics: Ics | None) -> dict[str, Any]:
@@ -103,4 +85,3 @@ def _identity(session: Any, ics: Ics | None) -> dict[str, Any]:
     if ics is not None:
         ident["ics"] = ics.model_dump(exclude_none=True)
     return ident
-

@@ -1,8 +1,10 @@
 """Choose cases, run them one after the other (a failure never stops the run), gather one RunResult.
 
-Suite-neutral: a suite object supplies `name`, `load()`, `run_case(session, loaded)`, `commands` and
-`conditions` (the coverage axes); the session is whatever its `run_case` needs (card suite: a
-CardSession). The terminal suite plugs in with the same three members.
+Suite-neutral. A suite object supplies `name`, `load()` (its cases), `open_session(options, dut)` (the
+session of one run and a close function), `run_case(session, loaded) -> CaseResult`, and `commands` and
+`conditions` (the coverage axes). A session offers `start()` (raise Inconclusive when the DUT cannot be
+reached), `identity` (a dict for the report) and `run_record()`. The terminal suite plugs in with the
+same members and registers in `suite_by_name`.
 """
 from __future__ import annotations
 

@@ -155,6 +155,14 @@ class CardSession:
                              for k in self.keys]
         self.identity = ident
 
+    def run_record(self) -> dict[str, Any]:
+        """What report.json's `run` adds about this session: start time, key sets (KCVs, never keys)."""
+        peek = getattr(self.clock, "peek", None)
+        started = peek() if peek is not None else self.clock.now()
+        return {"started": started.isoformat(),
+                "keyset_kcvs": [{"name": k.name, "algorithm": k.algorithm.value,
+                                 "purchase_kcv": k.entry("purchase").kcv} for k in self.masters]}
+
     def key(self, which: str = "any") -> CardKeys:
         """`any`/`first`: the first key set given; `3des`/`sm4`: that algorithm's; `second`: the other."""
         if which in ("any", "first"):

@@ -11,6 +11,10 @@ import time
 from typing import Any
 
 from apdu.reader import ReaderError
+from keysets import KeySet
+from specs.catalog import card_profile_path, keyset_path
+from ykt_card.clock import SimulatedClock, SystemClock
+from ykt_card.issuance.profile import load_card_profile
 from apdu.status import ResponseApdu, describe
 from ykt_card.layouts import LayoutError, by_name
 
@@ -20,6 +24,7 @@ from .actions import ACTIONS, LoadParams, PurchaseParams, SmParams, run_action
 from .actions import application_unblock, load, purchase
 from .checks import CHECKS, needs_of, run_check
 from .context import CardCase, CardSession, lock_of, read_state
+from .dut import CardDut, open_dut
 
 __all__ = ["CardSuite", "COMMANDS", "CONDITIONS"]
 
@@ -105,6 +110,24 @@ class CardSuite:
 
     def load(self) -> list[LoadedCase]:
         return load_cases(self.folder, self.actions, self.checks, tuple(COMMANDS), tuple(CONDITIONS))
+
+    def open_session(self, options: Any, dut: CardDut | None = None) -> tuple[CardSession, Any]:
+        """The session of one run (RunOptions): key sets, profile, clock, terminal ID, the DUT opened
+        from `options.dut` unless given; returns it with the function that closes what it opened."""
+        keysets = [KeySet.load(keyset_path(k)) for k in options.keysets]
+        profile = load_card_profile(card_profile_path(options.profile)) if options.profile else None
+        clock = SimulatedClock.parse(options.clock) if options.clock else SystemClock()
+        try:
+            terminal_id = bytes.fromhex(options.terminal_id)
+        except ValueError:
+            terminal_id = b""
+        if len(terminal_id) != 6:
+            raise ValueError(f"--terminal-id {options.terminal_id!r}: 6 bytes in hex (12 digits)")
+        own = dut is None
+        dut = open_dut(options.dut, options.seed) if own else dut
+        session = CardSession(dut, keysets, profile=profile, clock=clock, terminal_id=terminal_id,
+                              ef1e_layout=options.ef1e_layout)
+        return session, (dut.close if own else (lambda: None))
 
     # -- applicability ----------------------------------------------------------------------------
     def not_applicable(self, case: Case, session: CardSession) -> str | None:
