@@ -113,3 +113,27 @@ def test_coverage_matrix_lists_every_command_and_shows_gaps():
     assert cells["debit"]["tearing"] and cells["credit_load"]["tearing"]
     assert cells["write_key"]["normal"] == []                 # a gap the report shows
     assert cov["gaps"] == sum(1 for row in cells.values() for v in row.values() if not v)
+
+
+def test_reports_carry_the_ics_and_never_a_key(tmp_path):
+    from keysets import TEST_KEYSET_DIR, KeySet
+    from specs.conformance.report import write_reports
+
+    ics = tmp_path / "ics.yaml"
+    ics.write_text("name: ykt virtual card\nvendor: ykt\nalgorithms: [3des, sm4]\n", encoding="utf-8")
+    card = card_os(TUnionCardOS, ("3des", "sm4"))
+    options = RunOptions("card", "ykt", [K3, K4], profile="reference", ics=str(ics), clock="20260301120000")
+    result = run_suite(options, dut=CardDut.in_process(card))
+    assert result.dut["ics"] == {"name": "ykt virtual card", "vendor": "ykt", "algorithms": ["3des", "sm4"],
+                                 "modes": [], "optional": []}
+    paths = write_reports(result, tmp_path / "r")
+    text = "".join(p.read_text(encoding="utf-8").upper() for p in paths.values())
+    state = card.state
+    for path in (K3, K4):
+        master = KeySet.load(path)
+        for ks in (master, master.card_keys(state.issuer_id, state.serial8)):
+            for entry in ks.keys.values():
+                value = entry.key.value.hex().upper()
+                for part in (value, value[:16], value[16:]):
+                    assert part not in text, f"{entry.role} key material in a report"
+    assert KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml").entry("purchase").kcv in text
