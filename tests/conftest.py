@@ -26,15 +26,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from apdu.cardos import CardOS
-from apdu.transport.pcsc.daemon import Pcscd, card_state, session_lock, vpcd_reader_name
+from apdu.transport.pcsc.daemon import Pcscd, card_state, vpcd_reader_name
 from apdu.transport.pcsc.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
+from tools.pcsc_session import vpcd_session
 
 
 # Property tests: no per-example deadline (CI machines are shared and slow at times); in CI the examples
@@ -43,14 +42,11 @@ settings.register_profile("ykt", deadline=None, suppress_health_check=[HealthChe
 settings.register_profile("ykt-ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.load_profile("ykt-ci" if os.environ.get("CI") else "ykt")
 
-#: The lock every test session of this project takes before it uses pcscd and the vpcd slots.
-VPCD_SESSION_LOCK = Path(tempfile.gettempdir()) / "ykt-vpcd.lock"
-
 
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[Pcscd]:
     """A pcscd listing both vpcd readers, for the whole session (see the module docstring)."""
-    with session_lock(VPCD_SESSION_LOCK):
+    with vpcd_session():
         daemon = Pcscd()
         daemon.start()
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -83,16 +84,18 @@ class LossyChannel:
 
     Each frame, in either direction, meets the next fault of `faults`; once they are used up, it is lost
     with probability `loss`, else corrupted (one random byte, random bits) with probability `corruption`,
-    drawn from `random.Random(seed)`. Every frame is logged in `log`.
+    drawn from `random.Random(seed)`. Every frame is logged in `log` (the last `keep` only, when given);
+    `frames` counts them all.
     """
 
     def __init__(self, *, loss: float = 0.0, corruption: float = 0.0, seed: int = 0,
-                 faults: Iterable[Fault] = ()) -> None:
+                 faults: Iterable[Fault] = (), keep: int | None = None) -> None:
         for name, value in (("loss", loss), ("corruption", corruption)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"channel {name}: {value} is not a probability")
         self.loss, self.corruption = loss, corruption
-        self.log: list[Hop] = []
+        self.log: list[Hop] | deque[Hop] = [] if keep is None else deque(maxlen=keep)
+        self.frames = 0
         self._random = random.Random(seed)
         self._faults: Iterator[Fault] = iter(faults)
         self._card: AirCardEndpoint | None = None
@@ -139,6 +142,7 @@ class LossyChannel:
             fault = self._random_fault()
         received = fault.apply(frame)
         self.log.append(Hop(to_picc, frame, received))
+        self.frames += 1
         return received
 
     def _random_fault(self) -> Fault:

@@ -382,3 +382,15 @@ def test_a_seeded_channel_repeats_exactly():
         return channel.log
 
     assert frames(11) == frames(11) and frames(11) != frames(12)
+
+
+def test_a_long_run_keeps_the_last_frames_and_counts_them_all():
+    channel = LossyChannel(keep=3)
+    with in_field(PurseCard(), channel):
+        reader = AirReader(channel)
+        reader.connect()
+        for seq in range(5):
+            reader.transmit(debit(seq, 1))
+    assert channel.frames == 2 + 5 * 2 and len(channel.log) == 3
+    assert table(list(channel.log)) == rows("< 03 00 03 00 01 86 9C 90 00", "> 02 80 54 00 00 06 00 04 00 00 00 01",
+                                            "< 02 00 04 00 01 86 9B 90 00")

@@ -263,13 +263,21 @@ def _process_state(pid: int) -> str | None:
 
 
 @contextlib.contextmanager
-def session_lock(path: Path, timeout: float = 900.0) -> Iterator[None]:
+def session_lock(path: Path, holder_env: str, timeout: float = 900.0) -> Iterator[None]:
     """Hold the machine-wide lock on pcscd and the vpcd slots for a test session.
 
     Several engineers' test runs share one pcscd and two slots; without this, one run stops the
     pcscd another is using, or two cards queue on one slot. `path` is the lock file the cooperating
     sessions agree on. Waits up to `timeout` s, then raises.
+
+    The holder's child processes inherit the lock (through the environment variable `holder_env`): a
+    test that runs a command using pcscd waits for that command, so the two never use the slots at once,
+    and the command must not wait for a lock its own parent holds.
     """
+    holder = os.environ.get(holder_env)
+    if holder is not None and holder != str(os.getpid()):
+        yield  # inherited from the process that started us
+        return
     handle = open(path, "a+")
     try:
         deadline = time.monotonic() + timeout
@@ -292,6 +300,9 @@ def session_lock(path: Path, timeout: float = 900.0) -> Iterator[None]:
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
+        os.environ[holder_env] = str(os.getpid())
         yield
     finally:
+        if os.environ.get(holder_env) == str(os.getpid()):
+            del os.environ[holder_env]
         handle.close()  # closing releases the lock
