@@ -257,10 +257,15 @@ class DirectEndpoint(EndpointBase):
         try:
             return self.answer(capdu)
         except _OwnerFailed as failure:
-            self._failure = failure.__cause__
-            self._leave()
-            self._wake()
+            assert failure.__cause__ is not None
+            self._fail(failure.__cause__)
             return None
+
+    def _fail(self, error: BaseException) -> None:
+        """Something in the reader's thread ends serving: the card leaves, the serving thread raises `error`."""
+        self._failure = error
+        self._leave()
+        self._wake()
 
     def note_power_loss(self) -> None:
         super().note_power_loss()

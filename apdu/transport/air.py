@@ -25,7 +25,8 @@ from typing import Literal
 
 from apdu.cardos import CardOS, CardPowerLoss
 from apdu.endpoint import DirectEndpoint
-from apdu.iso14443 import Ats, check_crc_a, frame_size, frame_size_code, pseudo_atr, rats, with_crc_a
+from apdu.iso14443 import (FRAME_SIZES, Ats, check_crc_a, frame_size, frame_size_code, pseudo_atr, rats,
+                            with_crc_a)
 from apdu.isodep import (DEFAULT_MAX_RETRIES, Deliver, Deselected, IsoDepError, PcdEngine, PiccEngine,
                          RetryLimitExceeded, Send)
 from apdu.reader import ReaderError
@@ -165,6 +166,8 @@ class AirReader:
 
     def __init__(self, channel: LossyChannel, *, fsd: int = 256, cid: int = 0,
                  max_retries: int = DEFAULT_MAX_RETRIES, name: str = "air") -> None:
+        if fsd not in FRAME_SIZES:
+            raise ValueError(f"FSD: {fsd} is no frame size RATS can announce ({', '.join(map(str, FRAME_SIZES))})")
         self.channel = channel
         self.fsd, self.cid, self.max_retries = fsd, cid, max_retries
         self.name = name
@@ -185,6 +188,7 @@ class AirReader:
                 try:
                     ats = Ats.parse(answer[:-2])
                 except ValueError as exc:
+                    self.channel.field_off()
                     raise ReaderError(f"{self.name}: the card answered RATS with a bad ATS: {exc}") from None
                 self.ats = ats
                 self._pcd = PcdEngine.for_card(ats, fsd=self.fsd, cid=self.cid, crc=True,
@@ -305,7 +309,14 @@ class AirCardEndpoint(DirectEndpoint):
             self.note_power_loss()
             return None
         ats = self.ats if self.ats is not None else bytes(answer)
-        self._picc = PiccEngine(Ats.parse(ats), fsd=frame_size(fsdi), cid=cid, crc=True)
+        try:
+            parsed = Ats.parse(ats)
+        except ValueError as exc:  # a Card OS that breaks its contract: serving ends, the card leaves
+            self._picc = None
+            self.card_os.power_off()
+            self._fail(ValueError(f"{self}: the Card OS answers no valid ATS ({ats.hex().upper()}): {exc}"))
+            return None
+        self._picc = PiccEngine(parsed, fsd=frame_size(fsdi), cid=cid, crc=True)
         self._pending = None
         self.activations += 1
         return with_crc_a(ats)

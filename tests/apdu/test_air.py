@@ -295,6 +295,22 @@ def test_channel_and_fault_refuse_bad_values():
                             ({"offset": -1}, "fault offset")):
         with pytest.raises(ValueError, match=message):
             Fault(**kwargs)
+    with pytest.raises(ValueError, match="FSD: 100 is no frame size RATS can announce"):
+        AirReader(LossyChannel(), fsd=100)
+
+
+def test_a_card_os_without_a_valid_ats_fails_the_endpoint():
+    channel = LossyChannel()
+    card = PurseCard(ats=bytes.fromhex("05 78 80"))  # TL says 5, 3 bytes come
+    endpoint = AirCardEndpoint(card, channel)
+    endpoint.serve_in_thread()
+    assert endpoint.wait_ready(5.0)
+    with pytest.raises(NoCardInField):
+        AirReader(channel).connect()
+    endpoint.stop()
+    assert isinstance(endpoint.error, ValueError)
+    assert "answers no valid ATS (057880): ATS TL: says 5 bytes, got 3" in str(endpoint.error)
+    assert card.events == ["on", "off"] and channel.card is None
 
 
 # --- the property ---------------------------------------------------------------------------------------------
