@@ -1,4 +1,4 @@
-"""The Card OS seam: what every virtual card (T-Union card, PSAM, conformance test card) implements.
+"""The Card OS seam: what every virtual card (a transit card, a PSAM, a conformance test card) implements.
 
 A Card OS does no I/O. Transports (in-process reader, vpcd endpoint, NFC target) own the sockets and
 call these three methods; that is what lets one card run behind every transport unchanged.

@@ -1,15 +1,15 @@
-"""ISO/IEC 14443-3/-4 facts as code: ATS, frame sizes, timing, block framing, CRC_A, pseudo-ATR.
+"""ISO/IEC 14443-3/-4 facts as code: ATS, RATS, frame sizes, timing, CRC_A, pseudo-ATR.
 
 Why this exists: a PC/SC reader hides the contactless layer (it reports a pseudo-ATR and carries only
 APDUs), but tests, timing budgets and trace exports need the layer back. Everything here is pure
 byte work, no I/O, so the virtual card, the NFC target and the trace exporter share one definition.
+The block protocol that runs after activation is `apdu.isodep`.
 
 Conventions: frames are given *without* CRC_A unless a function says otherwise; times are microseconds.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from functools import reduce
 
 # --- frame sizes ------------------------------------------------------------------------------------
@@ -216,13 +216,26 @@ def pseudo_atr(historical: bytes) -> bytes:
 # --- CRC_A (ISO/IEC 14443-3 Annex B) ----------------------------------------------------------------
 
 
+def _crc_a_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+#: CRC_A of each byte value, so the air link checks a frame a byte (not a bit) at a time.
+_CRC_A_TABLE = _crc_a_table()
+
+
 def crc_a_value(data: bytes) -> int:
     """CRC_A as an integer: CRC-16 polynomial x^16+x^12+x^5+1, reflected, initial 0x6363, no final XOR."""
     crc = 0x6363
+    table = _CRC_A_TABLE
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
 
 
@@ -241,206 +254,3 @@ def check_crc_a(frame_with_crc: bytes) -> bool:
     if len(frame_with_crc) < 3:
         return False
     return crc_a(frame_with_crc[:-2]) == bytes(frame_with_crc[-2:])
-
-
-# --- blocks (ISO/IEC 14443-4 §7.1) -------------------------------------------------------------------
-
-
-class BlockType(Enum):
-    """The three block kinds of the half-duplex block transmission protocol."""
-
-    I = "I"  # noqa: E741  - the standard's name: information block
-    R = "R"  # receive ready: ACK or NAK
-    S = "S"  # supervisory: DESELECT, WTX, PARAMETERS
-
-
-class SCommand(Enum):
-    """S-block commands, PCB bits b6..b5."""
-
-    DESELECT = 0b00
-    PARAMETERS = 0b10
-    WTX = 0b11
-
-
-@dataclass(frozen=True)
-class Pcb:
-    """Protocol control byte. `block_number` is meaningful for I- and R-blocks only."""
-
-    type: BlockType
-    block_number: int = 0
-    chaining: bool = False  # I-block b5
-    nak: bool = False  # R-block b5
-    s_command: SCommand | None = None  # S-block b6..b5
-    cid_following: bool = False  # b4
-    nad_following: bool = False  # I-block b3
-
-    def __post_init__(self) -> None:
-        if self.block_number not in (0, 1):
-            raise ValueError(f"PCB block number: {self.block_number} is not 0 or 1")
-        if self.type is BlockType.S and self.s_command is None:
-            raise ValueError("PCB S-block: s_command is required")
-        if self.type is not BlockType.S and self.s_command is not None:
-            raise ValueError(f"PCB {self.type.value}-block: s_command is for S-blocks only")
-        if self.type is not BlockType.I and (self.chaining or self.nad_following):
-            raise ValueError(f"PCB {self.type.value}-block: chaining and NAD are for I-blocks only")
-        if self.type is not BlockType.R and self.nak:
-            raise ValueError(f"PCB {self.type.value}-block: NAK is for R-blocks only")
-
-    def to_byte(self) -> int:
-        cid = 0x08 if self.cid_following else 0
-        if self.type is BlockType.I:
-            return (0x02 | self.block_number | cid | (0x10 if self.chaining else 0)
-                    | (0x04 if self.nad_following else 0))
-        if self.type is BlockType.R:
-            return 0xA2 | self.block_number | cid | (0x10 if self.nak else 0)
-        assert self.s_command is not None
-        return 0xC2 | self.s_command.value << 4 | cid
-
-    @classmethod
-    def parse(cls, byte: int) -> Pcb:
-        """Decode a PCB; raises ValueError when it is no valid I-, R- or S-block coding."""
-        if not 0 <= byte <= 0xFF:
-            raise ValueError(f"PCB: {byte} is not a byte")
-        cid = bool(byte & 0x08)
-        if byte & 0xE2 == 0x02:
-            return cls(BlockType.I, block_number=byte & 1, chaining=bool(byte & 0x10),
-                       cid_following=cid, nad_following=bool(byte & 0x04))
-        if byte & 0xE6 == 0xA2:
-            return cls(BlockType.R, block_number=byte & 1, nak=bool(byte & 0x10), cid_following=cid)
-        if byte & 0xC7 == 0xC2:
-            code = (byte >> 4) & 0b11
-            try:
-                command = SCommand(code)
-            except ValueError:
-                raise ValueError(f"PCB: {byte:02X} is an S-block with RFU command {code:02b}") from None
-            return cls(BlockType.S, s_command=command, cid_following=cid)
-        raise ValueError(f"PCB: {byte:02X} is no I-, R- or S-block coding")
-
-
-@dataclass(frozen=True)
-class Block:
-    """One ISO-DEP block without CRC: PCB [CID] [NAD] [INF]."""
-
-    pcb: Pcb
-    inf: bytes = b""
-    cid: int | None = None
-    nad: int | None = None
-
-    def to_bytes(self) -> bytes:
-        if (self.cid is not None) != self.pcb.cid_following:
-            raise ValueError("block CID: the PCB's CID bit and the CID byte disagree")
-        if (self.nad is not None) != self.pcb.nad_following:
-            raise ValueError("block NAD: the PCB's NAD bit and the NAD byte disagree")
-        if self.pcb.type is BlockType.R and self.inf:
-            raise ValueError("block INF: R-blocks carry no INF")
-        head = bytes([self.pcb.to_byte()])
-        if self.cid is not None:
-            head += bytes([self.cid])
-        if self.nad is not None:
-            head += bytes([self.nad])
-        return head + self.inf
-
-    @classmethod
-    def parse(cls, frame: bytes) -> Block:
-        """Decode a block given without CRC."""
-        frame = bytes(frame)
-        if not frame:
-            raise ValueError("block PCB: empty frame")
-        pcb = Pcb.parse(frame[0])
-        pos = 1
-        cid = nad = None
-        if pcb.cid_following:
-            if len(frame) <= pos:
-                raise ValueError("block CID: announced by PCB but missing")
-            cid = frame[pos]
-            pos += 1
-        if pcb.nad_following:
-            if len(frame) <= pos:
-                raise ValueError("block NAD: announced by PCB but missing")
-            nad = frame[pos]
-            pos += 1
-        inf = frame[pos:]
-        if pcb.type is BlockType.R and inf:
-            raise ValueError(f"block INF: R-block carries {len(inf)} INF bytes")
-        if pcb.type is BlockType.S and pcb.s_command is SCommand.WTX and len(inf) != 1:
-            raise ValueError(f"block INF: S(WTX) needs one INF byte, got {len(inf)}")
-        return cls(pcb=pcb, inf=inf, cid=cid, nad=nad)
-
-
-def i_block(inf: bytes, block_number: int, chaining: bool = False) -> bytes:
-    """I-block without CID/NAD, no CRC."""
-    return Block(Pcb(BlockType.I, block_number=block_number, chaining=chaining), bytes(inf)).to_bytes()
-
-
-def r_block(block_number: int, nak: bool = False) -> bytes:
-    """R(ACK) or R(NAK) without CID, no CRC."""
-    return Block(Pcb(BlockType.R, block_number=block_number, nak=nak)).to_bytes()
-
-
-def s_deselect() -> bytes:
-    """S(DESELECT) without CID, no CRC."""
-    return Block(Pcb(BlockType.S, s_command=SCommand.DESELECT)).to_bytes()
-
-
-def s_wtx(wtxm: int) -> bytes:
-    """S(WTX) request/response with multiplier WTXM 1..59, no CRC."""
-    if not 1 <= wtxm <= 59:
-        raise ValueError(f"WTXM: {wtxm} is not in 1..59")
-    return Block(Pcb(BlockType.S, s_command=SCommand.WTX), bytes([wtxm])).to_bytes()
-
-
-# --- block numbering and chaining of one APDU pair (§7.5) --------------------------------------------
-
-
-class IsoDepFramer:
-    """Turns APDUs into the I/R-block frames a PCD and an activated PICC exchange.
-
-    It keeps both block numbers by the rules of §7.5.4 (PCD starts at 0, PICC at 1; the PICC toggles
-    on every I-block and on an R(ACK) not carrying its number; the PCD toggles on an I-block or
-    R(ACK) carrying its number) and chains INF larger than FSC-3 (commands) or FSD-3 (responses).
-    Used to rebuild over-the-air traces from APDU logs; it is not a link driver (no CID, NAD, NAK).
-    Frames come back as (pcd_to_picc, frame_without_crc).
-    """
-
-    def __init__(self, fsc: int = 256, fsd: int = 256) -> None:
-        if fsc < 16 or fsd < 16:
-            raise ValueError(f"frame size: FSC {fsc} / FSD {fsd} below 16")
-        self.fsc = fsc
-        self.fsd = fsd
-        self.pcd_number = 0
-        self.picc_number = 1
-
-    def _pcd_receives(self, number: int) -> None:
-        if number == self.pcd_number:
-            self.pcd_number ^= 1
-
-    def command(self, capdu: bytes) -> list[tuple[bool, bytes]]:
-        """Frames for one command: chained PCD I-blocks, each non-last one answered by a PICC R(ACK)."""
-        frames: list[tuple[bool, bytes]] = []
-        parts = _chunks(bytes(capdu), self.fsc - 3)
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            frames.append((True, i_block(part, self.pcd_number, chaining=not last)))
-            self.picc_number ^= 1  # PICC rule: toggle on every I-block received
-            if not last:
-                frames.append((False, r_block(self.picc_number)))
-                self._pcd_receives(self.picc_number)
-        return frames
-
-    def response(self, rapdu: bytes) -> list[tuple[bool, bytes]]:
-        """Frames for one response: chained PICC I-blocks, each non-last one answered by a PCD R(ACK)."""
-        frames: list[tuple[bool, bytes]] = []
-        parts = _chunks(bytes(rapdu), self.fsd - 3)
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            frames.append((False, i_block(part, self.picc_number, chaining=not last)))
-            self._pcd_receives(self.picc_number)
-            if not last:
-                frames.append((True, r_block(self.pcd_number)))
-                if self.pcd_number != self.picc_number:
-                    self.picc_number ^= 1  # PICC rule: toggle on an R(ACK) not carrying its number
-        return frames
-
-
-def _chunks(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)] or [b""]

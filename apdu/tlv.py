@@ -264,7 +264,7 @@ def find(tlvs: Iterable[Tlv] | Tlv, tag: int) -> Tlv | None:
 
 
 # -- human-readable dump --------------------------------------------------------------------------
-#: Names of the EMV / PBOC tags that show up in T-Union FCIs, PPSE directories and issuer data.
+#: Names of the EMV / PBOC tags that show up in transit-card FCIs, PPSE directories and issuer data.
 TAG_NAMES: dict[int, str] = {
     0x42: "issuer identification number",
     0x4F: "application identifier (AID)",

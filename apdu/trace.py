@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from apdu.iso14443 import Ats, IsoDepFramer, frame_size_code, rats, with_crc_a
+from apdu.iso14443 import Ats, frame_size_code, rats, with_crc_a
+from apdu.isodep import Deliver, PcdEngine, PiccEngine, Send
 from apdu.reader import Reader, ReaderDecorator
 
 Direction = Literal["C", "R"]
@@ -201,6 +202,59 @@ def _iso14443_packet(pcd_to_picc: bool, frame: bytes) -> bytes:
     return struct.pack(">BBH", 0, event, len(frame)) + frame
 
 
+class IsoDepFramer:
+    """Rebuilds the frames a PCD and an activated PICC exchanged for a log of APDUs.
+
+    It runs the two ISO-DEP engines of `apdu.isodep` against each other over a perfect link, so block
+    numbers and chaining by FSC/FSD come out as on the air. Frames come back as (pcd_to_picc, frame ‖
+    CRC_A). A command left without its response (the exchange failed: the card left the field) ends that
+    activation; the next command starts a new one, block numbers from their start.
+    """
+
+    def __init__(self, ats: Ats | None = None, fsd: int = 256) -> None:
+        self.ats = ats if ats is not None else Ats(fsci=frame_size_code(256))
+        self.fsd = fsd
+        self._activate()
+
+    def _activate(self) -> None:
+        self._pcd = PcdEngine.for_card(self.ats, fsd=self.fsd, crc=True)
+        self._picc = PiccEngine(self.ats, self.fsd, crc=True)
+
+    def command(self, capdu: bytes) -> list[tuple[bool, bytes]]:
+        """Frames for one command: PCD I-block(s), each chained part acknowledged by the PICC."""
+        if not self._pcd.idle:
+            self._activate()
+        frames: list[tuple[bool, bytes]] = []
+        frame = self._pcd.send(capdu)
+        while True:
+            frames.append((True, frame))
+            action = self._picc.receive(frame)
+            if isinstance(action, Deliver):
+                return frames
+            assert isinstance(action, Send)
+            frames.append((False, action.frame))
+            step = self._pcd.receive(action.frame)
+            assert isinstance(step, Send)
+            frame = step.frame
+
+    def response(self, rapdu: bytes) -> list[tuple[bool, bytes]]:
+        """Frames for the response to the last command: PICC I-block(s), chained parts acknowledged."""
+        if not self._picc.processing:
+            raise ValueError("a response without a command before it")
+        frames: list[tuple[bool, bytes]] = []
+        frame = self._picc.respond(rapdu)
+        while True:
+            frames.append((False, frame))
+            step = self._pcd.receive(frame)
+            if isinstance(step, Deliver):
+                return frames
+            assert isinstance(step, Send)
+            frames.append((True, step.frame))
+            action = self._picc.receive(step.frame)
+            assert isinstance(action, Send)
+            frame = action.frame
+
+
 def iso14443_frames(exchanges: Iterable[Exchange], ats: bytes | None = None,
                     fsd: int = 256) -> list[tuple[float, bool, bytes]]:
     """The over-the-air frames (time, pcd_to_picc, frame ‖ CRC_A) that carry these APDUs.
@@ -208,33 +262,36 @@ def iso14443_frames(exchanges: Iterable[Exchange], ats: bytes | None = None,
     Without `ats` the card's FSC is taken as 256. With it, RATS (for `fsd`) and the ATS come first.
     """
     exchanges = list(exchanges)
-    fsc = 256
     frames: list[tuple[float, bool, bytes]] = []
+    parsed = None
     if ats is not None:
         parsed = Ats.parse(ats)
-        fsc = parsed.fsc
         t0 = exchanges[0].t if exchanges else 0.0
         frames.append((t0, True, with_crc_a(rats(frame_size_code(fsd)))))
         frames.append((t0, False, with_crc_a(parsed.to_bytes())))
-    framer = IsoDepFramer(fsc=fsc, fsd=fsd)
-    for exchange in exchanges:
-        if exchange.direction == "C":
-            blocks = framer.command(exchange.data)
-        else:
-            blocks = framer.response(exchange.data)
-        frames.extend((exchange.t, pcd_to_picc, with_crc_a(frame)) for pcd_to_picc, frame in blocks)
+    framer = IsoDepFramer(parsed, fsd=fsd)
+    for number, exchange in enumerate(exchanges, 1):
+        try:
+            blocks = framer.command(exchange.data) if exchange.direction == "C" else framer.response(exchange.data)
+        except ValueError as exc:
+            raise ValueError(f"exchange {number} ({_DIR_TO_JSON[exchange.direction]} at t={exchange.t}): "
+                             f"{exc}") from None
+        frames.extend((exchange.t, pcd_to_picc, frame) for pcd_to_picc, frame in blocks)
     return frames
 
 
 def export_pcapng(exchanges: Iterable[Exchange], path: str | os.PathLike[str], *,
-                  ats: bytes | None = None, fsd: int = 256) -> int:
-    """Write the exchanges as a pcapng capture (LINKTYPE_ISO_14443); returns the packet count."""
+                  ats: bytes | None = None, fsd: int = 256, application: str = "apdu.trace") -> int:
+    """Write the exchanges as a pcapng capture (LINKTYPE_ISO_14443); returns the packet count.
+
+    `application` names the writer in the capture's section header (shb_userappl).
+    """
     frames = iso14443_frames(exchanges, ats=ats, fsd=fsd)
     for t, _, _ in frames:
         if t < 0:
             raise ValueError(f"exchange time: {t} is negative; pcapng times count from 1970")
     shb_body = struct.pack("<IHHq", _BYTE_ORDER_MAGIC, 1, 0, -1)
-    shb_body += _option(_OPT_SHB_USERAPPL, b"ykt apdu.trace") + _option(_OPT_ENDOFOPT, b"")
+    shb_body += _option(_OPT_SHB_USERAPPL, application.encode()) + _option(_OPT_ENDOFOPT, b"")
     idb_body = struct.pack("<HHI", LINKTYPE_ISO_14443, 0, 0)
     idb_body += _option(_OPT_IF_NAME, b"iso14443") + _option(_OPT_IF_TSRESOL, b"\x06")
     idb_body += _option(_OPT_ENDOFOPT, b"")

@@ -52,14 +52,15 @@ def image_run(folder: Path) -> tuple[float, dict[str, int]]:
 
 
 def pcsc_run(folder: Path) -> tuple[float, dict[str, int]]:
-    from apdu.transport.pcscd import Pcscd, session_lock, vpcd_reader_name
-    from apdu.transport.vpcd import VpcdEndpoint, slot_port
+    from apdu.transport.pcsc.daemon import Pcscd, vpcd_reader_name
+    from apdu.transport.pcsc.vpcd import VpcdEndpoint, slot_port
+    from tools.pcsc_session import vpcd_session
 
     image = fresh_image(folder)
     state = load_card(image)
     card = TUnionCardOS(state, rng=RandomSource(1).fork("card"), on_commit=saver(image))
     atr = pseudo_atr(state.ats_historical)
-    with session_lock():
+    with vpcd_session():
         daemon = Pcscd().start()
         endpoint = VpcdEndpoint(card, "localhost", slot_port(0), atr)
         endpoint.serve_in_thread()

@@ -31,8 +31,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from apdu.cardos import CardOS
-from apdu.transport.pcscd import Pcscd, card_state, session_lock, vpcd_reader_name
-from apdu.transport.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
+from apdu.transport.pcsc.daemon import Pcscd, card_state, vpcd_reader_name
+from apdu.transport.pcsc.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
+from tools.pcsc_session import vpcd_session
 
 
 # Property tests: no per-example deadline (CI machines are shared and slow at times); in CI the examples
@@ -45,7 +46,7 @@ settings.load_profile("ykt-ci" if os.environ.get("CI") else "ykt")
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[Pcscd]:
     """A pcscd listing both vpcd readers, for the whole session (see the module docstring)."""
-    with session_lock():
+    with vpcd_session():
         daemon = Pcscd()
         daemon.start()
         try:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from apdu.iso14443 import pseudo_atr
-from apdu.transport.vpcd import slot_port
+from apdu.transport.pcsc.vpcd import slot_port
 from keysets import KeySet
 from specs.catalog import DEFAULT_CARD_PROFILE, card_profile_path
 from ykt_card.card.cos import TUnionCardOS

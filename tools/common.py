@@ -109,7 +109,7 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
 
 def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> None:
     """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly."""
-    from apdu.transport.vpcd import VpcdEndpoint, parse_endpoint
+    from apdu.transport.pcsc.vpcd import VpcdEndpoint, parse_endpoint
 
     host, port = parse_endpoint(endpoint_text)
     endpoint = VpcdEndpoint(card_os, host, port, atr=atr)
@@ -118,7 +118,7 @@ def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> No
 
 def serve_nfc_until_signal(card_os, path: str, what: str) -> None:
     """Serve a contactless Card OS as an ISO 14443-4 card on nfcpy's udp driver until SIGTERM or SIGINT."""
-    from apdu.transport.nfc import NfcCardEndpoint
+    from apdu.transport.nfc.card import NfcCardEndpoint
 
     try:
         endpoint = NfcCardEndpoint(card_os, path)

@@ -1,11 +1,68 @@
 """`ykt doctor`: what this machine has for PC/SC, vpcd, NFC and traces, and how to fix what is missing."""
 from __future__ import annotations
 
+import importlib
+import shutil
+from typing import NamedTuple
+
 import click
 
-from apdu.transport.pcscd import doctor as run_checks
+from apdu.transport.pcsc.daemon import PCSCD_SOCKET, VPCD_CONFIG, VPCD_DRIVER, listed_readers, read_pid
 
 from .output import emit_json
+
+
+class Check(NamedTuple):
+    """One doctor line. `fix` says how to fix it when not `ok`, and what was found when `ok`."""
+
+    check: str
+    ok: bool
+    fix: str
+
+
+def _importable(module: str) -> tuple[bool, str]:
+    try:
+        imported = importlib.import_module(module)
+    except Exception as exc:  # any import failure is the finding
+        return False, f"{type(exc).__name__}: {exc}"
+    return True, getattr(imported, "__file__", module) or module
+
+
+def _pcsc_checks() -> list[Check]:
+    """pcscd, the vpcd driver, pyscard, and what pcscd lists."""
+    checks: list[Check] = []
+    pcscd = shutil.which("pcscd") or shutil.which("pcscd", path="/usr/sbin:/sbin")
+    checks.append(Check("pcscd binary", pcscd is not None, pcscd or "apt-get install pcscd"))
+    config = VPCD_CONFIG.read_text(errors="replace") if VPCD_CONFIG.exists() else ""
+    vpcd_ok = VPCD_DRIVER.exists() and "libifdvpcd" in config
+    checks.append(Check("vpcd driver config", vpcd_ok,
+                        f"{VPCD_DRIVER} via {VPCD_CONFIG}" if vpcd_ok
+                        else "apt-get install vsmartcard-vpcd (driver + /etc/reader.conf.d/vpcd)"))
+    pyscard_ok, pyscard_info = _importable("smartcard.scard")
+    checks.append(Check("pyscard importable", pyscard_ok, pyscard_info if pyscard_ok else
+                        "pip install pyscard (needs gcc, swig, libpcsclite-dev); " + pyscard_info))
+    readers = listed_readers() if pyscard_ok else None
+    fix_running = ("start it as root: `pcscd -f` (pcsc-lite 2.x: `pcscd -f --disable-polkit`)"
+                   if pyscard_ok else "cannot ask pcscd without pyscard")
+    checks.append(Check("pcscd running", readers is not None,
+                        f"pid {read_pid()}, socket {PCSCD_SOCKET}" if readers is not None else fix_running))
+    if readers:
+        checks.append(Check("readers listed", True, ", ".join(readers)))
+    else:
+        checks.append(Check("readers listed", False,
+                            "pcscd lists no readers: plug in a reader or install vsmartcard-vpcd and "
+                            "restart pcscd" if readers is not None else "start pcscd first"))
+    return checks
+
+
+def run_checks() -> list[Check]:
+    """Check what PC/SC, vpcd, NFC and trace work need on this machine, and say how to fix each gap."""
+    checks = _pcsc_checks()
+    nfc_ok, nfc_info = _importable("nfc")
+    checks.append(Check("nfcpy importable", nfc_ok, nfc_info if nfc_ok else "pip install nfcpy; " + nfc_info))
+    tshark = shutil.which("tshark")
+    checks.append(Check("tshark present", tshark is not None, tshark or "apt-get install tshark"))
+    return checks
 
 
 @click.command("doctor")

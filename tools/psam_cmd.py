@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from apdu.transport.vpcd import slot_port
+from apdu.transport.pcsc.vpcd import slot_port
 from keysets import KeySet
 from ykt_card.psam.cos import ATR, PsamOS, state_summary
 from ykt_card.psam.issue import issue_psam, load_psam, psam_saver, save_psam

@@ -10,6 +10,9 @@ from ykt_card.host.annotate import describe_command, describe_response
 
 from .output import emit_json
 
+#: How our captures name their writer (pcapng shb_userappl); kept so exports stay byte for byte the same.
+PCAPNG_APPLICATION = "ykt apdu.trace"
+
 
 @click.group("trace")
 def trace() -> None:
@@ -39,6 +42,6 @@ def show(file: Path, as_json: bool) -> None:
               help="pcapng file to write (LINKTYPE_ISO_14443).")
 def export(file: Path, out: Path) -> None:
     """Write FILE as pcapng with ISO 14443-4 I-blocks, for Wireshark and tshark."""
-    count = export_pcapng(read_jsonl(file), out)
+    count = export_pcapng(read_jsonl(file), out, application=PCAPNG_APPLICATION)
     click.echo(f"wrote {count} packets to {out}; decode the APDUs with: "
                f"tshark -r {out} -V {' '.join(TSHARK_DECODE_AS)}")

@@ -1,14 +1,19 @@
-"""A Reader wired straight to a Card OS object: no daemon, no sockets, same semantics as a slot.
+"""The in-process transport: a card slot (`InProcessReader`) and the endpoint serving a Card OS into it.
 
 Flows, terminals and tests run against virtual cards at function-call speed through the very same
-Reader seam they use with pcscd or NFC, including the card leaving the field.
+Reader seam they use with pcscd or NFC, including the card leaving the field. `InProcessReader(card_os)`
+alone is the short form; `InProcessEndpoint` is the card half, with the life cycle and Card OS handling
+every endpoint shares (apdu.endpoint), for tests that hold a transport's two halves side by side.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from apdu.cardos import CardOS, CardPowerLoss
+from apdu.endpoint import DirectEndpoint
 from apdu.reader import ReaderError
 
-__all__ = ["InProcessReader"]
+__all__ = ["InProcessReader", "InProcessEndpoint"]
 
 
 class InProcessReader:
@@ -97,3 +102,62 @@ class InProcessReader:
     def __repr__(self) -> str:
         state = "empty" if self._card is None else ("powered" if self._powered else "card present")
         return f"InProcessReader({self.name!r}, {state})"
+
+
+class InProcessEndpoint(DirectEndpoint):
+    """Serves a Card OS into an `InProcessReader`'s slot: inserted while served, removed by `stop()`.
+
+    Commands pass through `answer` (apdu.endpoint): a Card OS that raises is answered 6F00 and
+    `on_exchange` runs before the answer returns (if it fails, the card leaves the slot and the reader
+    raises ReaderError). A power loss unpowers the card (the reader raises ReaderError); with `absence` > 0
+    the card also leaves the slot and comes back after that many seconds.
+    """
+
+    kind = "in-process"
+
+    def __init__(self, card_os: CardOS, reader: InProcessReader, *,
+                 on_exchange: Callable[[], None] | None = None, absence: float = 0.0) -> None:
+        super().__init__(card_os, on_exchange=on_exchange, absence=absence)
+        self.reader = reader
+        self._contacts = _Contacts(self)
+
+    def __repr__(self) -> str:
+        return f"InProcessEndpoint({self.reader.name!r})"
+
+    def __str__(self) -> str:
+        return f"card in {self.reader.name!r}"
+
+    @property
+    def ready(self) -> bool:
+        return self.reader.card is self._contacts
+
+    def _enter(self) -> None:
+        self.reader.insert(self._contacts)
+
+    def _leave(self) -> None:
+        if self.reader.card is self._contacts:
+            self.reader.remove()
+
+
+class _Contacts:
+    """The card as the slot sees it: power from the reader, commands through the endpoint."""
+
+    def __init__(self, endpoint: InProcessEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def power_on(self) -> bytes:
+        try:
+            return self._endpoint.card_os.power_on()
+        except CardPowerLoss:
+            self._endpoint.note_power_loss()
+            raise
+
+    def process(self, capdu: bytes) -> bytes:
+        rapdu = self._endpoint.answer_or_leave(capdu)
+        if rapdu is None:
+            raise ReaderError(f"reader {self._endpoint.reader.name!r}: the card left the slot (its owner failed "
+                              f"to keep its state: {self._endpoint._failure!r})")
+        return rapdu
+
+    def power_off(self) -> None:
+        self._endpoint.card_os.power_off()

@@ -1,4 +1,5 @@
-"""InProcessReader: the Reader seam around a Card OS object, including the card leaving the field."""
+"""InProcessReader: the Reader seam around a Card OS object, including the card leaving the field; and
+InProcessEndpoint, the card half of the in-process transport (its shared contract: test_endpoints.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,9 @@ import pytest
 from apdu.cardos import CardOS
 from apdu.command import CommandApdu
 from apdu.dispatch import CardApplication, instruction
-from apdu.transport.inprocess import InProcessReader
+from apdu.cardos import CardPowerLoss
+from apdu.endpoint import CardEndpoint
+from apdu.transport.inprocess import InProcessEndpoint, InProcessReader
 from apdu.reader import Reader, ReaderError
 
 H = bytes.fromhex
@@ -129,3 +132,36 @@ def test_a_card_answering_less_than_a_status_word_is_a_link_failure():
     with pytest.raises(ReaderError, match=r"^reader 'in-process': card answered 1 byte, a response "
                                           r"APDU needs at least SW1 SW2$"):
         reader.transmit(H("00EC0000"))
+
+
+class TornCard(EchoCard):
+    """Loses power on INS DE."""
+
+    def process(self, capdu: bytes) -> bytes:
+        if capdu[1] == 0xDE:
+            raise CardPowerLoss()
+        return super().process(capdu)
+
+
+def test_endpoint_puts_the_card_in_the_slot_while_it_serves():
+    card, reader = TornCard(), InProcessReader(name="gate")
+    endpoint = InProcessEndpoint(card, reader)
+    assert isinstance(endpoint, CardEndpoint) and not endpoint.ready and not reader.card_present()
+    endpoint.serve_in_thread()
+    assert endpoint.wait_ready(5.0) and reader.card_present()
+    assert reader.connect() == ATS
+    assert reader.transmit(H("00EC000001AA")) == H("AA9000") and endpoint.apdu_count == 1
+    with pytest.raises(ReaderError, match="lost power during the command"):
+        reader.transmit(H("00DE0000"))
+    assert reader.card_present() and endpoint.power_losses == 1  # absence 0: it stays, unpowered
+    assert reader.connect() == ATS and reader.transmit(H("00EC000001BB")) == H("BB9000")
+    endpoint.stop()
+    assert not reader.card_present() and endpoint.error is None
+    assert card.events == ["on", "on", "off"]  # no power_off after the loss: it lost power instead
+
+
+def test_endpoint_into_a_full_slot_fails_with_the_reason():
+    reader = InProcessReader(EchoCard(), name="gate")
+    endpoint = InProcessEndpoint(EchoCard(), reader)
+    endpoint.serve_in_thread().join(5.0)
+    assert isinstance(endpoint.error, ReaderError) and "already holds a card" in str(endpoint.error)

@@ -1,4 +1,4 @@
-"""ISO/IEC 14443-3/-4 facts: CRC_A, ATS, timing, pseudo-ATR, PCB coding, block numbering."""
+"""ISO/IEC 14443-3/-4 facts: CRC_A, ATS, timing, pseudo-ATR."""
 from __future__ import annotations
 
 import pytest
@@ -7,23 +7,14 @@ from hypothesis import strategies as st
 
 from apdu.iso14443 import (
     Ats,
-    Block,
-    BlockType,
-    IsoDepFramer,
-    Pcb,
-    SCommand,
     check_crc_a,
     crc_a,
     crc_a_value,
     frame_size,
     frame_size_code,
     fwt_us,
-    i_block,
     pseudo_atr,
-    r_block,
     rats,
-    s_deselect,
-    s_wtx,
     sfgt_us,
     with_crc_a,
 )
@@ -186,87 +177,3 @@ def test_pseudo_atr_of_the_reference_t_union_card() -> None:
 def test_pseudo_atr_refuses_16_historical_bytes() -> None:
     with pytest.raises(ValueError, match="historical bytes"):
         pseudo_atr(bytes(16))
-
-
-# --- PCB and blocks ---------------------------------------------------------------------------------------
-
-PCB_TABLE = [
-    (0x02, Pcb(BlockType.I, block_number=0)),
-    (0x03, Pcb(BlockType.I, block_number=1)),
-    (0x12, Pcb(BlockType.I, block_number=0, chaining=True)),
-    (0x0B, Pcb(BlockType.I, block_number=1, cid_following=True)),
-    (0x06, Pcb(BlockType.I, block_number=0, nad_following=True)),
-    (0xA2, Pcb(BlockType.R, block_number=0)),
-    (0xA3, Pcb(BlockType.R, block_number=1)),
-    (0xB2, Pcb(BlockType.R, block_number=0, nak=True)),
-    (0xC2, Pcb(BlockType.S, s_command=SCommand.DESELECT)),
-    (0xF2, Pcb(BlockType.S, s_command=SCommand.WTX)),
-    (0xFA, Pcb(BlockType.S, s_command=SCommand.WTX, cid_following=True)),
-    (0xE2, Pcb(BlockType.S, s_command=SCommand.PARAMETERS)),
-]
-
-
-@pytest.mark.parametrize(("byte", "pcb"), PCB_TABLE)
-def test_pcb_coding(byte: int, pcb: Pcb) -> None:
-    assert Pcb.parse(byte) == pcb
-    assert pcb.to_byte() == byte
-
-
-@pytest.mark.parametrize("byte", [0x00, 0x01, 0x22, 0x42, 0x80, 0xA0, 0xA6, 0xC3, 0xD2])
-def test_pcb_rejects_invalid_codings(byte: int) -> None:
-    with pytest.raises(ValueError, match="PCB"):
-        Pcb.parse(byte)
-
-
-def test_block_builders() -> None:
-    assert i_block(bytes.fromhex("00A4"), 1) == bytes.fromhex("03 00 A4")
-    assert i_block(b"\x01", 0, chaining=True) == bytes.fromhex("12 01")
-    assert r_block(1) == b"\xA3" and r_block(0, nak=True) == b"\xB2"
-    assert s_deselect() == b"\xC2"
-    assert s_wtx(59) == bytes.fromhex("F2 3B")
-    with pytest.raises(ValueError, match="WTXM"):
-        s_wtx(60)
-
-
-def test_block_parse_with_cid_and_nad() -> None:
-    block = Block.parse(bytes.fromhex("0F 05 21 00 B0 95 00 00"))
-    assert block.pcb == Pcb(BlockType.I, block_number=1, cid_following=True, nad_following=True)
-    assert (block.cid, block.nad, block.inf) == (5, 0x21, bytes.fromhex("00 B0 95 00 00"))
-    assert block.to_bytes() == bytes.fromhex("0F 05 21 00 B0 95 00 00")
-    with pytest.raises(ValueError, match="R-block carries"):
-        Block.parse(bytes.fromhex("A2 00"))
-    with pytest.raises(ValueError, match="WTX"):
-        Block.parse(b"\xF2")
-
-
-# --- block numbering and chaining ---------------------------------------------------------------------------
-
-def test_framer_alternates_block_numbers() -> None:
-    framer = IsoDepFramer()
-    frames = []
-    for capdu, rapdu in [("00A40400", "9000"), ("805C000204", "000003E89000"), ("0084000008", "6D00")]:
-        frames += framer.command(bytes.fromhex(capdu)) + framer.response(bytes.fromhex(rapdu))
-    assert [(to_card, frame.hex().upper()) for to_card, frame in frames] == [
-        (True, "0200A40400"), (False, "029000"),
-        (True, "03805C000204"), (False, "03000003E89000"),
-        (True, "020084000008"), (False, "026D00"),
-    ]
-
-
-def test_framer_chains_commands_and_responses() -> None:
-    # FSC = FSD = 16: at most 13 INF bytes per block (PCB + CRC_A take 3).
-    framer = IsoDepFramer(fsc=16, fsd=16)
-    capdu = bytes(range(20))
-    rapdu = bytes(range(100, 130)) + b"\x90\x00"
-    frames = framer.command(capdu) + framer.response(rapdu) + framer.command(b"\x00\xB0\x00\x00\x00")
-    assert [(to_card, frame.hex().upper()) for to_card, frame in frames] == [
-        (True, "12" + capdu[:13].hex().upper()),  # I(0) chaining
-        (False, "A2"),  # PICC: R(ACK) 0
-        (True, "03" + capdu[13:].hex().upper()),  # I(1) last
-        (False, "13" + rapdu[:13].hex().upper()),  # PICC: I(1) chaining
-        (True, "A2"),  # PCD: R(ACK) 0
-        (False, "12" + rapdu[13:26].hex().upper()),  # PICC: I(0) chaining
-        (True, "A3"),  # PCD: R(ACK) 1
-        (False, "03" + rapdu[26:].hex().upper()),  # PICC: I(1) last
-        (True, "0200B0000000"),  # next command: I(0)
-    ]

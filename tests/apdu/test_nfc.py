@@ -1,6 +1,7 @@
-"""NFC through nfcpy 1.0.4: the PICC block protocol as exact exchange tables, then NfcReader against
-NfcCardEndpoint over nfcpy's real udp driver (activation, chaining both ways, WTX, DESELECT, removal,
-power loss, errors). No mocks: every udp test runs both nfcpy sides on its own free UDP port."""
+"""NFC through nfcpy 1.0.4: NfcReader against NfcCardEndpoint over nfcpy's real udp driver (activation,
+chaining both ways, WTX, DESELECT, removal, power loss, errors). The PICC engine the card endpoint runs
+has its exact frame tables in test_isodep.py. No mocks: every udp test runs both nfcpy sides on its own
+free UDP port."""
 from __future__ import annotations
 
 import logging
@@ -15,18 +16,9 @@ import nfc
 import nfc.clf
 from apdu.cardos import CardOS, CardPowerLoss
 from apdu.iso14443 import Ats, pseudo_atr
-from apdu.transport.nfc import (
-    DEFAULT_UID,
-    CardRemoved,
-    IsoDepPicc,
-    NfcCardEndpoint,
-    NfcDeviceError,
-    NfcReader,
-    NoCard,
-    NotIsoDep,
-    PortInUse,
-    parse_udp_path,
-)
+from apdu.transport.nfc import DEFAULT_UID, parse_udp_path
+from apdu.transport.nfc.card import NfcCardEndpoint, PortInUse
+from apdu.transport.nfc.reader import CardRemoved, NfcDeviceError, NfcReader, NoCard, NotIsoDep
 from apdu.reader import Reader, ReaderError
 
 #: ATS of a real T-Union card (reference 1.1): FSCI 8 (256), TA 80, TB 80 (FWI 8), TC 02 (CID supported).
@@ -70,81 +62,6 @@ class EchoCard:
 
 def h(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
-
-
-def run_table(picc: IsoDepPicc, table: list[tuple[str, str | None]]) -> None:
-    """nfcpy-style exchange table: each PCD frame must get exactly the expected PICC frame (None = silence)."""
-    for command, expected in table:
-        answer = picc.handle(h(command))
-        assert (answer.hex().upper() if answer is not None else None) == (
-            h(expected).hex().upper() if expected is not None else None), command
-
-
-# --- the PICC block protocol, no I/O -----------------------------------------------------------------
-
-
-def test_picc_blocks_numbers_presence_check_and_retransmission():
-    card = EchoCard()
-    picc = IsoDepPicc(Ats.parse(T_UNION_ATS), fsd=256, cid=0, process=card.process)
-    run_table(picc, [
-        ("02 00 01 00 00 02 AB CD", "02 AB CD 90 00"),  # I(0) -> I(0): the PICC starts at 1, toggles
-        ("B3", "A2"),                                  # nfcpy's presence check R(NAK,1) -> R(ACK,0)
-        ("03 00 01 00 00 01 EE", "03 EE 90 00"),        # I(1) -> I(1)
-        ("B3", "03 EE 90 00"),                         # R(NAK) with our number: the answer was lost, resend
-        ("A3", "03 EE 90 00"),                         # R(ACK) with our number: resend as well
-        ("02 00 99 00 00", "02 6D 00"),
-        ("00", None),                                  # no valid PCB: silence
-        ("C2", "C2"),                                  # S(DESELECT)
-    ])
-    assert picc.deselected
-    assert card.commands == [h("00 01 00 00 02 AB CD"), h("00 01 00 00 01 EE"), h("00 99 00 00")]
-
-
-def test_picc_chains_a_response_longer_than_fsd():
-    card = EchoCard()
-    picc = IsoDepPicc(Ats.parse(T_UNION_ATS), fsd=16, cid=0, process=card.process)  # RATS FSDI 0
-    run_table(picc, [
-        ("02 00 02 00 14", "12 00 01 02 03 04 05 06 07 08 09 0A 0B 0C"),  # 22 bytes: 13 + 9
-        ("A3", "03 0D 0E 0F 10 11 12 13 90 00"),                         # R(ACK,1) continues the chain
-        ("B3", "03 0D 0E 0F 10 11 12 13 90 00"),                         # lost: resend the last part
-        ("02 00 01 00 00", "02 90 00"),                                  # the next command, I(0)
-    ])
-
-
-def test_picc_takes_a_chained_command_and_ignores_frames_over_fsc():
-    card = EchoCard(SMALL_FSC_ATS)
-    picc = IsoDepPicc(Ats.parse(SMALL_FSC_ATS), fsd=256, cid=0, process=card.process)
-    data = bytes(range(15))
-    capdu = h("00 01 00 00 0F") + data  # 20 bytes, the card takes 13 per block
-    run_table(picc, [
-        ("12" + capdu[:13].hex(), "A2"),            # I(0, chaining) -> R(ACK,0)
-        ("03" + capdu[13:].hex(), "03" + data.hex() + "9000"),
-        ("02" + "00" * 14, None),                    # 15 bytes + CRC > FSC 16: a PICC stays silent
-    ])
-    assert card.commands == [capdu]
-
-
-def test_picc_cid_and_pps():
-    card = EchoCard()
-    picc = IsoDepPicc(Ats.parse(T_UNION_ATS), fsd=256, cid=1, process=card.process)  # TC(1) b2: CIDs
-    run_table(picc, [
-        ("D1 11 00", "D1"),                           # PPS at 106 kbit/s, right after the ATS
-        ("0A 02 00 01 00 00", None),                  # another card's CID
-        ("02 00 01 00 00", None),                     # no CID = CID 0: not us
-        ("0A 01 00 01 00 00 01 55", "0A 01 55 90 00"),  # our CID is echoed
-        ("CA 01", "CA 01"),                           # S(DESELECT) with CID
-    ])
-    cid0 = IsoDepPicc(Ats.parse(NO_TA_ATS), fsd=256, cid=0, process=card.process)  # TC(1) = 02
-    assert cid0.cid == 0
-    plain = IsoDepPicc(Ats.parse(bytes.fromhex("05 78 80 80 00")), fsd=256, cid=0, process=card.process)
-    run_table(plain, [("0A 00 00 01 00 00", None), ("02 00 01 00 00", "02 90 00")])  # no CID support
-
-
-def test_picc_wtx_frames():
-    picc = IsoDepPicc(Ats.parse(T_UNION_ATS), fsd=256, cid=0, process=EchoCard().process)
-    assert picc.wtx_request(13) == h("F2 0D")
-    assert picc.is_wtx_response(h("F2 0D"), 13)
-    assert not picc.is_wtx_response(h("F2 0C"), 13) and not picc.is_wtx_response(h("B2"), 13)
 
 
 # --- over nfcpy's udp driver ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """PcscReader and VpcdEndpoint through a real pcscd with the vsmartcard vpcd driver, plus the vpcd wire
-protocol against a scripted vpcd peer, and the Pcscd manager / doctor."""
+protocol against a scripted vpcd peer, and the Pcscd manager (`ykt doctor` is in tests/tools/test_doctor.py)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,7 @@ import pytest
 
 from apdu.cardos import CardOS
 from apdu.iso14443 import Ats, pseudo_atr
-from apdu.transport.pcsc import (
+from apdu.transport.pcsc.reader import (
     SCARD_E_NO_SERVICE,
     SCARD_W_REMOVED_CARD,
     AmbiguousReader,
@@ -29,10 +29,10 @@ from apdu.transport.pcsc import (
     list_readers,
     resolve_reader,
 )
-from apdu.transport.pcscd import VPCD_READERS, Pcscd, PcscdError, doctor
+from apdu.transport.pcsc.daemon import VPCD_READERS, Pcscd, PcscdError
 from apdu.reader import Reader, ReaderError
 from apdu.trace import TSHARK_DECODE_AS, TracingReader, export_pcapng
-from apdu.transport.vpcd import DEFAULT_ATR, VpcdEndpoint, parse_endpoint, slot_port
+from apdu.transport.pcsc.vpcd import DEFAULT_ATR, VpcdEndpoint, parse_endpoint, slot_port
 from tests.conftest import ServedCard
 
 pytestmark = pytest.mark.pcsc
@@ -242,7 +242,7 @@ def test_pcscd_not_running_gives_the_precise_error(tmp_path: Path) -> None:
     # pcsc-lite's client library reads PCSCLITE_CSOCK_NAME: pointing it at a socket nobody serves is
     # exactly what a client sees when pcscd is not running, without stopping the session's pcscd.
     script = textwrap.dedent("""
-        from apdu.transport.pcsc import PcscReader, PcscdNotRunning, list_readers
+        from apdu.transport.pcsc.reader import PcscReader, PcscdNotRunning, list_readers
         for call in (lambda: PcscReader().connect(), list_readers, lambda: PcscReader('x').card_present()):
             try:
                 call()
@@ -475,7 +475,7 @@ def test_vpcd_endpoint_stops_on_an_external_event(scripted: ScriptedVpcd) -> Non
 def test_vpcd_endpoint_stops_cleanly_on_sigterm(scripted: ScriptedVpcd) -> None:
     script = textwrap.dedent(f"""
         import logging, signal, sys
-        from apdu.transport.vpcd import VpcdEndpoint
+        from apdu.transport.pcsc.vpcd import VpcdEndpoint
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
         class Card:
             def power_on(self): return b""
@@ -515,7 +515,7 @@ def test_endpoint_helpers() -> None:
         VpcdEndpoint(CounterCard(), atr=b"")
 
 
-# --- the Pcscd manager and doctor --------------------------------------------------------------------------
+# --- the Pcscd manager --------------------------------------------------------------------------------
 
 def test_pcscd_reuses_a_running_daemon(pcscd: Pcscd) -> None:
     second = Pcscd()
@@ -535,32 +535,9 @@ def test_wait_card_times_out_with_a_clear_message(pcscd: Pcscd) -> None:
         pcscd.wait_card(SLOT1, present=True, timeout=0.2)
 
 
-def test_doctor_on_this_machine(pcscd: Pcscd) -> None:
-    checks = doctor()
-    assert [check for check, _, _ in checks] == [
-        "pcscd binary", "vpcd driver config", "pyscard importable", "pcscd running", "readers listed",
-        "nfcpy importable", "tshark present"]
-    failing = [(check, fix) for check, ok, fix in checks if not ok]
-    assert failing == []
-    readers = dict((check, fix) for check, _, fix in checks)["readers listed"]
-    assert readers == "Virtual PCD 00 00, Virtual PCD 00 01"
-
-
-def test_doctor_says_how_to_start_pcscd_when_it_is_not_running(tmp_path: Path) -> None:
-    script = "from apdu.transport.pcscd import doctor\nfor c in doctor(): print(c.check, c.ok, c.fix, sep='|')"
-    env = dict(os.environ, PCSCLITE_CSOCK_NAME=str(tmp_path / "nobody.comm"))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=60, check=True)
-    checks = {line.split("|")[0]: line.split("|")[1:] for line in result.stdout.splitlines()}
-    assert checks["pcscd running"] == ["False", "start it as root: `pcscd -f` (pcsc-lite 2.x: "
-                                                "`pcscd -f --disable-polkit`)"]
-    assert checks["readers listed"] == ["False", "start pcscd first"]
-    assert checks["pcscd binary"][0] == "True"
-
-
 def test_stale_pcscd_files_are_cleared_only_for_a_dead_pcscd(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    import apdu.transport.pcscd as manager
+    import apdu.transport.pcsc.daemon as manager
 
     socket_path, pid_path = tmp_path / "pcscd.comm", tmp_path / "pcscd.pid"
     monkeypatch.setattr(manager, "PCSCD_SOCKET", socket_path)

@@ -46,7 +46,7 @@ def test_power_loss_is_not_an_exception_a_dispatcher_could_swallow():
 
 @pytest.mark.pcsc
 def test_vpcd_card_leaves_the_slot_and_comes_back(vpcd_card):
-    from apdu.transport.pcsc import PcscReader
+    from apdu.transport.pcsc.reader import PcscReader
 
     card = FlakyCard()
     served = vpcd_card(card, slot=0, atr=bytes.fromhex("3B8080010101"))
@@ -68,7 +68,7 @@ def test_vpcd_card_leaves_the_slot_and_comes_back(vpcd_card):
 @pytest.mark.pcsc
 def test_a_served_card_reconnects_when_pcscd_restarts(vpcd_card, pcscd):
     """vpcd goes away with pcscd; the endpoint keeps trying and the card is back once pcscd is."""
-    from apdu.transport.pcsc import PcscReader
+    from apdu.transport.pcsc.reader import PcscReader
 
     assert pcscd.owned, "this test restarts pcscd, so the session must have started it"
     card = FlakyCard()

@@ -14,6 +14,7 @@ from apdu.reader import Reader, ReaderError
 from apdu.trace import (
     TSHARK_DECODE_AS,
     Exchange,
+    IsoDepFramer,
     TracingReader,
     export_pcapng,
     iso14443_frames,
@@ -264,3 +265,57 @@ def test_frames_carry_a_valid_crc_a() -> None:
     assert frames[0][2] == bytes.fromhex("E0 80 31 73")  # RATS with FSD 256
     assert frames[1][2][:-2] == Ats.parse(ATS).to_bytes()
     assert all(check_crc_a(frame) for _, _, frame in frames)
+
+
+# --- rebuilding the frames of an APDU log (the ISO-DEP engines over a perfect link) -----------------------
+
+
+def framed(frames: list[tuple[bool, bytes]]) -> list[tuple[bool, str]]:
+    assert all(check_crc_a(frame) for _, frame in frames)
+    return [(to_card, frame[:-2].hex().upper()) for to_card, frame in frames]
+
+
+def test_framer_alternates_block_numbers() -> None:
+    framer = IsoDepFramer()
+    frames = []
+    for capdu, rapdu in [("00A40400", "9000"), ("805C000204", "000003E89000"), ("0084000008", "6D00")]:
+        frames += framer.command(bytes.fromhex(capdu)) + framer.response(bytes.fromhex(rapdu))
+    assert framed(frames) == [
+        (True, "0200A40400"), (False, "029000"),
+        (True, "03805C000204"), (False, "03000003E89000"),
+        (True, "020084000008"), (False, "026D00"),
+    ]
+
+
+def test_framer_chains_commands_and_responses() -> None:
+    # FSC = FSD = 16: at most 13 INF bytes per block (PCB + CRC_A take 3).
+    framer = IsoDepFramer(Ats(fsci=0), fsd=16)
+    capdu = bytes(range(20))
+    rapdu = bytes(range(100, 130)) + b"\x90\x00"
+    frames = framer.command(capdu) + framer.response(rapdu) + framer.command(b"\x00\xB0\x00\x00\x00")
+    assert framed(frames) == [
+        (True, "12" + capdu[:13].hex().upper()),  # I(0) chaining
+        (False, "A2"),  # PICC: R(ACK) 0
+        (True, "03" + capdu[13:].hex().upper()),  # I(1) last
+        (False, "13" + rapdu[:13].hex().upper()),  # PICC: I(1) chaining
+        (True, "A2"),  # PCD: R(ACK) 0
+        (False, "12" + rapdu[13:26].hex().upper()),  # PICC: I(0) chaining
+        (True, "A3"),  # PCD: R(ACK) 1
+        (False, "03" + rapdu[26:].hex().upper()),  # PICC: I(1) last
+        (True, "0200B0000000"),  # next command: I(0)
+    ]
+
+
+def test_framer_starts_a_new_activation_after_a_command_left_unanswered() -> None:
+    framer = IsoDepFramer()
+    frames = framer.command(bytes.fromhex("00A40400")) + framer.response(bytes.fromhex("9000"))
+    frames += framer.command(bytes.fromhex("805400000F"))  # the card left during this command
+    frames += framer.command(bytes.fromhex("00A40400")) + framer.response(bytes.fromhex("9000"))
+    assert framed(frames) == [(True, "0200A40400"), (False, "029000"), (True, "03805400000F"),
+                              (True, "0200A40400"), (False, "029000")]  # block numbers from their start
+
+
+def test_a_response_without_its_command_is_refused() -> None:
+    exchanges = [Exchange("R", 5.0, bytes.fromhex("9000"), "r")]
+    with pytest.raises(ValueError, match=r"exchange 1 \(R< at t=5.0\): a response without a command before it"):
+        iso14443_frames(exchanges)

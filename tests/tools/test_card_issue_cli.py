@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apdu.transport.pcscd import vpcd_reader_name
+from apdu.transport.pcsc.daemon import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, KeySet
 from ykt_card.card.image import card_to_doc, load_card
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from apdu.transport.pcsc import PcscReader
-from apdu.transport.pcscd import vpcd_reader_name
+from apdu.transport.pcsc.reader import PcscReader
+from apdu.transport.pcsc.daemon import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, Algorithm, KeySet, LoadSession, PurchaseSession, load_tac, purchase_tac
 from ykt_card.card.image import load_card
 

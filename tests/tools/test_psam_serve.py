@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from apdu.transport.pcsc import PcscReader
-from apdu.transport.pcscd import vpcd_reader_name
+from apdu.transport.pcsc.reader import PcscReader
+from apdu.transport.pcsc.daemon import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR
 from ykt_card.host.psam import Psam
 from ykt_card.psam.issue import load_psam

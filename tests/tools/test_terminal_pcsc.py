@@ -11,7 +11,7 @@ import pytest
 
 from apdu.cardos import CardPowerLoss
 from apdu.iso14443 import pseudo_atr
-from apdu.transport.pcscd import vpcd_reader_name
+from apdu.transport.pcsc.daemon import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path
 from terminal_sim.clearing import tac_verifies

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from apdu.transport.inprocess import InProcessReader
-from apdu.transport.pcsc import PcscReader
+from apdu.transport.pcsc.reader import PcscReader
 from keysets.randomness import RandomSource
 from apdu.status import CardError
 from apdu.trace import TracingReader

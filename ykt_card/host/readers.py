@@ -56,7 +56,7 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
     rng = rng or RandomSource()
     scheme, _, rest = spec.partition(":")
     if scheme == "pcsc":
-        from apdu.transport.pcsc import PcscReader  # needs pyscard; only imported when asked for
+        from apdu.transport.pcsc.reader import PcscReader  # needs pyscard; only imported when asked for
         return OpenedReader(PcscReader(rest or None), spec, "pcsc")
     if scheme == "image":
         if not rest:
@@ -74,7 +74,7 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
     if scheme == "nfc":
         if not rest:
             raise ReaderSpecError(f"{option} {spec!r}: nfc: needs an nfcpy device path (nfc:usb, nfc:udp:HOST:PORT)")
-        from apdu.transport.nfc import NfcReader  # needs nfcpy; only imported when asked for
+        from apdu.transport.nfc.reader import NfcReader  # needs nfcpy; only imported when asked for
         try:
             return OpenedReader(NfcReader(rest), spec, "nfc")
         except ValueError as exc:

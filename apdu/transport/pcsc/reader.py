@@ -17,8 +17,8 @@ try:
     from smartcard import scard
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "apdu.transport.pcsc needs pyscard: pip install 'ykt[pcsc]' (building it needs gcc, swig and "
-        "libpcsclite-dev)"
+        "apdu.transport.pcsc.reader needs pyscard (the 'pcsc' extra): pip install pyscard (building it needs "
+        "gcc, swig and libpcsclite-dev)"
     ) from exc
 
 # PC/SC return codes (pcsc-lite pcsclite.h); pyscard hands them back as (possibly negative) ints.

@@ -11,7 +11,7 @@ it every time it polls for card presence). Any longer payload is a command APDU,
 response APDU. Power on/off/reset get no answer.
 
 A card that closes its connection between a command and the answer makes Debian 12's vpcd report
-an empty response to pcscd; `apdu.transport.pcsc.PcscReader` turns that into CardRemoved.
+an empty response to pcscd; `apdu.transport.pcsc.reader.PcscReader` turns that into CardRemoved.
 
 Latency: Debian 12's vpcd writes the length and the body in two send() calls; without TCP_QUICKACK
 before every recv() each APDU waits about 44 ms for a delayed ACK. We set it before every recv.
@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 
 from apdu.cardos import CardOS, CardPowerLoss
+from apdu.endpoint import EndpointBase
 from apdu.iso14443 import pseudo_atr
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,6 @@ CTRL_ATR = 4
 
 #: ATR used when none is given: the PC/SC pseudo-ATR of a contactless card without historical bytes.
 DEFAULT_ATR = pseudo_atr(b"")
-
-#: Answer sent when a Card OS breaks its contract and raises: "no precise diagnosis".
-SW_UNKNOWN = b"\x6F\x00"
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -71,66 +69,58 @@ class _Closed(Exception):
     """vpcd closed the connection (pcscd stopped or restarted)."""
 
 
-class _OwnerFailed(Exception):
-    """`on_exchange` raised: kept apart from socket errors (an OSError from a full disk is no reason
-    to reconnect)."""
-
-
-class VpcdEndpoint:
+class VpcdEndpoint(EndpointBase):
     """One virtual card in one vpcd slot.
 
     `atr` is what pcscd reports for the card (for a contactless card the PC/SC pseudo-ATR, see
-    `apdu.iso14443.pseudo_atr`). `on_exchange` runs after every APDU the card processed and before
-    its answer leaves, the way a card writes its EEPROM before answering: an owner that persists the
-    card image there never acknowledges a change it has not saved. `quickack=False` exists only to
-    measure what TCP_QUICKACK saves.
+    `apdu.iso14443.pseudo_atr`). Commands pass through `answer` (apdu.endpoint): `on_exchange` runs after
+    every APDU and before its answer leaves. A power loss closes the connection (the card leaves the slot)
+    for `absence` seconds, enough for pcscd's poll to see it go. `quickack=False` exists only to measure
+    what TCP_QUICKACK saves.
     """
+
+    kind = "vpcd"
 
     def __init__(self, card_os: CardOS, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  atr: bytes = DEFAULT_ATR, on_exchange: Callable[[], None] | None = None,
-                 *, quickack: bool = True, backoff_max: float = 2.0) -> None:
+                 *, quickack: bool = True, backoff_max: float = 2.0, absence: float = 1.0) -> None:
         if not atr or len(atr) > 33:
             raise ValueError(f"ATR: {len(atr)} bytes, must be 1..33")
-        self.card_os = card_os
+        super().__init__(card_os, on_exchange=on_exchange, absence=absence)
         self.host = host
         self.port = port
         self.atr = bytes(atr)
-        self.on_exchange = on_exchange
         self.quickack = quickack
         self.backoff_max = backoff_max
-        self.apdu_count = 0
-        self._stop = threading.Event()
         self._connected = threading.Event()
         self._sock: socket.socket | None = None  # read without a lock: stop() may run in a signal handler
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-        #: seconds a card that lost power stays out of the slot before it comes back (pcscd polls ~0.4 s)
-        self.absence = 1.0
-        self._away = False
+
+    def __repr__(self) -> str:
+        return f"VpcdEndpoint({self.host}:{self.port})"
+
+    def __str__(self) -> str:
+        return f"vpcd {self.host}:{self.port} card"
 
     # --- life cycle -----------------------------------------------------------------------------------
 
     @property
-    def connected(self) -> bool:
+    def ready(self) -> bool:
         """True while our TCP connection to vpcd is open, i.e. while the card is 'in the reader'
         (pcscd sees it at its next poll, a few hundred ms later)."""
         return self._connected.is_set()
 
+    connected = ready
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
-    def serve_forever(self, stop_event: threading.Event | None = None) -> None:
-        """Serve until `stop_event` (or `stop()`) fires; reconnect with backoff when vpcd goes away."""
-        stop = stop_event if stop_event is not None else self._stop
-        if stop is not self._stop:
-            threading.Thread(target=self._relay_stop, args=(stop,), daemon=True).start()
+    def _serve(self) -> None:
+        """Connect to vpcd and serve; reconnect with backoff when vpcd goes away."""
         delay = 0.05
         reported = False
         while not self._stop.is_set():
-            if self._away:  # a torn card stays out long enough for pcscd's poll to see it leave
-                self._away = False
-                if self._stop.wait(self.absence):
-                    break
+            if self._power_lost() and self._stay_away():  # out long enough for pcscd's poll to see it leave
+                break
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=2.0)
             except OSError as exc:
@@ -145,49 +135,17 @@ class VpcdEndpoint:
             reported = False
             try:
                 self._serve_connection(sock)
-            except _OwnerFailed as failure:
-                raise failure.__cause__ from None  # type: ignore[misc]
             except _Closed:
-                log.warning("vpcd %s:%d closed the connection; reconnecting", self.host, self.port)
+                if not self._away:
+                    log.warning("vpcd %s:%d closed the connection; reconnecting", self.host, self.port)
             except OSError as exc:
                 if not self._stop.is_set():
                     log.warning("vpcd %s:%d connection lost (%s); reconnecting", self.host, self.port,
                                 exc.strerror or exc)
             finally:
                 self._drop(sock)
-        log.info("vpcd %s:%d card stopped after %d APDUs", self.host, self.port, self.apdu_count)
 
-    def serve_in_thread(self, name: str | None = None) -> threading.Thread:
-        """Start `serve_forever` in a daemon thread (tests, one process holding several cards)."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError(f"vpcd card on port {self.port} is already being served")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run_thread, name=name or f"vpcd-{self.port}",
-                                        daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and close the connection (the card leaves the reader). Safe from a signal handler
-        or any thread; waits for the serving thread when it was started by `serve_in_thread`."""
-        self._request_stop()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                raise RuntimeError(f"vpcd card on port {self.port} did not stop within {timeout} s")
-
-    # --- the connection -------------------------------------------------------------------------------
-
-    def _run_thread(self) -> None:
-        try:
-            self.serve_forever()
-        except BaseException as exc:  # surfaced to the owner through .error
-            self.error = exc
-            log.exception("vpcd card on port %d failed", self.port)
-
-    def _request_stop(self) -> None:
-        self._stop.set()
+    def _wake(self) -> None:
         sock = self._sock
         if sock is not None:
             try:
@@ -195,11 +153,7 @@ class VpcdEndpoint:
             except OSError:
                 pass
 
-    def _relay_stop(self, event: threading.Event) -> None:
-        while not self._stop.is_set():
-            if event.wait(0.1):
-                self._request_stop()
-                return
+    # --- the connection -------------------------------------------------------------------------------
 
     def _serve_connection(self, sock: socket.socket) -> None:
         sock.settimeout(None)
@@ -241,9 +195,19 @@ class VpcdEndpoint:
     def _handle(self, payload: bytes) -> bytes | None:
         """The one place that maps vpcd messages to Card OS calls."""
         if len(payload) == 1:
-            code = payload[0]
-            if code == CTRL_ATR:
-                return self.atr
+            self._control(payload[0])
+            return self.atr if payload[0] == CTRL_ATR else None
+        if not payload:
+            log.warning("vpcd %s:%d sent an empty message; ignored", self.host, self.port)
+            return None
+        try:
+            return self.answer(payload)
+        except CardPowerLoss:
+            # The card lost power mid-command: it leaves the slot without answering, and comes back.
+            raise _Closed() from None
+
+    def _control(self, code: int) -> None:
+        try:
             if code == CTRL_ON:
                 self.card_os.power_on()
             elif code == CTRL_OFF:
@@ -251,30 +215,8 @@ class VpcdEndpoint:
             elif code == CTRL_RESET:
                 self.card_os.power_off()
                 self.card_os.power_on()
-            else:
-                log.warning("vpcd %s:%d sent unknown control byte %02X; ignored", self.host, self.port,
-                            code)
-            return None
-        if not payload:
-            log.warning("vpcd %s:%d sent an empty message; ignored", self.host, self.port)
-            return None
-        try:
-            rapdu = self.card_os.process(payload)
-        except CardPowerLoss:
-            # The card lost power mid-command: it leaves the slot without answering, and comes back.
-            log.warning("vpcd %s:%d card lost power during a command; leaving the slot for %.1f s", self.host,
-                        self.port, self.absence)
-            self._away = True
+            elif code != CTRL_ATR:
+                log.warning("vpcd %s:%d sent unknown control byte %02X; ignored", self.host, self.port, code)
+        except CardPowerLoss:  # power cut again while the card was finishing a torn commit
+            self.note_power_loss()
             raise _Closed() from None
-        except Exception:
-            log.exception("card OS raised on a command APDU (INS %02X); answering 6F00",
-                          payload[1] if len(payload) > 1 else 0)
-            rapdu = SW_UNKNOWN
-        self.apdu_count += 1
-        if self.on_exchange is not None:
-            try:
-                self.on_exchange()
-            except Exception as exc:  # ends serving: an unsaved change is never answered
-                raise _OwnerFailed() from exc
-        return bytes(rapdu)
-

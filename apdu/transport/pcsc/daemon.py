@@ -1,6 +1,6 @@
-"""A small manager for pcscd with the vpcd driver: start, wait until ready, wait for cards, stop; doctor.
+"""A small manager for pcscd with the vpcd driver: start, wait until ready, wait for cards, stop.
 
-Why: integration tests and `ykt doctor` need a pcscd they can rely on, on machines without systemd.
+Why: integration tests and machine checks need a pcscd they can rely on, on machines without systemd.
 The manager starts `pcscd -f` itself (so it owns the PID and stops it with SIGTERM), or reuses a
 running pcscd that already lists the vpcd readers. A missing pcscd binary or vpcd driver is an
 error, never a reason to skip.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +28,6 @@ VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
 #: Reader names pcscd gives the two vpcd slots (TCP 35963 and 35964).
 VPCD_READERS: tuple[str, ...] = ("Virtual PCD 00 00", "Virtual PCD 00 01")
-#: Lock file that serialises test sessions sharing this machine's pcscd and vpcd slots.
-SESSION_LOCK = Path(tempfile.gettempdir()) / "ykt-vpcd.lock"
-#: Set while a process holds SESSION_LOCK; its children see it and share the lock instead of waiting.
-LOCK_HOLDER_ENV = "YKT_VPCD_LOCK_HOLDER"
 
 
 class PcscdError(RuntimeError):
@@ -46,13 +41,13 @@ def vpcd_reader_name(slot: int) -> str:
     return VPCD_READERS[slot]
 
 
-def _scard() -> Any:  # imported late so `doctor()` works without pyscard
+def _scard() -> Any:  # imported late so machine checks work without pyscard
     from smartcard import scard
 
     return scard
 
 
-def _readers_now() -> list[str] | None:
+def listed_readers() -> list[str] | None:
     """Readers pcscd lists, or None when no pcscd answers."""
     scard = _scard()
     hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
@@ -122,7 +117,7 @@ class Pcscd:
 
     def usable(self) -> bool:
         """A pcscd answers and lists every reader we need."""
-        readers = _readers_now()
+        readers = listed_readers()
         return readers is not None and all(r in readers for r in self.readers)
 
     # --- life cycle -------------------------------------------------------------------------------------
@@ -134,9 +129,9 @@ class Pcscd:
             log.info("reusing the running pcscd (it lists %s)", ", ".join(self.readers))
             self.owned = False
             return self
-        if _readers_now() is not None:
+        if listed_readers() is not None:
             raise PcscdError(
-                f"a pcscd is running (pid file {PCSCD_PIDFILE}: {_read_pid()}) but does not list "
+                f"a pcscd is running (pid file {PCSCD_PIDFILE}: {read_pid()}) but does not list "
                 f"{', '.join(self.readers)}: stop it (kill that pid) so a pcscd with the vpcd driver "
                 "can start")
         if os.geteuid() != 0:
@@ -146,7 +141,7 @@ class Pcscd:
         if supports_disable_polkit(path):
             command.append("--disable-polkit")
         if self.log_path is None:
-            fd, name = tempfile.mkstemp(prefix="ykt-pcscd-", suffix=".log")
+            fd, name = tempfile.mkstemp(prefix="pcscd-", suffix=".log")
             os.close(fd)
             self.log_path = Path(name)
             self._temporary_log = True
@@ -178,7 +173,7 @@ class Pcscd:
         """
         if not PCSCD_PIDFILE.exists() and not PCSCD_SOCKET.exists():
             return
-        text = _read_pid()
+        text = read_pid()
         if text.isdigit():
             state = _process_state(int(text))
             if state not in (None, "Z") and _process_name(int(text)) == "pcscd":
@@ -243,7 +238,8 @@ class Pcscd:
             time.sleep(0.02)
 
 
-def _read_pid() -> str:
+def read_pid() -> str:
+    """What pcscd's pid file says ('none' when there is no file, 'empty' when it is empty)."""
     try:
         return PCSCD_PIDFILE.read_text(errors="replace").strip("\0 \n") or "empty"
     except OSError:
@@ -267,17 +263,18 @@ def _process_state(pid: int) -> str | None:
 
 
 @contextlib.contextmanager
-def session_lock(path: Path = SESSION_LOCK, timeout: float = 900.0) -> Iterator[None]:
+def session_lock(path: Path, holder_env: str, timeout: float = 900.0) -> Iterator[None]:
     """Hold the machine-wide lock on pcscd and the vpcd slots for a test session.
 
     Several engineers' test runs share one pcscd and two slots; without this, one run stops the
-    pcscd another is using, or two cards queue on one slot. Waits up to `timeout` s, then raises.
+    pcscd another is using, or two cards queue on one slot. `path` is the lock file the cooperating
+    sessions agree on. Waits up to `timeout` s, then raises.
 
-    The holder's child processes inherit the lock (environment variable `YKT_VPCD_LOCK_HOLDER`): a test
-    that runs a command using pcscd waits for that command, so the two never use the slots at once, and
-    the command must not wait for a lock its own parent holds.
+    The holder's child processes inherit the lock (through the environment variable `holder_env`): a
+    test that runs a command using pcscd waits for that command, so the two never use the slots at once,
+    and the command must not wait for a lock its own parent holds.
     """
-    holder = os.environ.get(LOCK_HOLDER_ENV)
+    holder = os.environ.get(holder_env)
     if holder is not None and holder != str(os.getpid()):
         yield  # inherited from the process that started us
         return
@@ -303,59 +300,9 @@ def session_lock(path: Path = SESSION_LOCK, timeout: float = 900.0) -> Iterator[
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
-        os.environ[LOCK_HOLDER_ENV] = str(os.getpid())
+        os.environ[holder_env] = str(os.getpid())
         yield
     finally:
-        if os.environ.get(LOCK_HOLDER_ENV) == str(os.getpid()):
-            del os.environ[LOCK_HOLDER_ENV]
+        if os.environ.get(holder_env) == str(os.getpid()):
+            del os.environ[holder_env]
         handle.close()  # closing releases the lock
-
-
-# --- doctor ----------------------------------------------------------------------------------------------
-
-
-class Check(NamedTuple):
-    """One doctor line. `fix` says how to fix it when not `ok`, and what was found when `ok`."""
-
-    check: str
-    ok: bool
-    fix: str
-
-
-def _importable(module: str) -> tuple[bool, str]:
-    try:
-        imported = importlib.import_module(module)
-    except Exception as exc:  # any import failure is the finding
-        return False, f"{type(exc).__name__}: {exc}"
-    return True, getattr(imported, "__file__", module) or module
-
-
-def doctor() -> list[Check]:
-    """Check what PC/SC, vpcd, NFC and trace work need on this machine, and say how to fix each gap."""
-    checks: list[Check] = []
-    pcscd = shutil.which("pcscd") or shutil.which("pcscd", path="/usr/sbin:/sbin")
-    checks.append(Check("pcscd binary", pcscd is not None, pcscd or "apt-get install pcscd"))
-    config = VPCD_CONFIG.read_text(errors="replace") if VPCD_CONFIG.exists() else ""
-    vpcd_ok = VPCD_DRIVER.exists() and "libifdvpcd" in config
-    checks.append(Check("vpcd driver config", vpcd_ok,
-                        f"{VPCD_DRIVER} via {VPCD_CONFIG}" if vpcd_ok
-                        else "apt-get install vsmartcard-vpcd (driver + /etc/reader.conf.d/vpcd)"))
-    pyscard_ok, pyscard_info = _importable("smartcard.scard")
-    checks.append(Check("pyscard importable", pyscard_ok, pyscard_info if pyscard_ok else
-                        "pip install pyscard (needs gcc, swig, libpcsclite-dev); " + pyscard_info))
-    readers = _readers_now() if pyscard_ok else None
-    fix_running = ("start it as root: `pcscd -f` (pcsc-lite 2.x: `pcscd -f --disable-polkit`)"
-                   if pyscard_ok else "cannot ask pcscd without pyscard")
-    checks.append(Check("pcscd running", readers is not None,
-                        f"pid {_read_pid()}, socket {PCSCD_SOCKET}" if readers is not None else fix_running))
-    if readers:
-        checks.append(Check("readers listed", True, ", ".join(readers)))
-    else:
-        checks.append(Check("readers listed", False,
-                            "pcscd lists no readers: plug in a reader or install vsmartcard-vpcd and "
-                            "restart pcscd" if readers is not None else "start pcscd first"))
-    nfc_ok, nfc_info = _importable("nfc")
-    checks.append(Check("nfcpy importable", nfc_ok, nfc_info if nfc_ok else "pip install nfcpy; " + nfc_info))
-    tshark = shutil.which("tshark")
-    checks.append(Check("tshark present", tshark is not None, tshark or "apt-get install tshark"))
-    return checks
