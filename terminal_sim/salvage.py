@@ -254,12 +254,14 @@ class _Pages:
                     continue
 
 
-def _from_pages(path: Path) -> dict[int, Row]:
+def _from_pages(path: Path) -> dict[int, list[tuple[Any, ...]]]:
+    """The candidate outcomes rows of every table leaf page, by rowid (a rowid may have several copies);
+    parsed later, and only for the ids pass 1 could not read."""
     try:
         data = path.read_bytes()
     except OSError:
         return {}
-    rows: dict[int, Row] = {}
+    found: dict[int, list[tuple[Any, ...]]] = {}
     for rowid, payload in _Pages(data).leaf_cells():
         try:
             values = _record(payload)
@@ -267,13 +269,15 @@ def _from_pages(path: Path) -> dict[int, Row]:
             continue
         if len(values) != len(TABLES["outcomes"]) or values[0] is not None:
             continue          # not an outcomes row (its id is the rowid, stored as NULL)
-        row = _row((rowid, *values[1:]))
-        if row is None:
-            continue
-        kept = rows.get(rowid)
-        if kept is None or (kept[3] is None and row[3] is not None):   # a settled copy is the newer one
-            rows[rowid] = row
-    return rows
+        found.setdefault(rowid, []).append((rowid, *values[1:]))
+    return found
+
+
+def _best(copies: list[tuple[Any, ...]]) -> Row | None:
+    """The copy to keep: one that parses, a settled one first (resolved_by is only ever set, never cleared)."""
+    rows = [row for row in map(_row, copies) if row is not None]
+    rows.sort(key=lambda row: row[3] is None)
+    return rows[0] if rows else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -344,10 +348,12 @@ def salvage(source: str | Path, out: str | Path) -> SalvageReport:
         finally:
             db.close()
     from_pages = 0
-    for ident, row in paged.items():
+    for ident, copies in paged.items():
         if ident not in rows:
-            rows[ident] = row
-            from_pages += 1
+            row = _best(copies)
+            if row is not None:
+                rows[ident] = row
+                from_pages += 1
     seen_keys: set[str] = set()
     for ident in sorted(rows):                      # one key twice (a stale copy): keep the first record
         key = dedup_key(rows[ident][1])
