@@ -565,3 +565,44 @@ def test_a_card_answering_credit_with_6581_is_failed_nothing_loaded(tmp_path):
         assert card_to_doc(w.state) == before
         assert journal.pending() == [] and [e.outcome.status for e in journal.all()] == ["torn", "failed"]
         assert json.loads(out.to_json())["status"] == "failed"
+
+
+def test_a_6581_the_journal_cannot_settle_is_failed_and_voided_on_the_next_tap(tmp_path):
+    """The card undid the debit (6581) but the journal is locked when the terminal settles the grey
+    record: the outcome is `failed`, nothing charged; the grey record stays pending and the next tap's
+    INITIALIZE (counter unchanged) voids it before the new ride."""
+    w = make_world()
+    card = MemoryFailingCard(w.card_os, DEBIT_INS)
+    w.card_slot.remove()
+    w.card_slot.insert(card)
+    path = tmp_path / "j.db"
+    with Journal(path, timeout=0.2) as journal:
+        other = Locker(path)
+        v = w.validator("bus-flat", card_reader=Hook(w.card_reader, DEBIT_INS, other.lock), journal=journal)
+        out = v.tap()
+        other.release()
+        assert (out.status, out.tac) == ("failed", None) and (w.balance, w.counter) == (5000, 0)
+        assert out.reason.startswith("the card could not save DEBIT (6581 memory failure) and undid it; nothing "
+                                     f"charged; journal failed: {path}: resolve record 1: database is locked")
+        assert [e.id for e in journal.pending()] == [1]
+        w.card_slot.remove()
+        w.card_slot.insert(w.card_os)
+        w.clock.advance(20)
+        again = w.validator("bus-flat", journal=journal).tap()
+        assert again.status == "approved" and (w.balance, w.counter) == (4800, 1)
+        assert journal.pending() == [] and journal.get(journal.get(1).resolved_by).outcome.status == "failed"
+
+
+def test_a_load_whose_journal_fails_after_credit_is_torn_and_recovered_on_the_next_load(tmp_path):
+    w = make_world()
+    path = tmp_path / "j.db"
+    with Journal(path, timeout=0.2) as journal:
+        other = Locker(path)
+        reader = Hook(w.card_reader, 0x52, other.lock)
+        out = load(reader, host(), 1000, bytes.fromhex("000000012345"), journal=journal, clock=w.clock)
+        other.release()
+        assert out.status == "torn" and "database is locked" in out.reason and w.balance == 6000
+        assert [e.outcome.status for e in journal.pending()] == ["torn"]
+        w.clock.advance(20)
+        back = load(w.card_reader, host(), 1000, bytes.fromhex("000000012345"), journal=journal, clock=w.clock)
+        assert back.status == "recovered" and w.balance == 6000 and journal.pending() == []
