@@ -13,6 +13,11 @@ Formats: JSON Lines = ``Outcome.to_json()`` per line; CSV = a header row and one
 field in contract order (``terminal_sim.outcome.FIELDS``), absent fields empty, booleans ``true``/
 ``false``, ``\\n`` line ends. Output is deterministic (same journal, same bytes) and written
 atomically: a temporary file in the target directory, fsync, rename, fsync of the directory.
+
+Reading never writes: a journal given by path is opened read-only (``Journal(path, readonly=True)``), so
+an export works on a read-only mount and never turns another file into a journal; a file that is not a
+sound ykt journal, or a record that does not parse, is refused (`JournalError`, one line naming the
+file) before anything is written.
 """
 from __future__ import annotations
 
@@ -79,9 +84,9 @@ def export(db: Journal | str | Path, fmt: str = "jsonl", out: str | Path = "clea
     if isinstance(db, Journal):
         entries = clearing_entries(db)
     else:
-        if not Path(db).is_file():
+        if not Path(db).exists():
             raise ValueError(f"db: no such journal {str(db)!r}")
-        with Journal(db) as journal:
+        with Journal(db, readonly=True) as journal:
             entries = clearing_entries(journal)
     write_text_atomic(out_path, render((entry.outcome for entry in entries), fmt))
     return len(entries)

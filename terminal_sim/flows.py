@@ -9,8 +9,10 @@ Each sends exactly the commands of the reference, in its order, on the transacti
 
 What to charge and which records to write comes from the plan (terminal_sim.plan, pure); the
 pre-checks before a purchase from terminal_sim.prechecks. The purchase runs inside the validator's
-transaction (terminal_sim.validator), which catches a card leaving (`apdu.ReaderError`) and the PSAM's
-link failing (`PsamLinkError`) in one place and ends the transaction by its stage table. The load
+transaction (terminal_sim.validator), which catches a card leaving (`apdu.ReaderError`), the PSAM's
+link failing (`PsamLinkError`) and the journal failing (`JournalError`) in one place and ends the
+transaction by its stage table. A card answering DEBIT or CREDIT with 6581 (memory failure: it could not
+save the change and undid it) ends it by the stage table too: `failed`, nothing charged. The load
 terminal runs its own transaction (`load`).
 
 Grey records of both are recovered by one routine (terminal_sim.recovery.recover); what differs is
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apdu.reader import Reader, ReaderError
-from apdu.status import SW_WRONG_DATA, CardError, describe
+from apdu.status import SW_MEMORY_FAILURE, SW_WRONG_DATA, CardError, describe
 from keysets import Algorithm
 from ykt_card.clock import Clock, SystemClock, bcd_datetime
 from ykt_card.host.card import (SFI_CAPP, SFI_HISTORY, CardResponseError, Debit, PinRejected, Proof, PurchaseInit,
@@ -33,7 +35,7 @@ from ykt_card.host.psam import PsamPurchase
 from ykt_card.status import SW_INSUFFICIENT_BALANCE, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID
 
 from . import records
-from .journal import JournalEntry, MemoryJournal, OutcomeJournal
+from .journal import JournalEntry, JournalError, MemoryJournal, OutcomeJournal
 from .links import CardLink, PsamLinkError
 from .load_host import LoadAuthorisation, LoadHost, LoadRefused, LoadRequest
 from .outcome import Outcome
@@ -90,6 +92,8 @@ def purchase(device: Device, card: TUnionCard, tx: Transaction, view: CardView, 
     try:
         debit = card.debit(grant.terminal_seq, dt7, grant.mac1)
     except CardError as exc:
+        if exc.sw == SW_MEMORY_FAILURE:
+            return tx.memory_failure(_sw(exc))     # the card undid the debit: the stage table says so
         return tx.fail(f"DEBIT refused: {_sw(exc)}; nothing charged")
     except CardResponseError:
         return tx.keep_grey()          # an answer of the wrong shape proves nothing: the grey record stands
@@ -254,6 +258,8 @@ def load(card_reader: Reader, host: LoadHost, amount: int, terminal_id: bytes, *
         return _load(tx, card, host, _LoadOrder(amount, terminal_id, key_index, pin, settings), now, window)
     except ReaderError:
         return tx.card_left()
+    except JournalError as exc:
+        return tx.journal_failed(exc)
     finally:
         link.disconnect()
 
@@ -335,6 +341,8 @@ def _credit(tx: Transaction, card: TUnionCard, host: LoadHost, selected: Selecte
     try:
         tac = card.credit_load(auth.host_datetime, auth.mac2)
     except CardError as exc:
+        if exc.sw == SW_MEMORY_FAILURE:
+            return tx.memory_failure(_sw(exc))     # the card undid the load
         return tx.fail(f"CREDIT FOR LOAD refused: {_sw(exc)}; nothing loaded")
     except CardResponseError:
         return tx.keep_grey()          # an answer of the wrong shape proves nothing: the grey record stands

@@ -19,16 +19,29 @@ conflict and is refused.
 Card flags: after a MAC2 failure a terminal refuses the card on its next tap (tunion.md 5.5, SH's
 ``temp_uid``): :meth:`flag_card` remembers the card, :meth:`take_flag` consumes the flag.
 
+Soundness (a journal that is not sound is never used to charge): opening checks the file before any
+card command — SQLite's ``quick_check``, the ``application_id`` (``YKTJ``; 0 on journals written before
+it was stamped), the tables and the schema version — and refuses anything else in one line naming the
+file. Readers (export, check) open ``readonly=True`` and never write: no tables created, no
+``user_version``, no switch to WAL. After opening, any failure of SQLite (another writer's lock, a full
+or read-only disk, an I/O error, a corrupt page) is `JournalStorageError`: the operation did not happen,
+and the transaction code decides what that means for the money (terminal_sim.transaction).
+`check_journal` is the full check (``integrity_check``, every record parsed); terminal_sim.salvage copies
+the readable records of a damaged journal into a new one.
+
 `OutcomeJournal` is what the transactions need of a journal; `MemoryJournal` gives a validator run
 without a journal file the same semantics in memory (grey records and card flags only; other outcomes
 are not kept), so the transactions have one code path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +49,14 @@ from typing import Any, Protocol
 
 from .outcome import Outcome
 
-__all__ = ["Journal", "JournalEntry", "JournalError", "OutcomeJournal", "MemoryJournal", "SCHEMA_VERSION",
-           "dedup_key"]
+__all__ = ["Journal", "JournalEntry", "JournalError", "JournalStorageError", "JournalReport", "OutcomeJournal",
+           "MemoryJournal", "SCHEMA_VERSION", "APPLICATION_ID", "dedup_key", "check_journal", "SQLITE_MAGIC"]
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x594B544A
+"""``PRAGMA application_id`` of a ykt journal (``YKTJ``). Journals written before it was stamped carry 0 and
+are recognised by their schema; a writer stamps them when it opens them."""
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,10 +77,27 @@ CREATE TABLE IF NOT EXISTS card_flags (
     reason   TEXT NOT NULL
 );
 """
+TABLES: Mapping[str, tuple[str, ...]] = {
+    "outcomes": ("id", "dedup_key", "status", "card_no", "terminal_id", "terminal_seq", "record", "context",
+                 "resolved_by"),
+    "card_flags": ("card_no", "reason"),
+}
+"""The columns of a journal's tables, in order: what makes an SQLite file a ykt journal."""
+_SALVAGE_HINT = "copy its readable records with `ykt journal salvage`"
 
 
 class JournalError(RuntimeError):
-    """A journal operation refused (conflicting duplicate, unknown or settled grey record, bad DB)."""
+    """A journal refused: not a sound ykt journal, or an operation refused (conflicting duplicate, unknown or
+    settled grey record). The message is one line and names the file where there is one."""
+
+
+class JournalStorageError(JournalError):
+    """SQLite could not read or write an open journal (locked by another writer, disk full, read-only
+    file system, I/O error, a corrupt page): the operation did not happen."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())
 
 
 @dataclass(frozen=True)
@@ -102,31 +136,178 @@ def _context_json(outcome: Outcome, context: Mapping[str, Any] | None) -> str | 
         raise ValueError(f"context: not JSON-serialisable: {exc}") from None
 
 
+# ---------------------------------------------------------------------------------------------------
+# Opening: what the file is, before anything is read from or written to it
+
+def _preflight(path: Path, readonly: bool) -> bool:
+    """File-level checks before SQLite sees the file; True when a writer will create a new journal."""
+    if path.is_dir():
+        raise JournalError(f"{path}: is a directory, not a journal")
+    if not path.exists():
+        if readonly:
+            raise JournalError(f"{path}: no such journal")
+        if not path.parent.is_dir():
+            raise JournalError(f"{path}: folder {path.parent} does not exist")
+        return True
+    try:
+        with open(path, "rb") as src:
+            head = src.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read: {exc.strerror or _one_line(exc)}") from None
+    if not head:
+        if readonly:
+            raise JournalError(f"{path}: an empty file, not a ykt journal")
+        return True
+    if head != SQLITE_MAGIC:
+        raise JournalError(f"{path}: not a ykt journal (not an SQLite database)")
+    return False
+
+
+def _writable(path: Path) -> None:
+    """A writer needs the file and its folder (for the -wal and -shm) writable: refused now, not at the
+    first grey record (SQLite itself would open a read-only file read-only without a word)."""
+    for target in (path, path.parent):
+        if target.exists() and not os.access(target, os.W_OK):
+            try:
+                read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+            except OSError:
+                read_only = False
+            why = "it is on a read-only file system" if read_only else "permission denied"
+            what = "the journal" if target == path else f"its folder {target}"
+            raise JournalError(f"{path}: cannot write {what}: {why}")
+
+
+def _uri(path: Path, **params: str) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"file:{urllib.parse.quote(str(path.absolute()))}?{query}"
+
+
+def _wal_has_frames(path: Path) -> bool:
+    wal = path.with_name(path.name + "-wal")
+    try:
+        return wal.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``): SQLite never writes the journal through it.
+
+    On a read-only file system SQLite cannot create the ``-shm`` index of a WAL journal: without a
+    ``-wal`` (or with an empty one) the file is opened ``immutable=1`` (nothing can change it there);
+    a ``-wal`` holding frames without its ``-shm`` cannot be read faithfully, and is refused rather than
+    read without its last transactions.
+    """
+    db = sqlite3.connect(_uri(path, mode="ro"), uri=True, isolation_level=None, timeout=timeout)
+    try:
+        db.execute("PRAGMA schema_version").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if os.access(path.parent, os.W_OK):
+            raise JournalError(f"{path}: cannot be opened read-only: {_one_line(exc)}") from None
+    if _wal_has_frames(path):
+        raise JournalError(f"{path}: its write-ahead log {path.name}-wal holds transactions that SQLite cannot "
+                           f"read in a read-only folder without {path.name}-shm; copy the journal with its "
+                           "-wal file to a writable folder and read it there")
+    return sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None, timeout=timeout)
+
+
+def _inspect(db: sqlite3.Connection, path: Path) -> str:
+    """Refuse an unsound or foreign file; "journal" for a ykt journal, "blank" for an SQLite file with no
+    schema at all (a writer makes it a journal)."""
+    problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(1)")]
+    if problems != ["ok"]:
+        raise JournalError(f"{path}: fails SQLite's integrity check ({_one_line(problems[0])}); not used: "
+                           f"{_SALVAGE_HINT}")
+    app_id = int(db.execute("PRAGMA application_id").fetchone()[0])
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    objects = [(str(kind), str(name)) for kind, name in
+               db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")]
+    if app_id not in (0, APPLICATION_ID):
+        raise JournalError(f"{path}: another application's database (application_id 0x{app_id & 0xFFFFFFFF:08X}), "
+                           "not a ykt journal")
+    if not objects and version == 0 and app_id == 0:
+        return "blank"
+    tables = {name for kind, name in objects if kind == "table"}
+    if not set(TABLES) <= tables:
+        what = f"tables {', '.join(sorted(tables))}" if tables else "no tables"
+        raise JournalError(f"{path}: not a ykt journal (an SQLite database with {what})")
+    for table, columns in TABLES.items():
+        found = tuple(str(row[1]) for row in db.execute(f"PRAGMA table_info({table})"))
+        if found != columns:
+            raise JournalError(f"{path}: not a ykt journal (table {table} has columns {', '.join(found)})")
+    if version != SCHEMA_VERSION:
+        raise JournalError(f"{path}: journal schema {version}, this code reads {SCHEMA_VERSION}")
+    return "journal"
+
+
 class Journal:
-    """An open journal file. Use as a context manager, or call :meth:`close`."""
+    """An open journal file. Use as a context manager, or call :meth:`close`.
 
-    def __init__(self, path: str | Path) -> None:
+    Opening checks the file before anything else happens (so a terminal opens its journal before any
+    card command): a directory, an empty file (for reading), a file that is not SQLite, a database that
+    fails SQLite's ``quick_check``, another application's database (``application_id``), or one without
+    a journal's tables, or of another schema version, is refused with `JournalError` naming the file.
+
+    ``readonly=True`` (export, check, reports) opens with ``mode=ro``: nothing is created, stamped or
+    switched to WAL, and an empty file or blank database is refused. A writer creates a missing (or
+    empty, or blank SQLite) file as a new journal, stamps ``application_id`` on an older journal, and
+    makes sure it can take a write lock: a journal it cannot write is refused at opening, not at the
+    first grey record. ``timeout``: seconds to wait for another writer's lock.
+
+    Every later failure of SQLite (locked, disk full, read-only, I/O error, corrupt page) raises
+    `JournalStorageError`, naming the file; the operation did not happen.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        new = _preflight(self.path, readonly)
+        if not readonly:
+            _writable(self.path)
+        self._db: sqlite3.Connection | None = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
-            if mode.lower() != "wal":
-                raise JournalError(f"{self.path}: journal_mode is {mode}, WAL required")
-            self._migrate()
+            if readonly:
+                self._db = _connect_readonly(self.path, timeout)
+                self._db.execute("PRAGMA query_only=ON")
+            else:
+                self._db = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
+            kind = "blank" if new else _inspect(self._db, self.path)
+            if readonly and kind == "blank":
+                raise JournalError(f"{self.path}: an empty SQLite database, not a ykt journal")
+            if not readonly:
+                self._prepare(kind)
         except sqlite3.DatabaseError as exc:
-            raise JournalError(f"{self.path}: not a usable journal: {exc}") from None
+            self._abandon()
+            damaged = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+            raise JournalError(f"{self.path}: not a usable journal: {_one_line(exc)}"
+                               + (f"; {_SALVAGE_HINT}" if damaged else "")) from None
+        except BaseException:
+            self._abandon()
+            raise
 
-    def _migrate(self) -> None:
+    def _abandon(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+
+    def _prepare(self, kind: str) -> None:
+        """The writer's settings, and a write transaction that proves the journal can be written."""
+        assert self._db is not None
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode.lower() != "wal":
+            raise JournalError(f"{self.path}: journal_mode is {mode}, WAL required")
         with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise JournalError(f"{self.path}: journal schema {version}, this code reads {SCHEMA_VERSION}")
-            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if kind == "blank":
+                for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if int(db.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
 
     # -- transactions -------------------------------------------------------------------------------
     class _Txn:
@@ -143,17 +324,33 @@ class Journal:
                     self.db.execute("COMMIT")
                     return
                 except sqlite3.Error:
-                    if self.db.in_transaction:
-                        self.db.execute("ROLLBACK")
+                    self._rollback()
                     raise
+            self._rollback()
+
+        def _rollback(self) -> None:
             if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):    # the first failure is the one to report
+                    self.db.execute("ROLLBACK")
 
     def _transaction(self) -> "Journal._Txn":
+        assert self._db is not None
         return Journal._Txn(self._db)
 
+    @contextlib.contextmanager
+    def _storage(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """Run one operation; a failure of SQLite becomes JournalStorageError naming the file."""
+        if self._db is None:
+            raise JournalError(f"{self.path}: the journal is closed")
+        try:
+            yield self._db
+        except sqlite3.DatabaseError as exc:
+            raise JournalStorageError(f"{self.path}: {doing}: {_one_line(exc)}") from None
+
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> "Journal":
         return self
@@ -185,7 +382,7 @@ class Journal:
 
         Appending an outcome that is already journaled returns the existing id and writes nothing.
         """
-        with self._transaction() as db:
+        with self._storage("append"), self._transaction() as db:
             return self._insert(db, outcome, context)
 
     def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
@@ -200,7 +397,7 @@ class Journal:
         """
         if not isinstance(outcome, Outcome):
             raise ValueError(f"outcome: expected an Outcome, got {type(outcome).__name__}")
-        with self._transaction() as db:
+        with self._storage(f"resolve record {torn_id}"), self._transaction() as db:
             row = db.execute("SELECT status, card_no, resolved_by FROM outcomes WHERE id = ?",
                              (torn_id,)).fetchone()
             if row is None:
@@ -231,33 +428,46 @@ class Journal:
     _COLUMNS = "id, record, context, resolved_by"
 
     def _entry(self, row: tuple) -> JournalEntry:
+        """A row as an entry; a record or context that does not parse refuses the journal (one line)."""
         ident, record, context, resolved_by = row
-        return JournalEntry(ident, Outcome.from_json(record, f"{self.path.name} record {ident}"),
-                            json.loads(context) if context is not None else None, resolved_by)
+        try:
+            if not isinstance(record, str) or not (context is None or isinstance(context, str)):
+                raise ValueError("not text")
+            outcome = Outcome.from_json(record, f"{self.path.name} record {ident}")
+            ctx = json.loads(context) if context is not None else None
+            if ctx is not None and not isinstance(ctx, dict):
+                raise ValueError("context is not a JSON object")
+        except (ValueError, TypeError) as exc:
+            raise JournalError(f"{self.path}: record {ident} is unreadable ({_one_line(exc)}); {_SALVAGE_HINT}") \
+                from None
+        if resolved_by is not None and not isinstance(resolved_by, int):
+            raise JournalError(f"{self.path}: record {ident} is unreadable (resolved_by {resolved_by!r}); "
+                               f"{_SALVAGE_HINT}")
+        return JournalEntry(ident, outcome, ctx, resolved_by)
+
+    def _select(self, doing: str, where: str, args: tuple = ()) -> list[JournalEntry]:
+        with self._storage(doing) as db:
+            rows = db.execute(f"SELECT {self._COLUMNS} FROM outcomes {where}", args).fetchall()
+        return [self._entry(row) for row in rows]
 
     def get(self, ident: int) -> JournalEntry:
-        row = self._db.execute(f"SELECT {self._COLUMNS} FROM outcomes WHERE id = ?", (ident,)).fetchone()
-        if row is None:
+        found = self._select(f"read record {ident}", "WHERE id = ?", (ident,))
+        if not found:
             raise JournalError(f"record {ident}: no such record")
-        return self._entry(row)
+        return found[0]
 
     def pending_for(self, card_no: str) -> list[JournalEntry]:
         """This card's unresolved torn records, oldest first."""
-        rows = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM outcomes WHERE card_no = ? AND status = 'torn'"
-            " AND resolved_by IS NULL ORDER BY id", (card_no,))
-        return [self._entry(row) for row in rows]
+        return self._select("read grey records", "WHERE card_no = ? AND status = 'torn' AND resolved_by IS NULL"
+                            " ORDER BY id", (card_no,))
 
     def pending(self) -> list[JournalEntry]:
         """Every unresolved torn record, oldest first."""
-        rows = self._db.execute(
-            f"SELECT {self._COLUMNS} FROM outcomes WHERE status = 'torn' AND resolved_by IS NULL ORDER BY id")
-        return [self._entry(row) for row in rows]
+        return self._select("read grey records", "WHERE status = 'torn' AND resolved_by IS NULL ORDER BY id")
 
     def since(self, ident: int) -> list[JournalEntry]:
         """Records with an id greater than ``ident``, in order (0: all)."""
-        rows = self._db.execute(f"SELECT {self._COLUMNS} FROM outcomes WHERE id > ? ORDER BY id", (ident,))
-        return [self._entry(row) for row in rows]
+        return self._select("read records", "WHERE id > ? ORDER BY id", (ident,))
 
     def all(self) -> list[JournalEntry]:
         return self.since(0)
@@ -266,18 +476,27 @@ class Journal:
         return iter(self.all())
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+        with self._storage("count records") as db:
+            return int(db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+
+    def flags(self) -> dict[str, str]:
+        """The cards flagged to be refused on their next tap, with the reason."""
+        with self._storage("read card flags") as db:
+            return {str(card): str(reason) for card, reason in
+                    db.execute("SELECT card_no, reason FROM card_flags ORDER BY card_no")}
 
     def pragmas(self) -> dict[str, object]:
         """The durability settings in force on this connection (journal_mode, synchronous)."""
-        mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
-        sync = self._db.execute("PRAGMA synchronous").fetchone()[0]
+        with self._storage("read settings") as db:
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = db.execute("PRAGMA synchronous").fetchone()[0]
         return {"journal_mode": str(mode).lower(),
                 "synchronous": {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(sync, sync)}
 
     def integrity(self) -> str:
-        """SQLite's integrity check ('ok' when the file is sound)."""
-        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+        """SQLite's full integrity check ('ok' when the file is sound; else the first problem)."""
+        with self._storage("integrity check") as db:
+            return str(db.execute("PRAGMA integrity_check").fetchone()[0])
 
     # -- card flags ---------------------------------------------------------------------------------
     def flag_card(self, card_no: str, reason: str) -> None:
@@ -286,7 +505,7 @@ class Journal:
             raise ValueError(f"card_no: expected 20 decimal digits, got {card_no!r}")
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("reason: a flag must say why")
-        with self._transaction() as db:
+        with self._storage("flag card"), self._transaction() as db:
             self._flag(db, card_no, reason)
 
     @staticmethod
@@ -298,9 +517,77 @@ class Journal:
 
     def take_flag(self, card_no: str) -> str | None:
         """The reason this card is flagged, removing the flag; None when it is not flagged."""
-        with self._transaction() as db:
+        with self._storage("take card flag"), self._transaction() as db:
             rows = db.execute("DELETE FROM card_flags WHERE card_no = ? RETURNING reason", (card_no,)).fetchall()
             return str(rows[0][0]) if rows else None
+
+    # -- salvage (terminal_sim.salvage) -------------------------------------------------------------
+    def _restore(self, rows: list[tuple[int, Outcome, Mapping[str, Any] | None]], links: Mapping[int, int],
+                 flags: Mapping[str, str], highest: int = 0) -> None:
+        """Write salvaged records under their own ids, then the links of settled grey records, then the
+        flags, in one transaction, into a journal that holds nothing yet; new records get ids above
+        `highest` (the highest id the damaged journal had given)."""
+        with self._storage("restore records"), self._transaction() as db:
+            if db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]:
+                raise JournalError(f"{self.path}: restore needs an empty journal")
+            for ident, outcome, context in rows:
+                db.execute(
+                    "INSERT INTO outcomes (id, dedup_key, status, card_no, terminal_id, terminal_seq, record,"
+                    " context) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ident, dedup_key(outcome), outcome.status, outcome.card_no, outcome.terminal_id,
+                     outcome.terminal_seq, outcome.to_json(), _context_json(outcome, context)))
+            for torn_id, by in links.items():
+                db.execute("UPDATE outcomes SET resolved_by = ? WHERE id = ?", (by, torn_id))
+            for card_no, reason in flags.items():
+                self._flag(db, card_no, reason)
+            db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outcomes'", (highest,))
+
+
+@dataclass(frozen=True)
+class JournalReport:
+    """What `check_journal` found in a sound journal."""
+
+    path: Path
+    records: int
+    by_status: Mapping[str, int]
+    pending: tuple[int, ...]
+    flags: int
+    schema: int
+    stamped: bool
+    journal_mode: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"journal": str(self.path), "sound": True, "records": self.records, "by_status": dict(self.by_status),
+                "pending": list(self.pending), "flags": self.flags, "schema": self.schema,
+                "application_id": f"0x{APPLICATION_ID:08X}" if self.stamped else "0x00000000",
+                "journal_mode": self.journal_mode}
+
+
+def check_journal(path: str | Path) -> JournalReport:
+    """The full check of a journal, read-only: the opening checks, SQLite's full ``integrity_check``,
+    every record and context parsed, every settled grey record's link pointing at a record.
+
+    Returns what it found; the first fault raises `JournalError` naming the file.
+    """
+    with Journal(path, readonly=True) as journal:
+        problem = journal.integrity()
+        if problem != "ok":
+            raise JournalError(f"{journal.path}: fails SQLite's integrity check ({_one_line(problem)}); "
+                               f"{_SALVAGE_HINT}")
+        entries = journal.all()
+        ids = {entry.id: entry for entry in entries}
+        for entry in entries:
+            if entry.resolved_by is not None and entry.resolved_by not in ids:
+                raise JournalError(f"{journal.path}: record {entry.id} is settled by record {entry.resolved_by}, "
+                                   f"which is missing; {_SALVAGE_HINT}")
+        by_status: dict[str, int] = {}
+        for entry in entries:
+            by_status[entry.outcome.status] = by_status.get(entry.outcome.status, 0) + 1
+        with journal._storage("read settings") as db:
+            stamped = int(db.execute("PRAGMA application_id").fetchone()[0]) == APPLICATION_ID
+            mode = str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        return JournalReport(journal.path, len(entries), by_status, tuple(e.id for e in entries if e.pending),
+                             len(journal.flags()), SCHEMA_VERSION, stamped, mode)
 
 
 # ---------------------------------------------------------------------------------------------------

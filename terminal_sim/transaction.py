@@ -19,6 +19,16 @@ ends in exactly one journaled `Outcome`. What that takes is the same every time,
 * **Endings** (`decline`, `fail`, `settle`): each builds the outcome from the fields so far, journals it
   (settling the grey record when there is one, with an optional card flag) and returns it.
   `void` settles an earlier grey record that a re-run shows never happened.
+* **The card's memory failure** (`memory_failure`): a card that cannot save its change answers 6581
+  and guarantees it undid it; the stage table says what that makes of the transaction (at DEBIT or
+  CREDIT: `failed`, nothing charged or loaded, the grey record settled).
+* **A journal that fails** (`journal_failed`, `JournalError` from any journal call): never an exception
+  out of a transaction. Before the write-ahead grey record nothing can have been charged: the outcome
+  is `failed` ("nothing charged"), returned although it could not be journaled. After it, the grey
+  record stands in the journal (the money command may have moved money, or did): the outcome is the
+  grey record, `torn`, and the card's next tap recovers it as any torn purchase; when the card
+  answered without moving money (a refusal, 6581) the outcome is `failed` and the grey record, still
+  pending, is voided by the next tap's INITIALIZE.
 
 `Device` is the validator's side of every transaction it runs: profile, terminal ID (the PSAM's EF16),
 PSAM, journal, black-list version and the PSAM's purchase session (D12).
@@ -33,12 +43,12 @@ from typing import Any
 from ykt_card.host.psam import Psam
 
 from . import records
-from .journal import JournalEntry, OutcomeJournal
+from .journal import JournalEntry, JournalError, OutcomeJournal
 from .outcome import Outcome
 from .profile import TerminalProfile
 from .records import china_time
 
-__all__ = ["Stage", "GREY", "PURCHASE_STAGES", "LOAD_STAGES", "Transaction", "Device", "stamp",
+__all__ = ["Stage", "GREY", "DEBIT", "CREDIT", "PURCHASE_STAGES", "LOAD_STAGES", "Transaction", "Device", "stamp",
            "terminal_fields", "card_fields", "money_fields", "VOID_REASON"]
 
 VOID_REASON = ("torn: the card shows the transaction never happened (counter unchanged); nothing charged, "
@@ -88,7 +98,9 @@ def money_fields(amount: int, balance_before: int, card_counter: int, key_versio
 @dataclass(frozen=True)
 class Stage:
     """What a transaction becomes when its medium leaves (`status`, `reason`) or the PSAM's link fails
-    (`psam_status`, `psam_reason`, where ``{link}`` is the link's error) at this stage.
+    (`psam_status`, `psam_reason`, where ``{link}`` is the link's error) at this stage, and when the card
+    answers 6581 (`memory_status`, `memory_reason`, where ``{sw}`` is the status word and its meaning):
+    its memory failed and it undid the change it was making.
 
     `grey`: the money command may have been carried out: the grey record stands (status ``torn``).
     """
@@ -98,10 +110,17 @@ class Stage:
     psam_status: str = "failed"
     psam_reason: str = "{link}; nothing charged"
     grey: bool = False
+    memory_status: str = "failed"
+    memory_reason: str = "the card could not save its change ({sw}) and undid it; nothing charged"
 
 
 GREY = Stage(grey=True)
 """DEBIT or CREDIT has left (or its answer was not proven): only the card's proof can settle it."""
+DEBIT = Stage(grey=True, memory_reason="the card could not save DEBIT ({sw}) and undid it; nothing charged")
+"""DEBIT has left: its answer settles the grey record; 6581 means the card undid the debit."""
+CREDIT = Stage(grey=True, memory_reason="the card could not save CREDIT FOR LOAD ({sw}) and undid it; "
+                                        "nothing loaded")
+"""CREDIT FOR LOAD has left: as DEBIT, for a load."""
 
 PURCHASE_STAGES: Mapping[str, Stage] = {
     "select": Stage("declined", "card removed before it answered SELECT"),
@@ -109,7 +128,7 @@ PURCHASE_STAGES: Mapping[str, Stage] = {
     "checks": Stage("declined", "card removed during the pre-checks: nothing charged"),
     "init": Stage("declined", "card removed before INITIALIZE answered: nothing charged"),
     "initialized": Stage("failed", "card removed after INITIALIZE, before DEBIT: nothing charged"),
-    "debit": GREY,
+    "debit": DEBIT,
     "debited": GREY,
 }
 """A validator's purchase (5.1 pre-checks, 5.2-5.4 purchase, 5.5 recovery)."""
@@ -118,7 +137,7 @@ LOAD_STAGES: Mapping[str, Stage] = {
     "select": Stage("declined", "card removed before the load began: nothing loaded"),
     "init": Stage("declined", "card removed before the load began: nothing loaded"),
     "initialized": Stage("failed", "card removed after INITIALIZE FOR LOAD: nothing loaded"),
-    "credit": GREY,
+    "credit": CREDIT,
 }
 """An online load (5.7); it has no PSAM."""
 
@@ -164,10 +183,14 @@ class Transaction:
 
     # -- the grey record --------------------------------------------------------------------------
     def write_ahead(self, reason: str, context: Mapping[str, Any]) -> Outcome:
-        """Journal the `torn` outcome with its recovery context before the money command leaves."""
-        self.grey = self.outcome("torn", reason=reason)
-        self.grey_id = self.journal.append(self.grey, context)
-        return self.grey
+        """Journal the `torn` outcome with its recovery context before the money command leaves.
+
+        A journal that cannot take it raises `JournalError`: the money command must not leave.
+        """
+        grey = self.outcome("torn", reason=reason)
+        self.grey_id = self.journal.append(grey, context)
+        self.grey = grey
+        return grey
 
     def void(self, rerun: JournalEntry, counter: int) -> bool:
         """Settle an earlier grey record this card could not prove (9406) when INITIALIZE shows its
@@ -210,13 +233,42 @@ class Transaction:
             return self.keep_grey()
         return self._end(self.outcome(stage.psam_status, reason=stage.psam_reason.format(link=link)))
 
-    def _end(self, outcome: Outcome, flag: str | None = None) -> Outcome:
-        if self.grey_id is not None:
-            self.journal.resolve(self.grey_id, outcome, flag=flag)
+    def memory_failure(self, sw: str) -> Outcome:
+        """The card answered 6581 (`sw`: the status word and its meaning) at the current stage: it could
+        not save its change and undid it. Ends the transaction by the stage table, settling the grey
+        record (nothing moved)."""
+        stage = self.stages[self.stage]
+        return self._end(self.outcome(stage.memory_status, reason=stage.memory_reason.format(sw=sw)))
+
+    def journal_failed(self, error: JournalError, intended: Outcome | None = None) -> Outcome:
+        """The journal failed (`error`); `intended`: the outcome it could not take, when there was one.
+
+        Never raises: the outcome says what happened to the money (see the module docstring). It is not
+        journaled (the journal just failed); the grey record, if written, stands for the next tap.
+        """
+        what = f"journal failed: {error}"
+        if self.grey is None:
+            was = f" ({intended.status}: {intended.reason})" if intended is not None and intended.reason else ""
+            out = self.outcome("failed", reason=f"{what}; nothing charged{was}")
+        elif intended is not None and not intended.moved_money:
+            out = intended.replace(reason=f"{intended.reason}; {what}; its grey record stays pending until the "
+                                          "card's next tap")
         else:
-            self.journal.append(outcome)
-            if flag is not None and outcome.card_no is not None:
-                self.journal.flag_card(outcome.card_no, flag)
+            out = self.grey.replace(reason=f"{what} after the money command; the grey record stands and is "
+                                           "recovered on the card's next tap")
+        self.done = out
+        return out
+
+    def _end(self, outcome: Outcome, flag: str | None = None) -> Outcome:
+        try:
+            if self.grey_id is not None:
+                self.journal.resolve(self.grey_id, outcome, flag=flag)
+            else:
+                self.journal.append(outcome)
+                if flag is not None and outcome.card_no is not None:
+                    self.journal.flag_card(outcome.card_no, flag)
+        except JournalError as exc:
+            return self.journal_failed(exc, outcome)
         self.done = outcome
         return outcome
 

@@ -11,9 +11,11 @@
 
 and returns exactly one `Outcome`, journaled. The tap is one `Transaction` (terminal_sim.transaction)
 with the purchase's stage table: a card leaving (`apdu.ReaderError`) or the PSAM's link failing
-(`PsamLinkError`) anywhere in it is caught here, once, and ends it by its stage. Refusals are outcomes
-(`declined`), never exceptions; the only exception is `TerminalError`, when the terminal itself cannot
-work (no PSAM): an outcome needs the PSAM's terminal ID.
+(`PsamLinkError`) or the journal failing (`JournalError`: locked, full, read-only, corrupt) anywhere in
+it is caught here, once, and ends it by its stage (`Transaction.journal_failed`: nothing charged before
+the grey record, the grey record kept after it). Refusals are outcomes (`declined`), never exceptions;
+the only exception is `TerminalError`, when the terminal itself cannot work (no PSAM): an outcome needs
+the PSAM's terminal ID.
 
 The PSAM key index comes from the profile (D16: the terminal chooses), so DF 8011's EF17 is not read.
 
@@ -35,7 +37,7 @@ from ykt_card.host.card import CardResponseError, TUnionCard
 from ykt_card.host.psam import Psam
 
 from .flows import purchase, purchase_check
-from .journal import MemoryJournal, OutcomeJournal
+from .journal import JournalError, MemoryJournal, OutcomeJournal
 from .links import CardLink, PsamLink, PsamLinkError
 from .outcome import Outcome
 from .plan import AMOUNT_FLOWS, plan
@@ -154,6 +156,8 @@ class Validator:
         except PsamLinkError as exc:
             device.psam_failed = True
             return tx.link_lost(exc)
+        except JournalError as exc:
+            return tx.journal_failed(exc)
         finally:
             self._card_link.disconnect()
 

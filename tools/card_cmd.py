@@ -23,7 +23,7 @@ from ykt_card.issuance.profile import load_card_profile
 from ykt_card.host.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
 from .common import (KEYSET, clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
-                     serve_until_signal, trace_option)
+                     serve_until_signal, trace_option, writable_folder, write_failure)
 from .output import emit_json
 
 
@@ -47,6 +47,14 @@ def _targets(out: Path, numbers: list[str], many: bool, suffix: str, option: str
     return targets
 
 
+def _write(option: str, target: Path, write) -> None:
+    """Run one write; a failure names the option, the file and its folder (not a temporary file)."""
+    try:
+        write()
+    except OSError as exc:
+        raise write_failure(option, target, exc) from None
+
+
 @card.command("issue")
 @click.option("--keyset", "keysets", multiple=True, required=True, type=KEYSET,
               help="TEST key set (TOML); give one per algorithm the card carries.")
@@ -68,10 +76,13 @@ def _targets(out: Path, numbers: list[str], many: bool, suffix: str, option: str
 @click.option("--json", "as_json", is_flag=True, help="Print the registry lines as JSON.")
 def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, script_out, clock, as_json) -> None:
     """Personalise virtual cards (TEST keys only) and write their images."""
+    if card_no is not None and not card_no.strip():
+        raise click.BadParameter("empty: give the 20-digit card number, or leave the option out for the "
+                                 "profile's first", param_hint="--card-no")
     prof = load_card_profile(card_profile_path(profile))
     sets = [KeySet.load(k) for k in keysets]
     issued_on: _dt.date = make_clock(clock).now().date()
-    first = card_no or prof.card_number(1)
+    first = card_no if card_no is not None else prof.card_number(1)
     if script_out is not None and balance:
         raise click.BadParameter(f"{balance}: a scripted card starts at 0 fen (no reference command sets the "
                                  "purse; load it after personalisation)", param_hint="--balance")
@@ -80,8 +91,19 @@ def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, s
     targets = _targets(out, numbers, count > 1, ".json", "--out")
     script_paths = _targets(script_out, numbers, count > 1, ".jsonl", "--script") if script_out else None
     transport = transport_key_for(slots) if script_paths else None
-    for folder in {t.parent for t in targets + (script_paths or [])}:
-        folder.mkdir(parents=True, exist_ok=True)
+    writable_folder(targets[0], "--out")
+    if script_paths:
+        writable_folder(script_paths[0], "--script")
+    if registry is not None:
+        writable_folder(registry, "--registry")
+    folders = {t.parent: "--script" for t in script_paths or []}
+    folders.update({t.parent: "--out" for t in targets})
+    for folder, option in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot create folder {folder}: {exc.strerror or exc}",
+                                     param_hint=option) from None
     progress = Progress(TextColumn("issuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         console=Console(stderr=True), transient=True, disable=count == 1 or not sys.stderr.isatty(),
                         redirect_stdout=False, redirect_stderr=False)
@@ -89,11 +111,12 @@ def issue(keysets, profile, card_no, count, balance, algorithm, registry, out, s
         task = progress.add_task("issue", total=count)
         for i, number in enumerate(numbers):
             c = issue_card(prof, sets, number, issued_on, balance=balance, algorithm=algorithm)
-            save_card(targets[i], c.state)
+            _write("--out", targets[i], lambda: save_card(targets[i], c.state))
             if script_paths:
-                save_script(script_paths[i], build_script(c.state, transport, prof.name))
+                _write("--script", script_paths[i],
+                       lambda: save_script(script_paths[i], build_script(c.state, transport, prof.name)))
             if registry is not None:      # one line per card as it exists: an interrupted batch loses nothing
-                append_registry(registry, [c.registry])
+                _write("--registry", registry, lambda: append_registry(registry, [c.registry]))
             if as_json:
                 emit_json({**c.registry, "image": str(targets[i])})
             else:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
+import os
 import signal
 import threading
 import time
@@ -15,6 +17,8 @@ from specs.catalog import find
 from ykt_card.clock import SimulatedClock, SystemClock
 from apdu.trace import TracingReader
 from ykt_card.host.readers import OpenedReader, open_reader
+
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, STORAGE_ERRNOS
 
 
 class Shipped(click.ParamType):
@@ -54,27 +58,71 @@ def trace_option(fn):
 
 
 def hex_bytes(param: str, text: str, length: int) -> bytes:
-    """An option's hex value of exactly `length` bytes, or a usage error naming the option."""
+    """An option's hex value of exactly `length` bytes, or a usage error naming the option.
+
+    The length is checked first (spaces allowed between bytes): an 11-digit terminal ID is a length
+    error, not a bad digit.
+    """
+    digits = "".join(text.split())
+    if len(digits) != 2 * length:
+        raise click.BadParameter(f"must be {length} bytes ({2 * length} hex digits), got {len(digits)} digits: "
+                                 f"{text!r}", param_hint=param)
     try:
-        raw = bytes.fromhex(text)
+        return bytes.fromhex(digits)
     except ValueError:
         raise click.BadParameter(f"not hexadecimal: {text!r}", param_hint=param) from None
-    if len(raw) != length:
-        raise click.BadParameter(f"must be {length} bytes ({2 * length} hex digits), got {len(raw)}", param_hint=param)
-    return raw
 
 
 def make_rng(seed: int | None) -> RandomSource:
     return RandomSource.seeded(seed) if seed is not None else RandomSource()
 
 
-def make_clock(text: str | None):
+CLOCK_FORM = "YYYYMMDDhhmmss (China time, e.g. 20261124081500)"
+
+
+def make_clock(text: str | None, option: str = "--clock"):
+    """The simulated clock of `--clock`, or the system clock without one; a bad value is a usage error
+    that names the option, says what is wrong and the form it takes."""
     if text is None:
         return SystemClock()
+    if len(text) != 14 or not text.isascii() or not text.isdigit():
+        raise click.BadParameter(f"{text!r} is not a date-time: expected 14 digits {CLOCK_FORM}", param_hint=option)
+    y, mo, d, h, mi, se = (int(text[a:b]) for a, b in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14)))
     try:
-        return SimulatedClock.parse(text)
+        _dt.datetime(y, mo, d, h, mi, se)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--clock") from None
+        raise click.BadParameter(f"{text!r} is not a date-time ({exc}): expected {CLOCK_FORM}",
+                                 param_hint=option) from None
+    return SimulatedClock.parse(text)
+
+
+def writable_folder(target: Path, option: str) -> None:
+    """Refuse, naming the option and the folder, an output whose folder (or nearest existing parent)
+    cannot be written: before anything is written, not as a failed temporary file later."""
+    folder = target if target.is_dir() else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise click.BadParameter(f"{folder} is not a folder", param_hint=option)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        why = "it is on a read-only file system" if _read_only_fs(folder) else "permission denied"
+        raise click.BadParameter(f"cannot write into folder {folder}: {why}", param_hint=option)
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def write_failure(option: str, target: Path, exc: OSError) -> click.ClickException:
+    """A write to `target` failed: one line naming the option, the folder and the cause (never the
+    temporary file the atomic write used); exit 1 for a full disk or I/O error, else 2."""
+    error = click.ClickException(f"{option}: cannot write {target.name} in folder {target.parent}: "
+                                 f"{exc.strerror or exc}")
+    error.exit_code = EXIT_FAILED if exc.errno in STORAGE_ERRNOS else EXIT_BAD_INPUT
+    return error
 
 
 def trace_clock(clock) -> Callable[[], float]:
@@ -93,6 +141,9 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
 
     Readers of one command share one `stamps` (see `trace_clock`) so their exchanges interleave in order.
     """
+    scheme, _, rest = spec.partition(":")
+    if scheme == "image" and rest and Path(rest).is_dir():
+        raise click.BadParameter(f"{spec!r}: {rest} is a directory, not a card or PSAM image", param_hint=option)
     opened = open_reader(spec, rng=rng, expect=expect, option=option)
     tracer = None
     if trace is not None:

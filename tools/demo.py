@@ -38,6 +38,8 @@ from ykt_card.issuance.profile import load_card_profile
 from ykt_card.psam.cos import PsamOS
 from ykt_card.psam.issue import issue_psam, psam_saver, save_psam
 
+from .common import make_clock, writable_folder
+
 
 TERMINAL_ID = bytes.fromhex("440300000001")
 LOAD_TERMINAL_ID = bytes.fromhex("440300009001")
@@ -46,10 +48,10 @@ LOAD_TERMINAL_ID = bytes.fromhex("440300009001")
 class Story:
     """The virtual parts of the demo and the helpers that narrate each step."""
 
-    def __init__(self, out: Path, seed: int, clock: str, c: Console) -> None:
+    def __init__(self, out: Path, seed: int, clock: SimulatedClock, c: Console) -> None:
         self.out, self.c = out, c
         self.rng = RandomSource.seeded(seed)
-        self.clock = SimulatedClock.parse(clock)
+        self.clock = clock
         self.keysets = [KeySet.load(TEST_KEYSET_DIR / "gd-test-3des.toml"),
                         KeySet.load(TEST_KEYSET_DIR / "gd-test-sm4.toml")]
         self.card_path, self.psam_path = out / "card.json", out / "psam.json"
@@ -182,15 +184,24 @@ def run_story(s: Story) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the card, PSAM, journal and clearing file (default: a new temporary folder).")
 def demo(seed: int, clock: str, out: Path | None) -> None:
-    """The whole story on virtual parts: issue, load, bus, metro, a torn purchase recovered, clearing."""
-    c = Console(highlight=False, width=132)
-    if out is None:
-        out = Path(tempfile.mkdtemp(prefix="ykt-demo-"))
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        stale = [p.name for p in out.iterdir()]
+    """The whole story on virtual parts: issue, load, bus, metro, a torn purchase recovered, clearing.
+
+    Every option is checked before anything is printed or written.
+    """
+    start = make_clock(clock)
+    if out is not None:
+        stale = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         if stale:
-            raise click.BadParameter(f"{out} is not empty ({', '.join(sorted(stale)[:3])}…); give an empty folder",
+            raise click.BadParameter(f"{out} is not empty ({', '.join(stale[:3])}…); give an empty folder",
                                      param_hint="--out")
+        writable_folder(out, "--out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot create folder {out}: {exc.strerror or exc}", param_hint="--out") \
+                from None
+    else:
+        out = Path(tempfile.mkdtemp(prefix="ykt-demo-"))
+    c = Console(highlight=False, width=132)
     c.print(f"ykt demo: virtual card, PSAM and validator with TEST keys; files in {out}")
-    run_story(Story(out, seed, clock, c))
+    run_story(Story(out, seed, start, c))

@@ -1,4 +1,9 @@
-"""`ykt terminal tap|run|load`: the validator firmware simulator against any card and PSAM reader."""
+"""`ykt terminal tap|run|load`: the validator firmware simulator against any card and PSAM reader.
+
+The exit code says how the transaction ended (tools.errors): 0 approved or recovered, 3 declined,
+4 failed or torn; `run` exits with its worst outcome. The journal (--journal) is opened and checked
+before any reader is opened.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +21,7 @@ from terminal_sim.profile import load_terminal_profile
 from terminal_sim.links import TappingReader
 from terminal_sim.validator import Validator
 
+from .errors import outcome_exit
 from .common import KEYSET, clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_clock, trace_option
 from .output import emit_json
 
@@ -65,17 +71,26 @@ def _validator_options(fn):
     return fn
 
 
+def _finish(outcomes: list[Outcome]) -> None:
+    """Exit with the code of the worst outcome (tools.errors: 0 approved/recovered, 3 declined, 4 failed/torn)."""
+    code = outcome_exit(o.status for o in outcomes)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
 @contextlib.contextmanager
 def _parts(profile, card_spec, psam_spec, journal_path, seed, clock, trace_path):
+    """Profile, clock, journal (checked before any reader is opened: never charge into an unsound journal),
+    then the PSAM and card readers."""
     prof = load_terminal_profile(terminal_profile_path(profile))
     rng, clk = make_rng(seed), make_clock(clock)
     stamps = trace_clock(clk)
     with contextlib.ExitStack() as stack:
+        journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         psam = stack.enter_context(reader(psam_spec, rng=rng, expect="psam", option="--psam", trace=trace_path,
                                           stamps=stamps))
         card = stack.enter_context(reader(card_spec, rng=rng, expect="card", option="--card", trace=trace_path,
                                           stamps=stamps))
-        journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         yield prof, psam, card, journal, rng, clk
 
 
@@ -91,7 +106,9 @@ def tap(profile, card_spec, psam_spec, station, amount, as_json, journal_path, s
                                                                                          rng, clk):
         validator = Validator(prof, psam.reader, card.reader, journal=journal, clock=clk, rng=rng,
                               station=station, amount=amount)
-        _show(validator.tap(), as_json)
+        outcome = validator.tap()
+    _show(outcome, as_json)
+    _finish([outcome])
 
 
 @terminal.command("run")
@@ -116,8 +133,15 @@ def run(profile, card_spec, psam_spec, station, amount, as_json, journal_path, t
         card_reader = TappingReader(card.reader) if card.kind == "image" else card.reader
         validator = Validator(prof, psam.reader, card_reader, journal=journal, clock=clk, rng=rng,
                               station=station, amount=amount)
-        count = validator.run(taps=taps, idle_timeout=timeout, on_outcome=lambda o: _show(o, as_json))
+        outcomes: list[Outcome] = []
+
+        def on_outcome(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            _show(outcome, as_json)
+
+        count = validator.run(taps=taps, idle_timeout=timeout, on_outcome=on_outcome)
     click.echo(f"{count} outcome(s) journaled in {journal_path}", err=True)
+    _finish(outcomes)
 
 
 @terminal.command("load")
@@ -146,8 +170,9 @@ def load(card_spec, keysets, amount, terminal_id, key_index, pin, journal_path, 
     if key_index is None:
         key_index = sets[0].entry("load").index
     with contextlib.ExitStack() as stack:
+        journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         card = stack.enter_context(reader(card_spec, rng=rng, expect="card", option="--card", trace=trace_path,
                                           stamps=trace_clock(clk)))
-        journal = stack.enter_context(Journal(journal_path)) if journal_path is not None else None
         outcome = load_flow(card.reader, host, amount, tid, journal=journal, clock=clk, key_index=key_index, pin=pin)
     _show(outcome, as_json)
+    _finish([outcome])

@@ -181,14 +181,22 @@ def test_records_and_flags_survive_reopening(tmp_path):
 def test_not_a_journal(tmp_path):
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(JournalError, match=r"not a usable journal"):
+    with pytest.raises(JournalError, match=r"bad.db: not a ykt journal \(not an SQLite database\)$"):
         Journal(bad)
     other = tmp_path / "other.db"
     con = sqlite3.connect(other)
     con.execute("PRAGMA user_version=7")
     con.close()
-    with pytest.raises(JournalError, match=r"journal schema 7, this code reads 1"):
+    with pytest.raises(JournalError, match=r"other.db: not a ykt journal \(an SQLite database with no tables\)$"):
         Journal(other)
+    newer = tmp_path / "newer.db"
+    with Journal(newer):
+        pass
+    con = sqlite3.connect(newer)
+    con.execute("PRAGMA user_version=7")
+    con.close()
+    with pytest.raises(JournalError, match=r"newer.db: journal schema 7, this code reads 1$"):
+        Journal(newer)
 
 
 # ---------------------------------------------------------------------------------------------------

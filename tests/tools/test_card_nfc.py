@@ -114,7 +114,7 @@ def test_no_card_on_the_port_is_a_declined_tap_and_a_one_line_read_error(parts):
     assert "no ISO 14443-4 Type A card in the field" in error
     tap = ykt("terminal", "tap", "--profile", "bus-flat", "--card", f"nfc:udp:localhost:{port}", "--psam",
               f"image:{psam}", "--json")
-    assert tap.returncode == 0, tap.stderr
+    assert tap.returncode == 3, tap.stderr           # declined (tools.errors.EXIT_DECLINED)
     assert json.loads(tap.stdout)["status"] == "declined" and "no card" in json.loads(tap.stdout)["reason"]
 
 

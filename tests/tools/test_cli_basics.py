@@ -24,7 +24,7 @@ def test_version():
 
 COMMANDS = [["keys", "show"], ["keys", "derive"], ["keys", "compose"], ["decode"], ["card", "issue"], ["card", "serve"],
             ["card", "read"], ["psam", "issue"], ["psam", "serve"], ["trace", "show"], ["trace", "export"], ["doctor"],
-            ["demo"]]
+            ["demo"], ["journal", "export"], ["journal", "check"], ["journal", "salvage"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)

@@ -60,10 +60,16 @@ class CardOnTheWire:
         return rapdu
 
 
+EXIT_BY_STATUS = {"approved": 0, "recovered": 0, "declined": 3, "failed": 4, "torn": 4}   # docs/exit-codes.md
+
+
 def tap(*args: str) -> Outcome:
+    """One `ykt terminal tap`; its exit code must be the one its outcome's status documents."""
     p = ykt("terminal", "tap", "--card", CARD, "--psam", PSAM, "--json", *args)
-    assert p.returncode == 0, p.stderr
-    return Outcome.from_json(p.stdout.strip())
+    assert not p.stderr, p.stderr
+    outcome = Outcome.from_json(p.stdout.strip())
+    assert p.returncode == EXIT_BY_STATUS[outcome.status], (p.returncode, outcome.status)
+    return outcome
 
 
 def test_validator_through_pcscd(vpcd_card, tmp_path):
@@ -122,3 +128,32 @@ def test_validator_through_pcscd(vpcd_card, tmp_path):
         assert not any(e.pending for e in j.all())
         assert len(clearing_entries(j)) == len(records)
     json.dumps([r.to_dict() for r in records])  # the clearing records are plain JSON
+
+
+def test_a_card_answering_debit_with_6581_through_pcscd_fails_nothing_charged(vpcd_card, tmp_path):
+    """The terminal side of issue 12 part 1: a card whose memory failed answers DEBIT 6581 and guarantees
+    it undid the debit. `ykt terminal tap` records `failed`, nothing charged, settles the grey record,
+    prints one line and exits 4 (tools.errors: failed or torn)."""
+    from tests.terminal_sim.test_journal_faults import MemoryFailingCard
+    from ykt_card.card.image import card_to_doc
+
+    profile = load_card_profile(card_profile_path("gd-foshan"))
+    state = issue_card(profile, KEYSETS, profile.card_number(8), _dt.date(2026, 11, 24), balance=1000).state
+    card = MemoryFailingCard(TUnionCardOS(state), 0x54)
+    vpcd_card(card, slot=0, atr=pseudo_atr(state.ats_historical))
+    vpcd_card(PsamOS(issue_psam(KEYSETS, bytes.fromhex("588000000001"))), slot=1, atr=PSAM_ATR)
+    before = card_to_doc(state)
+    db = tmp_path / "journal.db"
+    p = ykt("terminal", "tap", "--card", CARD, "--psam", PSAM, "--profile", "bus-flat", "--journal", db,
+            "--json", "--clock", "20261124081000")
+    assert p.returncode == 4 and p.stderr == "" and len(p.stdout.splitlines()) == 1, (p.returncode, p.stderr)
+    out = Outcome.from_json(p.stdout)
+    assert (out.status, out.tac) == ("failed", None) and card.fired == 1
+    assert out.reason == "the card could not save DEBIT (6581 memory failure) and undid it; nothing charged"
+    assert card_to_doc(state) == before and state.purse.balance == 1000
+    with Journal(db, readonly=True) as journal:
+        assert [(e.outcome.status, e.pending) for e in journal.all()] == [("torn", False), ("failed", False)]
+        assert clearing_entries(journal) == []                 # nothing moved: nothing for clearing
+    text = ykt("terminal", "tap", "--card", CARD, "--psam", PSAM, "--profile", "bus-flat", "--journal", db,
+               "--clock", "20261124081100")
+    assert text.returncode == 4 and text.stdout.startswith("FAILED card ") and len(text.stdout.splitlines()) == 1
