@@ -5,14 +5,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["ykt_files", "apdu", "keysets", "ykt_card", "terminal_sim", "specs", "tools"]
+ORDER = ["ykt_files", "apdu", "keysets", "ykt_card", "terminal_sim", "clearing", "specs", "tools"]
 # ykt_files is the ground floor; keysets knows nothing of files or APDUs: it sits beside apdu, not on it.
 FORBIDDEN = {
     "ykt_files": set(ORDER) - {"ykt_files"},
     "apdu": set(ORDER) - {"apdu", "ykt_files"},
     "keysets": set(ORDER) - {"keysets", "ykt_files"},
-    "ykt_card": {"terminal_sim", "specs", "tools"},
-    "terminal_sim": {"specs", "tools"},
+    "ykt_card": {"terminal_sim", "clearing", "specs", "tools"},
+    "terminal_sim": {"clearing", "specs", "tools"},
+    "clearing": {"specs", "tools"},
     "specs": {"tools"},
     "tools": set(),
 }
