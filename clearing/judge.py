@@ -2,7 +2,7 @@
 
 The verifier hands this module all records of one card (from every file and every earlier run), sorted by
 counter kind, counter and arrival, so the verdicts do not depend on the order of files or lines. Pure
-functions, no I/O: the rules can be read and tested here alone.
+functions on record tuples (`records.FIELDS_OF_TUPLE`), no I/O: the rules can be read and tested here alone.
 
 The rules (reason codes in `REASONS`):
 
@@ -26,11 +26,9 @@ The rules (reason codes in `REASONS`):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from .records import AFTER, AMOUNT, BEFORE, COUNTER, DATETIME, FIELDS_OF_TUPLE, KIND, KIND_ONLINE, STATUS, TORN
 
-from .records import KIND_ONLINE, TORN
-
-__all__ = ["REASONS", "BIT", "Row", "judge_card", "reason_names", "mask_of"]
+__all__ = ["REASONS", "BIT", "N", "judge_card", "reason_names", "mask_of"]
 
 REASONS = ("tac", "duplicate", "counter-gap", "balance-chain", "grey-open", "unknown-terminal", "malformed")
 BIT = {name: 1 << i for i, name in enumerate(REASONS)}
@@ -50,37 +48,29 @@ def mask_of(names: Sequence[str]) -> int:
     return mask
 
 
-class Row(NamedTuple):
-    """What the card checks need of one record."""
-
-    n: int                   # arrival order: earlier runs, then files in the order given, then lines
-    kind: int
-    counter: int
-    status: int
-    type: int
-    amount: int
-    balance_before: int | None
-    balance_after: int | None
-    datetime: str
-    fixed: int               # reasons known before judging the card (tac, unknown-terminal)
+# A row is a record tuple (records.FIELDS_OF_TUPLE) followed by the verifier's columns; judge_card reads
+# these positions and takes the fixed reasons (tac, unknown-terminal) beside the rows.
+N = len(FIELDS_OF_TUPLE)          # the arrival number follows the record's fields
 
 
-def _sign(row: Row) -> int:
-    return 1 if row.kind == KIND_ONLINE else -1
-
-
-def _elements(rows: Sequence[Row], masks: list[int]) -> tuple[list[int], list[int]]:
+def _elements(rows: Sequence[Sequence], fixed: Sequence[int], masks: list[int]) -> tuple[list[int], list[int]]:
     """Group by (kind, counter): mark duplicates and open grey records; one chain element per counter."""
     chains: tuple[list[int], list[int]] = ([], [])
     i, total = 0, len(rows)
     while i < total:
-        kind, counter = rows[i].kind, rows[i].counter
-        j = i
-        while j < total and rows[j].kind == kind and rows[j].counter == counter:
+        kind, counter = rows[i][KIND], rows[i][COUNTER]
+        j = i + 1
+        while j < total and rows[j][COUNTER] == counter and rows[j][KIND] == kind:
             j += 1
-        money = [k for k in range(i, j) if rows[k].status != TORN]
+        if j == i + 1:                                   # the common case: one record per counter
+            if rows[i][STATUS] == TORN:
+                masks[i] |= GREY_OPEN
+            chains[kind].append(i)
+            i = j
+            continue
+        money = [k for k in range(i, j) if rows[k][STATUS] != TORN]
         if money:
-            valid = [k for k in money if not rows[k].fixed & TAC]
+            valid = [k for k in money if not fixed[k] & TAC]
             original = valid[0] if valid else money[0]
             for k in money:
                 if k != original:
@@ -94,32 +84,31 @@ def _elements(rows: Sequence[Row], masks: list[int]) -> tuple[list[int], list[in
     return chains
 
 
-def _after(row: Row) -> int | None:
-    """The balance after a record: as it says, or (a failed record without it) as its amount implies."""
-    if row.balance_after is not None:
-        return row.balance_after
-    if row.balance_before is None:
-        return None
-    return row.balance_before + _sign(row) * row.amount
+def judge_card(rows: Sequence[Sequence], fixed: Sequence[int]) -> list[int]:
+    """The judged reason bits of each record of one card.
 
-
-def judge_card(rows: Sequence[Row]) -> list[int]:
-    """The judged reason bits of each record of one card (aligned with `rows`, sorted by kind, counter, n)."""
+    `rows` are record tuples sorted by kind, counter and arrival number (`N`); `fixed` their reason bits
+    known beforehand (a failed TAC matters to who is the original of a duplicate).
+    """
     masks = [0] * len(rows)
-    loads, purchases = _elements(rows, masks)
+    loads, purchases = _elements(rows, fixed, masks)
     after_gap = set()
     for chain in (loads, purchases):
         for prev, cur in zip(chain, chain[1:]):
-            if rows[cur].counter > rows[prev].counter + 1:
+            if rows[cur][COUNTER] > rows[prev][COUNTER] + 1:
                 masks[cur] |= GAP
                 after_gap.add(cur)
     _balance_chain(rows, loads, purchases, after_gap, masks)
     return masks
 
 
-def _balance_chain(rows: Sequence[Row], loads: list[int], purchases: list[int], after_gap: set[int],
+def _balance_chain(rows: Sequence[Sequence], loads: list[int], purchases: list[int], after_gap: set[int],
                    masks: list[int]) -> None:
     acceptable: set[int] | None = None
+    if not loads:                                        # the common case: purchases only, in counter order
+        for k in purchases:
+            acceptable = _step(rows[k], k, acceptable, k in after_gap, masks)
+        return
     li = pi = 0
     while li < len(loads) or pi < len(purchases):
         if li == len(loads):
@@ -128,12 +117,12 @@ def _balance_chain(rows: Sequence[Row], loads: list[int], purchases: list[int], 
             k = loads[li]; li += 1
         else:
             load, purchase = rows[loads[li]], rows[purchases[pi]]
-            fits_load = acceptable is not None and load.balance_before in acceptable
-            fits_purchase = acceptable is not None and purchase.balance_before in acceptable
+            fits_load = acceptable is not None and load[BEFORE] in acceptable
+            fits_purchase = acceptable is not None and purchase[BEFORE] in acceptable
             if fits_load != fits_purchase:
                 take_load = fits_load
             else:
-                take_load = (load.datetime, 0) <= (purchase.datetime, 1)
+                take_load = (load[DATETIME], 0) <= (purchase[DATETIME], 1)
             if take_load:
                 k = loads[li]; li += 1
             else:
@@ -141,23 +130,21 @@ def _balance_chain(rows: Sequence[Row], loads: list[int], purchases: list[int], 
         acceptable = _step(rows[k], k, acceptable, k in after_gap, masks)
 
 
-def _step(row: Row, k: int, acceptable: set[int] | None, after_gap: bool, masks: list[int]) -> set[int] | None:
+def _step(row: Sequence, k: int, acceptable: set[int] | None, after_gap: bool, masks: list[int]) -> set[int] | None:
     """Check one chain element; return the balances the next element may start from."""
-    sign = _sign(row)
-    before = row.balance_before
+    before = row[BEFORE]
     if before is None:                                   # a grey record that did not say: the chain restarts
         return None
-    implied = before + sign * row.amount
-    after = _after(row)
-    if row.status == TORN:                               # open grey: the DEBIT may or may not have happened
+    delta = row[AMOUNT] if row[KIND] == KIND_ONLINE else -row[AMOUNT]
+    implied = before + delta
+    if row[STATUS] == TORN:                              # open grey: the DEBIT may or may not have happened
         return {before, implied}
-    broken = after != implied
-    if acceptable is not None and not after_gap and before not in acceptable:
-        broken = True
+    after = row[AFTER] if row[AFTER] is not None else implied
+    broken = after != implied or (acceptable is not None and not after_gap and before not in acceptable)
     if not broken:
         return {after}
     masks[k] |= CHAIN
     nxt = {after, implied}
     if acceptable is not None and not after_gap:
-        nxt |= {a + sign * row.amount for a in acceptable}
+        nxt |= {a + delta for a in acceptable}
     return nxt

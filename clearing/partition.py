@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import csv
 import marshal
+import operator
 import os
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,22 +32,32 @@ from pathlib import Path
 
 from keysets import KeySet
 
-from .judge import BIT, TAC, Row, judge_card
-from .records import TORN, CsvReader, JsonReader, Malformed, card_of_json_line
+from .tac import tac_input_padded
+from .judge import BIT, TAC, judge_card
+from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
+                      KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
+                      card_of_json_line)
+from .records import CITY, OPERATOR
+from .records import TAC as TAC_FIELD
 from .terminals import TerminalRegistry
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "partition_hash", "RECORD_COLUMNS",
+           "SPILL_COLUMNS",
            "LINE_BITS"]
 
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 SPILL_BATCH = 4096
 
-# Columns of a record in the store, in the order the spill tuples and the CSV rows carry them.
-RECORD_COLUMNS = ("card", "kind", "counter", "n", "status", "type", "issuer", "amount", "balance_before",
-                  "balance_after", "overdraft", "terminal", "seq", "datetime", "key_version", "algorithm", "tac",
-                  "mode", "city", "operator", "transit_line", "acquirer", "fixed", "ph", "reasons")
-_OLD = len(RECORD_COLUMNS) - 1   # in a spill tuple: the stored reasons of an earlier record, None for a new one
+# A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
+# party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
+# record (None for a new one).
+SPILL_COLUMNS = FIELDS_OF_TUPLE + ("n", "acquirer", "fixed", "ph", "reasons")
+N, ACQUIRER, FIXED, PH, OLD = range(len(FIELDS_OF_TUPLE), len(SPILL_COLUMNS))
+# A record in the store: the record's fields up to `mode` (city, operator and line went into the acquirer),
+# then n, acquirer, fixed and the reasons. The CSV rows for the bulk load follow this order.
+RECORD_COLUMNS = FIELDS_OF_TUPLE[:CITY] + ("n", "acquirer", "fixed", "reasons")
+_SORT_KEY = operator.itemgetter(CARD, KIND, COUNTER, N)
 
 
 def partition_hash(card_no: bytes) -> int:
@@ -88,8 +100,12 @@ def _lines(path: str) -> Iterator[tuple[int, bytes]]:
             yield number, line
 
 
+_LENGTH = struct.Struct("<I")
+
+
 class _Spill:
-    """Bucket files of marshalled tuples, written in batches."""
+    """Bucket files of marshalled batches of tuples, each batch behind its length (marshal.load on a file
+    object reads in small steps; reading the batch whole and using marshal.loads is many times faster)."""
 
     def __init__(self, folder: Path, buckets: int) -> None:
         self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets)]
@@ -100,97 +116,107 @@ class _Spill:
         buf = self.buffers[bucket]
         buf.append(row)
         if len(buf) >= SPILL_BATCH:
-            marshal.dump(buf, self.files[bucket])
-            buf.clear()
+            self._dump(bucket)
+
+    def _dump(self, bucket: int) -> None:
+        data = marshal.dumps(self.buffers[bucket])
+        self.files[bucket].write(_LENGTH.pack(len(data)) + data)
+        self.buffers[bucket].clear()
 
     def close(self) -> None:
-        for buf, fh in zip(self.buffers, self.files):
-            if buf:
-                marshal.dump(buf, fh)
+        for b, fh in enumerate(self.files):
+            if self.buffers[b]:
+                self._dump(b)
             fh.close()
 
     @staticmethod
     def read(path: Path) -> list[tuple]:
         rows: list[tuple] = []
         with open(path, "rb") as fh:
-            while True:
-                try:
-                    rows.extend(marshal.load(fh))
-                except EOFError:
-                    return rows
+            data = fh.read()
+        at, end, size = 0, len(data), _LENGTH.size
+        while at < end:
+            (length,) = _LENGTH.unpack_from(data, at)
+            rows.extend(marshal.loads(data[at + size:at + size + length]))
+            at += size + length
+        return rows
 
 
 def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
                progress: Callable[[int], None]) -> tuple[int, int]:
     """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed)."""
-    W, me, B = job.workers, job.worker, job.buckets
     records = bad = 0
     write_bad = csv.writer(malformed_out, lineterminator="\n").writerow
-    add = spill.add
     known = registry.acquirers if registry is not None else None
     for f in job.files:
-        base = f.idx << LINE_BITS
-        header_error: str | None = None
-        reader: CsvReader | JsonReader
-        if f.fmt == "csv":
-            reader = JsonReader()   # replaced below once the header is read
+        with open(f.path, "rb") as fh:
+            reader, card_of, header_error, first = _reader(f, fh)
+            r, b = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad, progress)
+            records += r
+            bad += b
+    return records, bad
+
+
+def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
+    """The record reader of a file: JSON Lines, or CSV after its header (read here); the first record line."""
+    if f.fmt != "csv":
+        return JsonReader(), card_of_json_line, None, 1
+    try:
+        reader = CsvReader(fh.readline())
+    except Malformed as exc:
+        return None, lambda line: None, str(exc), 2
+    return reader, reader.card_of, None, 2
+
+
+def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
+               known: dict[str, str] | None, add, write_bad, progress) -> tuple[int, int]:
+    W, me, B = job.workers, job.worker, job.buckets
+    base = f.idx << LINE_BITS
+    parse = reader.parse if reader is not None else None
+    records = bad = done = 0
+    for number, line in enumerate(fh, first):
+        done += len(line)
+        if done >= 1 << 22:
+            progress(done)
+            done = 0
+        card = card_of(line)
+        if card is None:
+            if not line.strip() or (f.idx + number) % W != me:
+                continue
+            ph = -1
         else:
-            reader = JsonReader()
-        card_of = card_of_json_line
-        done = 0
-        for number, line in _lines(f.path):
-            done += len(line)
-            if number % 8192 == 0:
-                progress(done)
-                done = 0
-            if f.fmt == "csv" and number == 1:
-                try:
-                    reader = CsvReader(line)
-                    card_of = reader.card_of
-                except Malformed as exc:
-                    header_error = str(exc)
+            ph = partition_hash(card)
+            if ph % W != me:
                 continue
-            if not line.strip():
-                continue
-            card = None if header_error else card_of(line)
-            if card is None:
-                if (f.idx + number) % W != me:
-                    continue
-                ph = -1
-            else:
-                ph = partition_hash(card)
-                if ph % W != me:
-                    continue
-            n = base | number
-            if header_error:
-                write_bad((n, header_error))
+        n = base | number
+        if header_error:
+            write_bad((n, header_error))
+            bad += 1
+            continue
+        try:
+            p = parse(line)
+        except Malformed as exc:
+            write_bad((n, str(exc)))
+            bad += 1
+            continue
+        if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
+            if partition_hash(p[CARD].encode()) % W != me:
+                # The owner of that card never takes this line; refuse it rather than split a card.
+                write_bad((n, "card_no: not where a clearing record has it (write it as \"card_no\":\"DIGITS\")"))
                 bad += 1
                 continue
-            try:
-                p = reader.parse(line)
-            except Malformed as exc:
-                write_bad((n, str(exc)))
-                bad += 1
-                continue
-            if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
-                ph = partition_hash(p.card.encode())
-                if ph % W != me:
-                    # The owner of this card never reads this line as its own; keep it here as malformed
-                    # rather than split a card across workers.
-                    write_bad((n, "card_no: not found where the record's router looks for it"))
-                    bad += 1
-                    continue
-            fixed = 0
-            acquirer = None
-            if known is not None:
-                acquirer = known.get(p.terminal)
-                if acquirer is None:
-                    fixed = UNKNOWN_TERMINAL
-            if acquirer is None and p.operator is not None and p.city is not None:
-                acquirer = p.operator + p.city
-            add((ph // W) % B, (*p[:3], n, *p[3:], acquirer, fixed, ph, None))
-            records += 1
-        progress(done)
+            ph = partition_hash(p[CARD].encode())
+        fixed = 0
+        acquirer = None
+        if known is not None:
+            acquirer = known.get(p[TERMINAL])
+            if acquirer is None:
+                fixed = UNKNOWN_TERMINAL
+        if acquirer is None and p[OPERATOR] is not None and p[CITY] is not None:
+            acquirer = p[OPERATOR] + p[CITY]
+        add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
+        records += 1
+    progress(done)
     return records, bad
 
 
@@ -203,30 +229,26 @@ def _history(job: PartitionJob, bucket: int, cards: set[str]) -> list[tuple]:
     return Store.history_rows(job.history, sorted(cards))
 
 
-def _judge_bucket(rows: list[tuple], tacs: "_Tacs", write_new, write_update) -> int:
-    """Pass 2 on one bucket: rows sorted by card, kind, counter, n; returns the number of new records."""
-    rows.sort(key=lambda r: r[:4])
-    new = 0
+def _judge_bucket(rows: list[tuple], tacs: "_Tacs", new_rows: list[tuple], write_update) -> None:
+    """Pass 2 on one bucket: card by card, in kind, counter and arrival order."""
+    rows.sort(key=_SORT_KEY)
     i, total = 0, len(rows)
+    check = tacs.check
     while i < total:
-        card = rows[i][0]
+        card = rows[i][CARD]
         j = i + 1
-        while j < total and rows[j][0] == card:
+        while j < total and rows[j][CARD] == card:
             j += 1
         group = rows[i:j]
-        fixed = [tacs.check(r) if r[_OLD] is None else r[22] for r in group]
-        judged = judge_card([Row(r[3], r[1], r[2], r[4], r[5], r[7], r[8], r[9], r[13], fx)
-                             for r, fx in zip(group, fixed)])
+        fixed = [check(r) if r[OLD] is None else r[FIXED] for r in group]
+        judged = judge_card(group, fixed)
         tacs.forget_card()
         for r, fx, jm in zip(group, fixed, judged):
-            reasons = fx | jm
-            if r[_OLD] is None:
-                write_new((*r[:22], fx, r[23], reasons))
-                new += 1
-            elif reasons != r[_OLD] or fx != r[22]:
-                write_update((r[3], fx, reasons))
+            if r[OLD] is None:
+                new_rows.append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
+            elif (fx | jm) != r[OLD] or fx != r[FIXED]:
+                write_update((r[N], fx, fx | jm))
         i = j
-    return new
 
 
 class _Tacs:
@@ -245,23 +267,25 @@ class _Tacs:
 
     def check(self, r: tuple) -> int:
         """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
-        fixed = r[22]
-        if r[4] == TORN:
+        fixed = r[FIXED]
+        if r[STATUS] == TORN:
             return fixed
-        alg, kv = r[15], r[14]
-        ks = self._keysets.get((alg, kv), False)
+        ks = self._keysets.get((r[ALGORITHM], r[KEY_VERSION]), False)
         if ks is False:
-            ks = self._keysets[(alg, kv)] = self.verifier.keyset(alg, kv)
+            ks = self._keysets[(r[ALGORITHM], r[KEY_VERSION])] = self.verifier.keyset(r[ALGORITHM], r[KEY_VERSION])
         if ks is None:
-            label = f"{alg} key version {kv}"
+            label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
             self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
             return fixed | TAC
         card_tac = self._cards.get(id(ks))
         if card_tac is None:
-            card_tac = self._cards[id(ks)] = self.verifier.card(ks, r[6], r[0])
-        balance_after = r[9] if r[9] is not None else r[8] + r[7]
-        message = self.verifier.message(r[5], r[7], balance_after, r[10], r[2], r[11], r[12], r[13])
-        return fixed if self.verifier.matches(card_tac, message, r[16]) else fixed | TAC
+            card_tac = self._cards[id(ks)] = self.verifier.card(ks, r[ISSUER], r[CARD])
+        after = r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT]
+        padded = tac_input_padded(card_tac.block_size, r[TYPE], r[AMOUNT], after, r[OVERDRAFT], r[COUNTER],
+                                  r[TERMINAL], r[SEQ], r[DATETIME])
+        if padded is not None and card_tac.verifies(padded, r[TAC_FIELD]):
+            return fixed
+        return fixed | TAC
 
 
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
@@ -280,14 +304,17 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     tacs = _Tacs(keysets)
     with open(result.records_csv, "w", newline="", encoding="utf-8") as rec_out, \
             open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
-        write_new = csv.writer(rec_out, lineterminator="\n").writerow
+        write_new = csv.writer(rec_out, lineterminator="\n").writerows
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         for b, path in enumerate(spill.paths):
             rows = _Spill.read(path)
             os.remove(path)
             if job.history is not None:
-                rows.extend(_history(job, b, {r[0] for r in rows}))
-            _judge_bucket(rows, tacs, write_new, write_update)
+                rows.extend(_history(job, b, {r[CARD] for r in rows}))
+            new_rows: list[tuple] = []
+            _judge_bucket(rows, tacs, new_rows, write_update)
             del rows
+            write_new(new_rows)
+            del new_rows
     result.no_keyset = tacs.no_keyset
     return result

@@ -12,8 +12,8 @@ accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two delibera
 * a clearing file carries money movements and open grey records only (``terminal_sim.export``): a
   ``declined`` record, or a ``failed`` one without a TAC, is refused as malformed.
 
-A parsed record becomes a `Parsed` tuple: the fields the checks, the settlement and the monthly return
-use, in the store's column order.
+A checked record becomes a plain tuple (`FIELDS_OF_TUPLE`, index constants below): the fields the checks,
+the settlement and the monthly return use, in the store's column order.
 """
 from __future__ import annotations
 
@@ -21,18 +21,20 @@ import csv
 import datetime as _dt
 import functools
 import re
-from typing import Annotated, Literal, NamedTuple, Optional
+import operator
+from typing import Annotated, Literal, Optional
 
 import msgspec
 
 from terminal_sim.outcome import FIELDS
 
-__all__ = ["Malformed", "Parsed", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
-           "STATUS_CODES", "STATUS_NAMES", "TORN", "card_of_json_line"]
+__all__ = ["Malformed", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
+           "STATUS_CODES", "STATUS_NAMES", "TORN", "card_of_json_line", "FIELDS_OF_TUPLE"]
 
 KIND_ONLINE, KIND_OFFLINE = 0, 1          # loads (02) count on the online counter, purchases on the offline one
 STATUS_NAMES = ("approved", "recovered", "failed", "torn")
 STATUS_CODES = {name: code for code, name in enumerate(STATUS_NAMES)}
+_TYPE_CODES = {"02": 0x02, "06": 0x06, "09": 0x09}
 TORN = STATUS_CODES["torn"]
 
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
@@ -107,9 +109,12 @@ _TEXT: tuple[tuple[str, str], ...] = (
 _FIELD_RE = {name: re.compile(pattern, re.ASCII) for name, pattern in _TEXT}
 _SEP = "\x1f"   # no text field may hold a control character, so the joined line splits back unambiguously
 _ALL_TEXT = re.compile(_SEP.join(f"(?:{p})" + ("" if i < 2 else "?") for i, (_, p) in enumerate(_TEXT)), re.ASCII)
+# The usual case, hex already in upper case: nothing to convert afterwards.
+_UPPER_TEXT = re.compile(_ALL_TEXT.pattern.replace(_H, "[0-9A-F]"), re.ASCII)
+_SEPARATORS = len(_TEXT) - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-_REQUIRED_BY_STATUS = {
+_REQUIRED_BY_STATUS: dict[str, tuple[str, ...]] = {
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
                  "key_version", "algorithm", "tac"),
     "recovered": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
@@ -121,35 +126,25 @@ _REQUIRED_BY_STATUS = {
 # What the platform needs of a failed record that carries a TAC (money moved): enough to recompute it.
 _REQUIRED_FAILED_WITH_TAC = ("card_no", "issuer_id", "amount", "balance_before", "card_counter", "key_version",
                              "algorithm")
+_GET_REQUIRED = {status: operator.attrgetter(*names) for status, names in _REQUIRED_BY_STATUS.items()}
+_GET_FAILED_WITH_TAC = operator.attrgetter(*_REQUIRED_FAILED_WITH_TAC)
+
+
+def _missing(record: "ClearingRecord", names: tuple[str, ...]) -> str:
+    return next(name for name in names if getattr(record, name) is None)
 
 
 class Malformed(ValueError):
     """A line that is not a clearing record: the message names the field and the reason."""
 
 
-class Parsed(NamedTuple):
-    """One record as the verifier keeps it (the store's columns, in order)."""
-
-    card: str
-    kind: int              # KIND_ONLINE (load) or KIND_OFFLINE (purchase)
-    counter: int
-    status: int            # index in STATUS_NAMES
-    type: int              # 0x02, 0x06, 0x09
-    issuer: str
-    amount: int
-    balance_before: int | None
-    balance_after: int | None
-    overdraft: int
-    terminal: str
-    seq: int | None
-    datetime: str
-    key_version: int | None
-    algorithm: str | None
-    tac: str | None
-    mode: str | None
-    city: str | None
-    operator: str | None
-    line: str | None
+# A checked record is a plain tuple (millions of them: no object per record), in the store's column order:
+# the record's own fields, then what the verifier adds (arrival number, acquirer, reason bits, partition).
+FIELDS_OF_TUPLE = ("card", "kind", "counter", "status", "type", "issuer", "amount", "balance_before",
+                   "balance_after", "overdraft", "terminal", "seq", "datetime", "key_version", "algorithm", "tac",
+                   "mode", "city", "operator", "transit_line")
+(CARD, KIND, COUNTER, STATUS, TYPE, ISSUER, AMOUNT, BEFORE, AFTER, OVERDRAFT, TERMINAL, SEQ, DATETIME, KEY_VERSION,
+ ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE) = range(len(FIELDS_OF_TUPLE))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -184,10 +179,16 @@ def _explain_text(r: ClearingRecord) -> str:
     return "a text field contains a control character"
 
 
-def check(r: ClearingRecord) -> Parsed:
+def check(r: ClearingRecord) -> tuple:
     """The record's rules beyond types; raises Malformed naming the first fault."""
     text = _text_line(r)
-    if not _ALL_TEXT.fullmatch(text) or text.count(_SEP) != len(_TEXT) - 1:
+    if text.count(_SEP) != _SEPARATORS:
+        raise Malformed(_explain_text(r))
+    if _UPPER_TEXT.fullmatch(text):
+        lower = False
+    elif _ALL_TEXT.fullmatch(text):
+        lower = True                                     # accepted, as Outcome does, and kept in upper case
+    else:
         raise Malformed(_explain_text(r))
     if not _valid_datetime(r.datetime):
         raise Malformed(f"datetime: {r.datetime} is not a date-time")
@@ -199,9 +200,9 @@ def check(r: ClearingRecord) -> Parsed:
             raise Malformed("reason: empty (leave it out instead)")
         if _CONTROL.search(r.reason):
             raise Malformed("reason: control characters are not allowed")
-    for name in _REQUIRED_BY_STATUS[status]:
-        if getattr(r, name) is None:
-            raise Malformed(f"{name}: required for a {status} outcome")
+    present = _GET_REQUIRED[status](r)
+    if present is None or (type(present) is tuple and None in present):
+        raise Malformed(f"{_missing(r, _REQUIRED_BY_STATUS[status])}: required for a {status} outcome")
     purchase = r.type != "02"
     if purchase and status in ("approved", "recovered", "torn") and r.terminal_seq is None:
         raise Malformed(f"terminal_seq: required for a {status} outcome")
@@ -216,17 +217,23 @@ def check(r: ClearingRecord) -> Parsed:
         if r.tac is None:
             raise Malformed("status: a failed outcome without a TAC moved no money and does not belong in a "
                             "clearing file")
-        for name in _REQUIRED_FAILED_WITH_TAC:
-            if getattr(r, name) is None:
-                raise Malformed(f"{name}: required to check the TAC of a failed outcome")
+        if None in _GET_FAILED_WITH_TAC(r):
+            raise Malformed(f"{_missing(r, _REQUIRED_FAILED_WITH_TAC)}: required to check the TAC of a failed outcome")
     if status != "torn" and purchase and r.terminal_seq is None:
         raise Malformed("terminal_seq: required to check the TAC of a purchase")
-    return Parsed(
-        r.card_no, KIND_ONLINE if not purchase else KIND_OFFLINE, r.card_counter, STATUS_CODES[status],
-        int(r.type, 16), r.issuer_id.upper() if r.issuer_id else "", r.amount, r.balance_before, r.balance_after,
-        r.overdraft_limit or 0, r.terminal_id.upper(), r.terminal_seq, r.datetime, r.key_version, r.algorithm,
-        r.tac.upper() if r.tac else None, r.mode, r.city, r.operator.upper() if r.operator else None,
-        r.line.upper() if r.line else None,
+    if lower:
+        return (
+            r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+            _TYPE_CODES[r.type], r.issuer_id.upper() if r.issuer_id else "", r.amount, r.balance_before,
+            r.balance_after, r.overdraft_limit or 0, r.terminal_id.upper(), r.terminal_seq, r.datetime,
+            r.key_version, r.algorithm, r.tac.upper() if r.tac else None, r.mode, r.city,
+            r.operator.upper() if r.operator else None, r.line.upper() if r.line else None,
+        )
+    return (
+        r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+        _TYPE_CODES[r.type], r.issuer_id or "", r.amount, r.balance_before, r.balance_after, r.overdraft_limit or 0,
+        r.terminal_id, r.terminal_seq, r.datetime, r.key_version, r.algorithm, r.tac, r.mode, r.city, r.operator,
+        r.line,
     )
 
 
@@ -249,7 +256,7 @@ class JsonReader:
     def __init__(self) -> None:
         self._decode = msgspec.json.Decoder(ClearingRecord).decode
 
-    def parse(self, line: bytes) -> Parsed:
+    def parse(self, line: bytes) -> tuple:
         try:
             record = self._decode(line)
         except msgspec.ValidationError as exc:
@@ -304,7 +311,7 @@ class CsvReader:
             return None
         return value.encode() if len(value) == 20 and value.isdigit() else None
 
-    def parse(self, line: bytes) -> Parsed:
+    def parse(self, line: bytes) -> tuple:
         row = self.row(line)
         data = {name: value for name, value in zip(self.names, row) if value != ""}
         try:

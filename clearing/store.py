@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from .judge import BIT
-from .partition import LINE_BITS, RECORD_COLUMNS, PartitionResult
+from .partition import LINE_BITS, RECORD_COLUMNS, SPILL_COLUMNS, PartitionResult
 from .records import TORN
 
 __all__ = ["Store", "StoredFile", "STORE_FILE"]
@@ -30,12 +30,11 @@ MEMORY_LIMIT = "1GB"
 _SCHEMA_VERSION = "1"
 
 _TYPES = {
-    "card": "VARCHAR", "kind": "TINYINT", "counter": "INTEGER", "n": "BIGINT", "status": "TINYINT",
-    "type": "TINYINT", "issuer": "VARCHAR", "amount": "BIGINT", "balance_before": "BIGINT",
-    "balance_after": "BIGINT", "overdraft": "BIGINT", "terminal": "VARCHAR", "seq": "BIGINT",
-    "datetime": "VARCHAR", "key_version": "SMALLINT", "algorithm": "VARCHAR", "tac": "VARCHAR", "mode": "VARCHAR",
-    "city": "VARCHAR", "operator": "VARCHAR", "transit_line": "VARCHAR", "acquirer": "VARCHAR",
-    "fixed": "INTEGER", "ph": "BIGINT", "reasons": "INTEGER",
+    "card": "VARCHAR", "kind": "TINYINT", "counter": "INTEGER", "status": "TINYINT", "type": "TINYINT",
+    "issuer": "VARCHAR", "amount": "BIGINT", "balance_before": "BIGINT", "balance_after": "BIGINT",
+    "overdraft": "BIGINT", "terminal": "VARCHAR", "seq": "BIGINT", "datetime": "VARCHAR", "key_version": "SMALLINT",
+    "algorithm": "VARCHAR", "tac": "VARCHAR", "mode": "VARCHAR", "n": "BIGINT", "acquirer": "VARCHAR",
+    "fixed": "INTEGER", "reasons": "INTEGER",
 }
 assert tuple(_TYPES) == RECORD_COLUMNS
 
@@ -46,7 +45,8 @@ _SCHEMA = [
     f"CREATE TABLE IF NOT EXISTS records ({', '.join(f'{c} {t}' for c, t in _TYPES.items())})",
     "CREATE TABLE IF NOT EXISTS malformed (n BIGINT, detail VARCHAR)",
 ]
-_HISTORY_COLUMNS = ", ".join(RECORD_COLUMNS)
+# Earlier records as spill tuples (partition.SPILL_COLUMNS): what the store does not keep is NULL.
+_HISTORY_COLUMNS = ", ".join(c if c in _TYPES else "NULL" for c in SPILL_COLUMNS)
 DUPLICATE, TAC = BIT["duplicate"], BIT["tac"]
 
 
@@ -61,7 +61,8 @@ class StoredFile:
 
 
 def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    config = {"memory_limit": MEMORY_LIMIT, "threads": max(1, os.cpu_count() or 1)}
+    config = {"memory_limit": MEMORY_LIMIT, "threads": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else max(1, os.cpu_count() or 1)}
     if not read_only:
         config["temp_directory"] = str(path.parent / "duckdb.tmp")
     return duckdb.connect(str(path), read_only=read_only, config=config)

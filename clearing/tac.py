@@ -23,15 +23,14 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from keysets import TYPE_LOAD, Algorithm, KeySet, diversify_once, load_tac, load_tac_input, pad80, purchase_tac
-from keysets import purchase_tac_input, tac_key
+from keysets import TYPE_LOAD, Algorithm, KeySet, diversify_once, load_tac, pad80, purchase_tac
 from terminal_sim.outcome import Outcome
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 
-__all__ = ["ClearingError", "expected_tac", "tac_verifies", "TacVerifier", "CardTac"]
+__all__ = ["ClearingError", "expected_tac", "tac_verifies", "TacVerifier", "CardTac", "tac_input_padded"]
 
 
 class ClearingError(ValueError):
@@ -73,41 +72,72 @@ def tac_verifies(outcome: Outcome, master_keysets: Sequence[KeySet]) -> bool:
     return hmac.compare_digest(expected_tac(outcome, master_keysets), bytes.fromhex(d["tac"]))
 
 
+_PAD = {  # padding method 2 of the fixed-length TAC inputs: purchase 22 bytes, load 24 bytes
+    (8, False): "8000", (16, False): "80" + "00" * 9, (8, True): "80" + "00" * 7, (16, True): "80" + "00" * 7,
+}
+
+
+def tac_input_padded(block_size: int, tx_type: int, amount: int, balance_after: int, overdraft: int, counter: int,
+                     terminal_id: str, terminal_seq: int | None, when: str) -> bytes | None:
+    """The padded TAC input of a record (reference 3.2 for loads, 3.3 for purchases), from its hex fields;
+    None when a value cannot be what a card MACed (out of its 4 bytes)."""
+    if tx_type == TYPE_LOAD:
+        reported = balance_after + overdraft       # the balance as INITIALIZE reports it
+        if not 0 <= reported <= 0xFFFFFFFF:
+            return None
+        return bytes.fromhex(f"{reported:08X}{counter:04X}{amount:08X}02{terminal_id}{when}{_PAD[block_size, True]}")
+    return bytes.fromhex(f"{amount:08X}{tx_type:02X}{terminal_id}{terminal_seq:08X}{when}{_PAD[block_size, False]}")
+
+
 class CardTac:
     """One card's TAC computation under one key: a long-lived CBC context (see the module docstring)."""
 
-    __slots__ = ("_update", "_bs", "_chain")
+    __slots__ = ("_update", "block_size", "_chain")
 
     def __init__(self, algorithm: Algorithm, key: bytes) -> None:
         if algorithm is Algorithm.SM4:
             cipher = Cipher(algorithms.SM4(key), modes.CBC(bytes(16)))
-            self._bs = 16
+            self.block_size = 16
         else:
             cipher = Cipher(TripleDES(key * 3), modes.CBC(bytes(8)))   # single DES as 3DES K1=K2=K3
-            self._bs = 8
+            self.block_size = 8
         self._update = cipher.encryptor().update
         self._chain = 0
 
-    def mac(self, data: bytes) -> bytes:
-        """The 4-byte PBOC MAC of `data` (padding method 2, IV 0) under this card's TAC key."""
-        bs = self._bs
-        padded = pad80(data, bs)
+    def mac_padded(self, padded: bytes) -> bytes:
+        """The 4-byte MAC of an already padded message (IV 0) under this card's TAC key."""
+        bs = self.block_size
         first = (int.from_bytes(padded[:bs], "big") ^ self._chain).to_bytes(bs, "big")
-        out = self._update(first + padded[bs:])
-        last = out[-bs:]
+        last = self._update(first + padded[bs:])[-bs:]
         self._chain = int.from_bytes(last, "big")
         return last[:4]
+
+    def mac(self, data: bytes) -> bytes:
+        """The 4-byte PBOC MAC of `data` (padding method 2, IV 0)."""
+        return self.mac_padded(pad80(data, self.block_size))
+
+    def verifies(self, padded: bytes, tac_hex: str) -> bool:
+        """Constant-time comparison of the recomputed TAC with the record's (upper-case hex)."""
+        return hmac.compare_digest(self.mac_padded(padded).hex().upper(), tac_hex)
 
     def __repr__(self) -> str:
         return "<CardTac key=<hidden>>"
 
 
+_ONES = (1 << 64) - 1
+
+
 class TacVerifier:
-    """Recomputes TACs for many records: master keys per algorithm (and version), issuer-level keys cached."""
+    """Recomputes TACs for many records: master keys per algorithm (and version), issuer-level keys cached.
+
+    Card keys follow decision D2 exactly as `KeySet.card_keys` derives them (tests compare the two); the
+    first level (issuer ID, when the key set diversifies by issuer first) is derived once per issuer and
+    kept as a cipher context, so a card costs one block operation and the folding.
+    """
 
     def __init__(self, keysets: Sequence[KeySet]) -> None:
         self._keysets = list(keysets)
-        self._level1: dict[tuple[int, bytes], bytes] = {}
+        self._level1: dict[tuple[int, bytes], object] = {}
 
     def keyset(self, algorithm: str, key_version: int | None) -> KeySet | None:
         return _keyset_for(self._keysets, Algorithm(algorithm), key_version)
@@ -115,32 +145,25 @@ class TacVerifier:
     def card(self, keyset: KeySet, issuer_id: str, card_no: str) -> CardTac:
         """The TAC context of one card: the master TAC key diversified per the key set (D2), then folded."""
         alg = keyset.algorithm
-        issuer, serial8 = bytes.fromhex(issuer_id), bytes.fromhex(card_no[4:])
-        factors = keyset.factors(issuer, serial8)
-        key = keyset.entry("tac").key.value
-        if factors and keyset.diversification[0] == "issuer":
-            # Every card of an issuer shares the first level: derive it once.
+        serial8 = bytes.fromhex(card_no[4:])
+        if keyset.diversification == ("issuer", "serial"):
+            issuer = bytes.fromhex(issuer_id)
             cache_key = (id(keyset), issuer)
-            level1 = self._level1.get(cache_key)
-            if level1 is None:
-                level1 = self._level1[cache_key] = diversify_once(alg, key, issuer)
-            key, factors = level1, factors[1:]
-        for factor in factors:
-            key = diversify_once(alg, key, factor)
-        return CardTac(alg, tac_key(alg, key))
-
-    @staticmethod
-    def message(tx_type: int, amount: int, balance_after: int, overdraft: int, counter: int, terminal_id: str,
-                terminal_seq: int | None, when: str) -> bytes:
-        """The TAC input of a record (reference 3.2 for loads, 3.3 for purchases)."""
-        tid, dt = bytes.fromhex(terminal_id), bytes.fromhex(when)
-        if tx_type == TYPE_LOAD:
-            return load_tac_input(balance_after + overdraft, counter, amount, tid, dt)
-        return purchase_tac_input(amount, tx_type, tid, terminal_seq, dt)
-
-    @staticmethod
-    def matches(card: CardTac, message: bytes, tac_hex: str) -> bool:
-        return hmac.compare_digest(card.mac(message), bytes.fromhex(tac_hex))
+            encrypt = self._level1.get(cache_key)
+            if encrypt is None:
+                level1 = diversify_once(alg, keyset.entry("tac").key.value, issuer)
+                encrypt = self._level1[cache_key] = alg.cipher(level1).encrypt
+            d = int.from_bytes(serial8, "big")
+            dtk = encrypt(serial8 + (d ^ _ONES).to_bytes(8, "big"))     # Div(K1, serial) = E(D) ‖ E(~D)
+        else:
+            factors = keyset.factors(bytes.fromhex(issuer_id), serial8)
+            dtk = keyset.entry("tac").key.value
+            for factor in factors:
+                dtk = diversify_once(alg, dtk, factor)
+        if alg is Algorithm.SM4:
+            return CardTac(alg, dtk)
+        folded = int.from_bytes(dtk[:8], "big") ^ int.from_bytes(dtk[8:], "big")
+        return CardTac(alg, folded.to_bytes(8, "big"))
 
     def __repr__(self) -> str:
         return f"TacVerifier({', '.join(k.name for k in self._keysets)})"
