@@ -16,6 +16,8 @@ from .trace_cmd import trace
 from .doctor_cmd import doctor
 from .journal_cmd import journal
 from .terminal_cmd import terminal
+from .clearing_cmd import clearing
+from .report_cmd import report
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,8 +25,8 @@ from .terminal_cmd import terminal
 def cli() -> None:
     """ykt: workbench for the China T-Union (交通联合, JT/T 978) transit card.
 
-    Virtual cards and PSAMs, personalisation with managed TEST keys, and a validator simulator with its
-    journal and clearing file. Every command exits non-zero with a one-line reason on bad input.
+    Virtual cards and PSAMs, personalisation with managed TEST keys, a validator simulator with its
+    journal and clearing file, and the clearing platform's end: verification, settlement, the monthly return. Every command exits non-zero with a one-line reason on bad input.
     """
 
 
@@ -37,6 +39,8 @@ cli.add_command(trace)
 cli.add_command(doctor)
 cli.add_command(journal)
 cli.add_command(terminal)
+cli.add_command(clearing)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> None:
