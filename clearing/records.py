@@ -108,9 +108,13 @@ _TEXT: tuple[tuple[str, str], ...] = (
 )
 _FIELD_RE = {name: re.compile(pattern, re.ASCII) for name, pattern in _TEXT}
 _SEP = "\x1f"   # no text field may hold a control character, so the joined line splits back unambiguously
-_ALL_TEXT = re.compile(_SEP.join(f"(?:{p})" + ("" if i < 2 else "?") for i, (_, p) in enumerate(_TEXT)), re.ASCII)
+_ABSENT = "\x1e"  # an absent field in the joined line (an empty string is present, and wrong)
+_ALL_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})" for i, (_, p) in enumerate(_TEXT)),
+                       re.ASCII)
 # The usual case, hex already in upper case: nothing to convert afterwards.
-_UPPER_TEXT = re.compile(_ALL_TEXT.pattern.replace(_H, "[0-9A-F]"), re.ASCII)
+_UPPER_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})"
+                                   for i, (_, p) in enumerate((n, p.replace(_H, "[0-9A-F]")) for n, p in _TEXT)),
+                         re.ASCII)
 _SEPARATORS = len(_TEXT) - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -162,10 +166,16 @@ def _valid_datetime(text: str) -> bool:
 
 
 def _text_line(r: ClearingRecord) -> str:
-    return _SEP.join((r.terminal_id, r.datetime, r.card_no or "", r.issuer_id or "", r.tac or "",
-                      r.list_version or "", r.city or "", r.operator or "", r.line or "", r.station or "",
-                      r.vehicle or "", r.card_type or "", r.entry_city or "", r.entry_station or "",
-                      r.entry_terminal or "", r.entry_time or ""))
+    a = _ABSENT
+    return _SEP.join((r.terminal_id, r.datetime, a if r.card_no is None else r.card_no,
+                      a if r.issuer_id is None else r.issuer_id, a if r.tac is None else r.tac,
+                      a if r.list_version is None else r.list_version, a if r.city is None else r.city,
+                      a if r.operator is None else r.operator, a if r.line is None else r.line,
+                      a if r.station is None else r.station, a if r.vehicle is None else r.vehicle,
+                      a if r.card_type is None else r.card_type, a if r.entry_city is None else r.entry_city,
+                      a if r.entry_station is None else r.entry_station,
+                      a if r.entry_terminal is None else r.entry_terminal,
+                      a if r.entry_time is None else r.entry_time))
 
 
 def _explain_text(r: ClearingRecord) -> str:
