@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
 
 __all__ = ["issuance_chart", "coverage_chart"]
 
@@ -40,13 +41,14 @@ def issuance_chart(issuance: Mapping[str, Mapping[str, int | None]], issued: int
             left += value
         if target:
             ax.axvline(target, color="#cc0000", linewidth=1.5, label=f"{target_year} target {target:,}")
-            share = f" = {100 * issued / target:.1f}% of the target"
+            share = f" = {100 * issued / target:.2f}% of the target"
         else:
             share = ""
         ax.set_yticks([])
         ax.set_xlim(0, max(issued, target or 0, 1) * 1.08)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         ax.set_xlabel(f"interoperable cards issued (cumulative): {issued:,}{share}")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=4, frameon=False)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
         return _svg(fig)
 
 
@@ -69,7 +71,7 @@ def coverage_chart(coverage: Mapping[str, Mapping[str, tuple[int, int, int]]]) -
         ax.invert_yaxis()
         ax.set_xlim(0, 105)
         ax.set_xlabel("covered by the interoperable card (%)")
-        ax.legend(loc="lower right", frameon=False, fontsize=8)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
         if not rows:
             ax.text(50, 0, "no terminals in the registry for this city", ha="center", va="center")
         return _svg(fig)

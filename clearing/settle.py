@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from ykt_files.atomic import write_text_atomic
-from ykt_files.schema import DocumentError, Model, load_document
+from ykt_files.schema import DocumentError, Model, load_document, problem
 
 __all__ = ["FeeSchedule", "FeeScheduleError", "MoneyRecord", "Line", "Settlement", "settle", "party_of_issuer",
            "ROUNDING"]
@@ -69,7 +69,10 @@ class _FeeFile(Model):
     @field_validator("default")
     @classmethod
     def _default(cls, v: object) -> object:
-        _rate(v)
+        try:
+            _rate(v)
+        except ValueError as exc:
+            raise problem(str(exc)) from None
         return v
 
     @field_validator("acquirers")
@@ -77,12 +80,12 @@ class _FeeFile(Model):
     def _acquirers(cls, v: dict) -> dict:
         for party, modes in v.items():
             if party != "*" and not (len(party) == 8 and all(c in "0123456789ABCDEF" for c in party)):
-                raise ValueError(f"acquirer {party!r}: expected operator and city as 8 upper-case hex digits, or '*'")
+                raise problem(f"acquirer {party!r}: expected operator and city as 8 upper-case hex digits, or '*'")
             for mode, rate in modes.items():
                 try:
                     _rate(rate)
                 except ValueError as exc:
-                    raise ValueError(f"{party}.{mode}: {exc}") from None
+                    raise problem(f"{party}.{mode}: {exc}") from None
         return v
 
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from ykt_files.schema import DocumentError, Model, read_text, validate
+from ykt_files.schema import DocumentError, Model, problem, read_text, validate
 
 __all__ = ["TerminalRegistry", "Terminal", "RegistryError", "MODES"]
 
@@ -50,28 +50,28 @@ class Terminal(Model):
     @classmethod
     def _tid(cls, v: str) -> str:
         if len(v) != 12 or any(c not in "0123456789ABCDEFabcdef" for c in v):
-            raise ValueError("expected 12 hex digits")
+            raise problem("expected 12 hex digits")
         return v.upper()
 
     @field_validator("city")
     @classmethod
     def _city(cls, v: str) -> str:
         if len(v) != 4 or not (v.isascii() and v.isdigit()):
-            raise ValueError("expected a 4-digit area code")
+            raise problem("expected a 4-digit area code")
         return v
 
     @field_validator("operator", "line")
     @classmethod
     def _hex4(cls, v: str | None) -> str | None:
         if v is not None and (len(v) != 4 or any(c not in "0123456789ABCDEFabcdef" for c in v)):
-            raise ValueError("expected 4 hex digits")
+            raise problem("expected 4 hex digits")
         return v.upper() if v is not None else None
 
     @field_validator("vehicle")
     @classmethod
     def _vehicle(cls, v: str) -> str:
         if not 1 <= len(v) <= 16 or not all(0x21 <= ord(c) <= 0x7E for c in v):
-            raise ValueError("expected 1 to 16 printable ASCII characters")
+            raise problem("expected 1 to 16 printable ASCII characters")
         return v
 
     @property
