@@ -16,7 +16,8 @@ Two passes, with memory bounded by one bucket, not by the input:
    as CSV for the store's bulk load, plus the changed verdicts of earlier records.
 
 `run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
-process, or (see docs/clearing.md) as the per-key function of a distributed engine.
+process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
+input's bytes twice: once read, once judged.
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ class PartitionResult:
     records: int = 0
     malformed: int = 0
     no_keyset: dict[str, int] = field(default_factory=dict)
+    lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
 
 
 def _lines(path: str) -> Iterator[tuple[int, bytes]]:
@@ -143,17 +145,20 @@ class _Spill:
 
 
 def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
-               progress: Callable[[int], None]) -> tuple[int, int]:
-    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed)."""
+               progress: Callable[[int], None], lines: dict[int, int]) -> tuple[int, int]:
+    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed) and fills
+    `lines` with each file's number of record lines (all workers', not only this one's)."""
     records = bad = 0
     write_bad = csv.writer(malformed_out, lineterminator="\n").writerow
     known = registry.acquirers if registry is not None else None
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            r, b = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad, progress)
+            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
+                                 progress)
             records += r
             bad += b
+            lines[f.idx] = n
     return records, bad
 
 
@@ -173,7 +178,8 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
-    records = bad = done = 0
+    records = bad = done = blank = 0
+    number = first - 1
     for number, line in enumerate(fh, first):
         done += len(line)
         if done >= 1 << 22:
@@ -181,7 +187,10 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             done = 0
         card = card_of(line)
         if card is None:
-            if not line.strip() or (f.idx + number) % W != me:
+            if not line.strip():
+                blank += 1
+                continue
+            if (f.idx + number) % W != me:
                 continue
             ph = -1
         else:
@@ -217,7 +226,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
         add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
         records += 1
     progress(done)
-    return records, bad
+    return records, bad, number - first + 1 - blank
 
 
 def _history(job: PartitionJob, bucket: int, cards: set[str]) -> list[tuple]:
@@ -259,7 +268,7 @@ class _Tacs:
 
         self.verifier = TacVerifier(keysets)
         self._keysets: dict[tuple[str, int | None], KeySet | None] = {}
-        self._cards: dict[int, object] = {}
+        self._cards: dict[tuple[str, int | None], object] = {}   # this card's contexts by algorithm, version
         self.no_keyset: dict[str, int] = {}
 
     def forget_card(self) -> None:
@@ -270,16 +279,17 @@ class _Tacs:
         fixed = r[FIXED]
         if r[STATUS] == TORN:
             return fixed
-        ks = self._keysets.get((r[ALGORITHM], r[KEY_VERSION]), False)
-        if ks is False:
-            ks = self._keysets[(r[ALGORITHM], r[KEY_VERSION])] = self.verifier.keyset(r[ALGORITHM], r[KEY_VERSION])
-        if ks is None:
-            label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
-            self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
-            return fixed | TAC
-        card_tac = self._cards.get(id(ks))
+        key = (r[ALGORITHM], r[KEY_VERSION])
+        card_tac = self._cards.get(key)
         if card_tac is None:
-            card_tac = self._cards[id(ks)] = self.verifier.card(ks, r[ISSUER], r[CARD])
+            ks = self._keysets.get(key, False)
+            if ks is False:
+                ks = self._keysets[key] = self.verifier.keyset(*key)
+            if ks is None:
+                label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
+                self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
+                return fixed | TAC
+            card_tac = self._cards[key] = self.verifier.card(ks, r[ISSUER], r[CARD])
         after = r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT]
         padded = tac_input_padded(card_tac.block_size, r[TYPE], r[AMOUNT], after, r[OVERDRAFT], r[COUNTER],
                                   r[TERMINAL], r[SEQ], r[DATETIME])
@@ -298,7 +308,7 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     spill = _Spill(folder, job.buckets)
     with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out:
         try:
-            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress)
+            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result.lines)
         finally:
             spill.close()
     tacs = _Tacs(keysets)
@@ -306,9 +316,11 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
             open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
         write_new = csv.writer(rec_out, lineterminator="\n").writerows
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
+        total_bytes = sum(os.path.getsize(f.path) for f in job.files)
         for b, path in enumerate(spill.paths):
             rows = _Spill.read(path)
             os.remove(path)
+            judged = len(rows)
             if job.history is not None:
                 rows.extend(_history(job, b, {r[CARD] for r in rows}))
             new_rows: list[tuple] = []
@@ -316,5 +328,6 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
             del rows
             write_new(new_rows)
             del new_rows
+            progress(total_bytes * judged // max(1, result.records))    # the judge pass: as much again
     result.no_keyset = tacs.no_keyset
     return result

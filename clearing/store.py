@@ -26,7 +26,7 @@ from .records import TORN
 __all__ = ["Store", "StoredFile", "STORE_FILE"]
 
 STORE_FILE = "clearing.duckdb"
-MEMORY_LIMIT = "1GB"
+MEMORY_LIMIT = "512MB"
 _SCHEMA_VERSION = "1"
 
 _TYPES = {

@@ -7,6 +7,7 @@ read the verdicts of every line of every given file back in file and line order.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import multiprocessing
@@ -134,16 +135,6 @@ def _sha256(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _count_records(path: Path, fmt: str) -> int:
-    count = 0
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh, 1):
-            if (fmt == "csv" and number == 1) or not line.strip():
-                continue
-            count += 1
-    return count
-
-
 def _inputs(files: Sequence[Path]) -> list[_Input]:
     items = []
     for path in files:
@@ -176,19 +167,19 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
     store = Store(out)
     try:
         known = store.files_by_sha(i.sha256 for i in items)
-        new: dict[str, StoredFile] = {}
+        new: dict[str, _Input] = {}
         idx = store.next_file_idx()
         for item in items:
-            item.stored = known.get(item.sha256) or new.get(item.sha256)
-            if item.stored is None:
-                item.stored = new[item.sha256] = StoredFile(idx, item.sha256, item.path.name, item.fmt, item.size,
-                                                            _count_records(item.path, item.fmt))
+            item.stored = known.get(item.sha256)
+            if item.stored is None and item.sha256 not in new:
+                new[item.sha256] = item
+                item.stored = StoredFile(idx, item.sha256, item.path.name, item.fmt, item.size, 0)
                 idx += 1
         history = str(store.path) if new and store.has_records() else None
     finally:
         store.close()
-    jobs = [FileJob(f.idx, str(next(i.path for i in items if i.sha256 == f.sha256)), f.format) for f in new.values()]
-    new_bytes = sum(f.size for f in new.values())
+    jobs = [FileJob(i.stored.idx, str(i.path), i.fmt) for i in new.values()]
+    new_bytes = sum(i.size for i in new.values())
     count = max(1, workers or os.cpu_count() or 1)
     if workers is None and new_bytes < SMALL_INPUT:
         count = 1
@@ -200,11 +191,16 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
             parts = [PartitionJob(w, count, buckets, tuple(jobs), tuple(str(k) for k in keysets),
                                   str(terminals) if terminals else None, str(spill / f"w{w}"), history)
                      for w in range(count)]
-            results = _run(parts, new_bytes * count, progress)
+            results = _run(parts, 2 * new_bytes * count, progress)
+            for item in new.values():          # the record lines every worker counted while reading
+                item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
             with Store(out) as store:
-                store.load_run(list(new.values()), results)
+                store.load_run([i.stored for i in new.values()], results)
         finally:
             shutil.rmtree(spill, ignore_errors=True)
+    by_sha = {i.sha256: i.stored for i in new.values()}
+    for item in items:                            # a file given twice shares its stored entry
+        item.stored = by_sha.get(item.sha256, item.stored)
     with Store(out, read_only=False) as store:
         rejected, malformed = store.rejections([i.stored.idx for i in items])
     no_keyset: dict[str, int] = {}
