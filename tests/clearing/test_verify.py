@@ -231,3 +231,23 @@ def test_real_validator_uploads_clear_and_tampering_is_caught(tmp_path, keysets,
     run = verify(files, keyset_paths)
     rejected = {(v.file.rsplit("/", 1)[-1], v.line): v.reasons for v in run.verdicts() if v.reasons}
     assert rejected == {(tampered.name, header + 2): ("tac",), (replay.name, header + 1): ("duplicate",)}
+
+
+def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_paths):
+    """The master keys, the issuer-level keys and every card key stay out of everything verify writes."""
+    day = Generator(keysets, seed=12, cards=6, rides=3, faults={"tac": 1}).day_files()
+    run = verify(day.write(tmp_path), keyset_paths, out=tmp_path / "store")
+    secrets = set()
+    for ks in keysets:
+        for card in {r["card_no"]: r for r in day.money}.values():
+            derived = ks.card_keys(bytes.fromhex(card["issuer_id"]), bytes.fromhex(card["card_no"][4:]))
+            for k in (*ks.keys.values(), *derived.keys.values()):
+                v = k.key.value.hex().upper()
+                secrets |= {v, v[:16], v[16:]}
+    con = duckdb.connect(str(tmp_path / "store" / "clearing.duckdb"), read_only=True)
+    try:
+        dumped = repr(con.execute("SELECT * FROM records").fetchall()) + repr(con.execute("SELECT * FROM files").fetchall())
+    finally:
+        con.close()
+    text = (json.dumps([v.to_dict() for v in run.verdicts()]) + json.dumps(run.summary()) + dumped).upper()
+    assert not [s for s in secrets if s in text]
