@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import time
@@ -132,7 +131,7 @@ def dataset(base: Path, records: int, cards: int) -> tuple[Path, dict[str, int]]
     folder = base / f"r{records}-c{cards}"
     if not (folder / "planted.json").exists():
         t = time.perf_counter()
-        planted = generate(folder, records, cards)
+        generate(folder, records, cards)
         print(f"generated {records:,} records for {cards:,} cards in {time.perf_counter() - t:.0f} s → {folder}")
     return folder, json.loads((folder / "planted.json").read_text())
 

@@ -27,7 +27,7 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,12 +94,6 @@ class PartitionResult:
     malformed: int = 0
     no_keyset: dict[str, int] = field(default_factory=dict)
     lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
-
-
-def _lines(path: str) -> Iterator[tuple[int, bytes]]:
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh, 1):
-            yield number, line
 
 
 _LENGTH = struct.Struct("<I")
@@ -229,7 +223,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
     return records, bad, number - first + 1 - blank
 
 
-def _history(job: PartitionJob, bucket: int, cards: set[str]) -> list[tuple]:
+def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
     """Earlier runs' records of these cards, from the store (read-only)."""
     if job.history is None or not cards:
         return []
@@ -317,12 +311,12 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
         write_new = csv.writer(rec_out, lineterminator="\n").writerows
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         total_bytes = sum(os.path.getsize(f.path) for f in job.files)
-        for b, path in enumerate(spill.paths):
+        for path in spill.paths:
             rows = _Spill.read(path)
             os.remove(path)
             judged = len(rows)
             if job.history is not None:
-                rows.extend(_history(job, b, {r[CARD] for r in rows}))
+                rows.extend(_history(job, {r[CARD] for r in rows}))
             new_rows: list[tuple] = []
             _judge_bucket(rows, tacs, new_rows, write_update)
             del rows

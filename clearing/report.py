@@ -27,7 +27,7 @@ import datetime as _dt
 import html
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 

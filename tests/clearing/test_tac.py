@@ -1,7 +1,6 @@
 """`clearing.tac`: the platform's fast TAC path equals `keysets` (the card's own computation), for both algorithms."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pytest
