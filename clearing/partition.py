@@ -39,6 +39,7 @@ from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME,
                       KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
                       card_of_json_line)
 from .records import CITY, OPERATOR
+from .sequences import SeqBits
 from .records import TAC as TAC_FIELD
 from .terminals import TerminalRegistry
 
@@ -87,13 +88,15 @@ class PartitionJob:
 
 @dataclass
 class PartitionResult:
-    records_csv: str
+    records_csv: list[str]
     updates_csv: str
     malformed_csv: str
     records: int = 0
     malformed: int = 0
     no_keyset: dict[str, int] = field(default_factory=dict)
     lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
+    sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
+    collisions: set[tuple[str, int]] = field(default_factory=set)    # (terminal, sequence) seen twice here
 
 
 _LENGTH = struct.Struct("<I")
@@ -139,7 +142,7 @@ class _Spill:
 
 
 def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
-               progress: Callable[[int], None], lines: dict[int, int]) -> tuple[int, int]:
+               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int]:
     """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed) and fills
     `lines` with each file's number of record lines (all workers', not only this one's)."""
     records = bad = 0
@@ -149,10 +152,10 @@ def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spi
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
             r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
-                                 progress)
+                                 progress, result)
             records += r
             bad += b
-            lines[f.idx] = n
+            result.lines[f.idx] = n
     return records, bad
 
 
@@ -168,12 +171,14 @@ def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], st
 
 
 def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
-               known: dict[str, str] | None, add, write_bad, progress) -> tuple[int, int]:
+               known: dict[str, str] | None, add, write_bad, progress,
+               result: PartitionResult) -> tuple[int, int, int]:
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
     records = bad = done = blank = 0
     number = first - 1
+    sequences, collisions = result.sequences, result.collisions
     for number, line in enumerate(fh, first):
         done += len(line)
         if done >= 1 << 22:
@@ -219,6 +224,13 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             acquirer = p[OPERATOR] + p[CITY]
         add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
         records += 1
+        seq = p[SEQ]
+        if seq is not None and p[STATUS] != TORN:           # grey records take no part in duplicates
+            bits = sequences.get(p[TERMINAL])
+            if bits is None:
+                bits = sequences[p[TERMINAL]] = SeqBits()
+            if bits.add(seq):
+                collisions.add((p[TERMINAL], seq))
     progress(done)
     return records, bad, number - first + 1 - blank
 
@@ -298,17 +310,15 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
     registry = TerminalRegistry.load(job.terminals) if job.terminals else None
-    result = PartitionResult(str(folder / "records.csv"), str(folder / "updates.csv"), str(folder / "malformed.csv"))
+    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"))
     spill = _Spill(folder, job.buckets)
     with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out:
         try:
-            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result.lines)
+            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result)
         finally:
             spill.close()
     tacs = _Tacs(keysets)
-    with open(result.records_csv, "w", newline="", encoding="utf-8") as rec_out, \
-            open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
-        write_new = csv.writer(rec_out, lineterminator="\n").writerows
+    with open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         total_bytes = sum(os.path.getsize(f.path) for f in job.files)
         for path in spill.paths:
@@ -320,7 +330,10 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
             new_rows: list[tuple] = []
             _judge_bucket(rows, tacs, new_rows, write_update)
             del rows
-            write_new(new_rows)
+            if new_rows:                     # one file per bucket: the store loads (and commits) them one by one
+                result.records_csv.append(str(folder / f"records-{len(result.records_csv)}.csv"))
+                with open(result.records_csv[-1], "w", newline="", encoding="utf-8") as rec_out:
+                    csv.writer(rec_out, lineterminator="\n").writerows(new_rows)
             del new_rows
             progress(total_bytes * judged // max(1, result.records))    # the judge pass: as much again
     result.no_keyset = tacs.no_keyset

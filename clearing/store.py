@@ -8,7 +8,8 @@ so a run lands whole or not at all. SQLite, row by row from Python, measured 4x 
 and has no parallel scan.
 
 Layout: ``DIR/clearing.duckdb`` with tables ``files`` (one row per distinct file content: a rerun of the
-same file adds nothing), ``records`` (one row per record, reason bits, 0 = accepted) and ``malformed``.
+same file adds nothing), ``records`` (one row per record, reason bits, 0 = accepted), ``malformed`` and
+``sequences`` (per terminal, a bitmap of the PSAM sequences seen: `sequences`).
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ import duckdb
 from .judge import BIT
 from .partition import LINE_BITS, RECORD_COLUMNS, SPILL_COLUMNS, PartitionResult
 from .records import TORN
+from .sequences import SeqBits, collisions, merge
 
 __all__ = ["Store", "StoredFile", "STORE_FILE"]
 
 STORE_FILE = "clearing.duckdb"
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT = "256MB"
 _SCHEMA_VERSION = "1"
 
 _TYPES = {
@@ -44,6 +46,7 @@ _SCHEMA = [
     "format VARCHAR, size BIGINT, records BIGINT)",
     f"CREATE TABLE IF NOT EXISTS records ({', '.join(f'{c} {t}' for c, t in _TYPES.items())})",
     "CREATE TABLE IF NOT EXISTS malformed (n BIGINT, detail VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS sequences (terminal VARCHAR PRIMARY KEY, base BIGINT, bits BLOB, extra BIGINT[])",
 ]
 # Earlier records as spill tuples (partition.SPILL_COLUMNS): what the store does not keep is NULL.
 _HISTORY_COLUMNS = ", ".join(c if c in _TYPES else "NULL" for c in SPILL_COLUMNS)
@@ -111,17 +114,27 @@ class Store:
         return self.con.execute("SELECT count(*) > 0 FROM (SELECT 1 FROM records LIMIT 1)").fetchone()[0]
 
     # -- loading a run ------------------------------------------------------------------------------
+    def discard_unfinished(self) -> None:
+        """Undo a run that stopped while loading: records of files the store does not list yet."""
+        for table in ("records", "malformed"):
+            self.con.execute(f"DELETE FROM {table} WHERE (n >> {LINE_BITS}) NOT IN (SELECT idx FROM files)")
+
     def load_run(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
-        """One transaction: the partitions' records, changed verdicts and malformed lines, then the duplicate
-        check across terminals, then the files (so a file is known only once its records are in)."""
+        """The partitions' records (one commit per bucket file, so memory stays bounded), then in one
+        transaction: malformed lines, changed verdicts, the duplicate check across terminals, the terminal
+        sequences, and the files — a file is known only once all of its records are in (`discard_unfinished`
+        removes the records of a run that stopped before)."""
         con = self.con
-        first_n = min(f.idx for f in files) << LINE_BITS
+        for r in results:
+            for path in r.records_csv:
+                con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR '')")
+        seen = self._sequences({t for r in results for t in r.sequences})
+        candidates = set().union(*(r.collisions for r in results)) | collisions([seen, *(r.sequences for r in results)])
+        for r in results:
+            merge(seen, r.sequences)
         con.execute("BEGIN TRANSACTION")
         try:
             for r in results:
-                if os.path.getsize(r.records_csv):
-                    con.execute(f"COPY records FROM '{_sql_path(r.records_csv)}' (FORMAT csv, HEADER false, "
-                                f"NULLSTR '')")
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
                 if os.path.getsize(r.updates_csv):
@@ -130,26 +143,39 @@ class Store:
                                 f"columns={{'n': 'BIGINT', 'fixed': 'INTEGER', 'reasons': 'INTEGER'}})")
                     con.execute("UPDATE records SET fixed = upd.fixed, reasons = upd.reasons FROM upd "
                                 "WHERE records.n = upd.n")
-            self._terminal_duplicates(first_n)
-            con.executemany("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                            [(f.idx, f.sha256, f.name, f.format, f.size, f.records) for f in files])
+            self._terminal_duplicates(candidates)
+            _insert(con, "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?, ?)",
+                    [(t, *bits.state()) for t, bits in sorted(seen.items())])
+            _insert(con, "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                    [(f.idx, f.sha256, f.name, f.format, f.size, f.records) for f in files])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
-    def _terminal_duplicates(self, first_n: int) -> None:
+    def _sequences(self, terminals: set[str]) -> dict[str, SeqBits]:
+        """The sequences earlier runs saw, for these terminals."""
+        if not terminals:
+            return {}
+        rows = self.con.execute("SELECT terminal, base, bits, extra FROM sequences "
+                                "WHERE terminal IN (SELECT unnest(?))", [sorted(terminals)]).fetchall()
+        return {t: SeqBits(base, bits, extra or ()) for t, base, bits, extra in rows}
+
+    def _terminal_duplicates(self, candidates: set[tuple[str, int]]) -> None:
         """Same terminal and terminal sequence: the first record (in arrival order) whose TAC verifies is the
-        original, every later one a duplicate, whatever its card. Grey records take no part."""
+        original, every later one a duplicate, whatever its card. Grey records take no part. Only the pairs
+        the sequence bitmaps saw twice (`sequences`) can hold a duplicate, so only those are looked at."""
+        if not candidates:
+            return
+        self.con.execute("CREATE OR REPLACE TEMP TABLE candidates (terminal VARCHAR, seq BIGINT)")
+        self.con.executemany("INSERT INTO candidates VALUES (?, ?)", sorted(candidates))
         self.con.execute(f"""
             UPDATE records SET fixed = fixed | {DUPLICATE}, reasons = reasons | {DUPLICATE}
             WHERE n IN (
                 SELECT n FROM (
                     SELECT n, row_number() OVER (PARTITION BY terminal, seq ORDER BY (fixed & {TAC}) <> 0, n) AS rk
                     FROM records
-                    WHERE seq IS NOT NULL AND status <> {TORN}
-                      AND (terminal, seq) IN (SELECT terminal, seq FROM records
-                                              WHERE n >= {first_n} AND seq IS NOT NULL AND status <> {TORN})
+                    WHERE status <> {TORN} AND (terminal, seq) IN (SELECT terminal, seq FROM candidates)
                 ) WHERE rk > 1)""")
 
     # -- reading ------------------------------------------------------------------------------------
@@ -186,6 +212,11 @@ class Store:
             "SELECT card, issuer, count(*), sum(amount) FROM records "
             f"WHERE reasons = 0 AND status <> {TORN} AND kind = 1 AND starts_with(datetime, ?) "
             "GROUP BY card, issuer ORDER BY card", [month]).fetchall()
+
+
+def _insert(con: duckdb.DuckDBPyConnection, statement: str, rows: list[tuple]) -> None:
+    if rows:                                          # duckdb refuses executemany of nothing
+        con.executemany(statement, rows)
 
 
 def _sql_path(path: str) -> str:

@@ -166,6 +166,7 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         out = scratch_root
     store = Store(out)
     try:
+        store.discard_unfinished()
         known = store.files_by_sha(i.sha256 for i in items)
         new: dict[str, _Input] = {}
         idx = store.next_file_idx()

@@ -251,3 +251,17 @@ def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_
         con.close()
     text = (json.dumps([v.to_dict() for v in run.verdicts()]) + json.dumps(run.summary()) + dumped).upper()
     assert not [s for s in secrets if s in text]
+
+
+def test_a_run_that_stopped_while_loading_is_undone_by_the_next(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=13, cards=6, rides=3).day_files()
+    files = day.write(tmp_path)
+    store = tmp_path / "store"
+    verify(files[:1], keyset_paths, out=store)
+    con = duckdb.connect(str(store / "clearing.duckdb"))
+    con.execute("INSERT INTO records SELECT * REPLACE (n + 77 * 4294967296 AS n) FROM records")   # a load cut short
+    con.close()
+    assert stored_records(store) == 2 * len(day.files[files[0].stem])
+    run = verify(files, keyset_paths, out=store)
+    check_exact(run, day.expected)
+    assert stored_records(store) == sum(len(v) for v in day.files.values())
