@@ -120,20 +120,19 @@ class Store:
             self.con.execute(f"DELETE FROM {table} WHERE (n >> {LINE_BITS}) NOT IN (SELECT idx FROM files)")
 
     def load_run(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
-        """The partitions' records (one commit per bucket file, so memory stays bounded), then in one
-        transaction: malformed lines, changed verdicts, the duplicate check across terminals, the terminal
-        sequences, and the files — a file is known only once all of its records are in (`discard_unfinished`
-        removes the records of a run that stopped before)."""
+        """One transaction: the partitions' records (bucket files; DuckDB writes a large transaction's rows
+        to disk as it goes, so memory stays within its limit), malformed lines, changed verdicts, the
+        duplicate check across terminals, the terminal sequences, and the files."""
         con = self.con
-        for r in results:
-            for path in r.records_csv:
-                con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR '')")
         seen = self._sequences({t for r in results for t in r.sequences})
         candidates = set().union(*(r.collisions for r in results)) | collisions([seen, *(r.sequences for r in results)])
         for r in results:
             merge(seen, r.sequences)
         con.execute("BEGIN TRANSACTION")
         try:
+            for r in results:
+                for path in r.records_csv:
+                    con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR '')")
             for r in results:
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
