@@ -49,7 +49,7 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
 
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
-SPILL_BATCH = 4096
+SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
 
 # A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
 # party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
@@ -107,6 +107,7 @@ class _Spill:
     object reads in small steps; reading the batch whole and using marshal.loads is many times faster)."""
 
     def __init__(self, folder: Path, buckets: int) -> None:
+        self.batch = max(256, SPILL_ROWS // buckets)
         self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets)]
         self.files = [open(p, "wb") for p in self.paths]
         self.buffers: list[list[tuple]] = [[] for _ in range(buckets)]
@@ -114,7 +115,7 @@ class _Spill:
     def add(self, bucket: int, row: tuple) -> None:
         buf = self.buffers[bucket]
         buf.append(row)
-        if len(buf) >= SPILL_BATCH:
+        if len(buf) >= self.batch:
             self._dump(bucket)
 
     def _dump(self, bucket: int) -> None:

@@ -28,7 +28,7 @@ from .sequences import SeqBits, collisions, merge
 __all__ = ["Store", "StoredFile", "STORE_FILE"]
 
 STORE_FILE = "clearing.duckdb"
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = "160MB"
 _SCHEMA_VERSION = "1"
 
 _TYPES = {
