@@ -192,7 +192,7 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
             parts = [PartitionJob(w, count, buckets, tuple(jobs), tuple(str(k) for k in keysets),
                                   str(terminals) if terminals else None, str(spill / f"w{w}"), history)
                      for w in range(count)]
-            results = _run(parts, 2 * new_bytes * count, progress)
+            results = _run(parts, 2 * new_bytes * count, progress, in_process=new_bytes < SMALL_INPUT)
             for item in new.values():          # the record lines every worker counted while reading
                 item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
             with Store(out) as store:
@@ -216,8 +216,11 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
     return run
 
 
-def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None) -> list[PartitionResult]:
-    """Run the partitions: in this process for one, else one worker process each."""
+def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None, *,
+         in_process: bool) -> list[PartitionResult]:
+    """Run the partitions, one worker process each; a single small one in this process (a process costs
+    more than it saves there). A large single partition still gets its own process, so that its memory is
+    returned before the store loads it."""
     done = 0
 
     def advance(n: int) -> None:
@@ -226,7 +229,7 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
         if progress is not None:
             progress(done, total)
 
-    if len(parts) == 1:
+    if len(parts) == 1 and in_process:
         return [run_partition(parts[0], advance)]
     ctx = multiprocessing.get_context("spawn")
     messages = ctx.Queue()
