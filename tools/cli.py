@@ -18,6 +18,8 @@ from .journal_cmd import journal
 from .terminal_cmd import terminal
 from .qr_cmd import qr
 from .conformance_cmd import conformance
+from .clearing_cmd import clearing
+from .report_cmd import report
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,8 +27,8 @@ from .conformance_cmd import conformance
 def cli() -> None:
     """ykt: workbench for the China T-Union (交通联合, JT/T 978) transit card.
 
-    Virtual cards and PSAMs, personalisation with managed TEST keys, and a validator simulator with its
-    journal and clearing file. Every command exits non-zero with a one-line reason on bad input.
+    Virtual cards and PSAMs, personalisation with managed TEST keys, a validator simulator with its
+    journal and clearing file, and the clearing platform's end: verification, settlement, the monthly return. Every command exits non-zero with a one-line reason on bad input.
     """
 
 
@@ -41,6 +43,8 @@ cli.add_command(journal)
 cli.add_command(terminal)
 cli.add_command(qr)
 cli.add_command(conformance)
+cli.add_command(clearing)
+cli.add_command(report)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from ykt_card.clock import SimulatedClock
 from apdu.trace import TracingReader
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path, terminal_profile_path
-from terminal_sim.clearing import tac_verifies
+from clearing import tac_verifies
 from terminal_sim.export import clearing_entries, export
 from terminal_sim.flows import load as load_flow
 from terminal_sim.journal import Journal

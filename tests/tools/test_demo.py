@@ -2,7 +2,7 @@
 import json
 
 from keysets import TEST_KEYSET_DIR, KeySet
-from terminal_sim.clearing import tac_verifies
+from clearing import tac_verifies
 from terminal_sim.outcome import Outcome
 
 from .cli import one_line_error, ykt

@@ -14,7 +14,7 @@ from apdu.iso14443 import pseudo_atr
 from apdu.transport.pcsc.daemon import vpcd_reader_name
 from keysets import TEST_KEYSET_DIR, KeySet
 from specs.catalog import card_profile_path
-from terminal_sim.clearing import tac_verifies
+from clearing import tac_verifies
 from terminal_sim.export import clearing_entries
 from terminal_sim.journal import Journal
 from terminal_sim.outcome import Outcome

@@ -1,0 +1,341 @@
+"""The verifier's unit of work: every record of one partition of the cards, read, checked and judged.
+
+Cards are partitioned by a stable hash of the card number (``ph = crc32(card_no)``): worker ``ph % W``,
+then bucket ``(ph // W) % B`` inside the worker. Everything a card's verdicts depend on — its TACs, its
+counters, its balance chain, its duplicates — lies in one partition, so partitions need nothing from each
+other (the one check across cards, terminal sequence duplicates, is a set operation the store does after).
+
+Two passes, with memory bounded by one bucket, not by the input:
+
+1. **read** every new file once, keep the lines of this worker's cards: decode and check each
+   (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
+   malformed lines are written out with their reason;
+2. **judge** bucket by bucket: load it with the history of its cards from the store (earlier runs), sort by
+   card, kind, counter and arrival, recompute the TACs card by card (one cipher context per card,
+   `tac.TacVerifier`), judge each card (`judge.judge_card`), and write the records with their reason bits
+   as CSV for the store's bulk load, plus the changed verdicts of earlier records.
+
+`run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
+process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
+input's bytes twice: once read, once judged.
+"""
+from __future__ import annotations
+
+import csv
+import marshal
+import operator
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keysets import KeySet
+
+from .tac import tac_input_padded
+from .judge import BIT, TAC, judge_card
+from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
+                      KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
+                      card_of_json_line)
+from .records import CITY, OPERATOR
+from .sequences import SeqBits
+from .records import TAC as TAC_FIELD
+from .terminals import TerminalRegistry
+
+__all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "partition_hash", "RECORD_COLUMNS",
+           "SPILL_COLUMNS",
+           "LINE_BITS"]
+
+LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
+UNKNOWN_TERMINAL = BIT["unknown-terminal"]
+SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
+
+# A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
+# party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
+# record (None for a new one).
+SPILL_COLUMNS = FIELDS_OF_TUPLE + ("n", "acquirer", "fixed", "ph", "reasons")
+N, ACQUIRER, FIXED, PH, OLD = range(len(FIELDS_OF_TUPLE), len(SPILL_COLUMNS))
+# A record in the store: the record's fields up to `mode` (city, operator and line went into the acquirer),
+# then n, acquirer, fixed and the reasons. The CSV rows for the bulk load follow this order.
+RECORD_COLUMNS = FIELDS_OF_TUPLE[:CITY] + ("n", "acquirer", "fixed", "reasons")
+_SORT_KEY = operator.itemgetter(CARD, KIND, COUNTER, N)
+
+
+def partition_hash(card_no: bytes) -> int:
+    """The stable hash that partitions cards (the same in every process and every run)."""
+    return zlib.crc32(card_no)
+
+
+@dataclass(frozen=True)
+class FileJob:
+    idx: int                 # the store's file index (arrival order across runs)
+    path: str
+    fmt: str                 # 'jsonl' or 'csv'
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    worker: int
+    workers: int
+    buckets: int
+    files: tuple[FileJob, ...]
+    keysets: tuple[str, ...]         # key set files (loaded in the worker: keys never cross a pipe)
+    terminals: str | None            # terminal registry file, or None: terminals are not checked
+    spill: str                       # this worker's scratch folder
+    history: str | None              # the store to read earlier records from (None: no earlier records)
+
+
+@dataclass
+class PartitionResult:
+    records_csv: list[str]
+    updates_csv: str
+    malformed_csv: str
+    records: int = 0
+    malformed: int = 0
+    no_keyset: dict[str, int] = field(default_factory=dict)
+    lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
+    sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
+    collisions: set[tuple[str, int]] = field(default_factory=set)    # (terminal, sequence) seen twice here
+
+
+_LENGTH = struct.Struct("<I")
+
+
+class _Spill:
+    """Bucket files of marshalled batches of tuples, each batch behind its length (marshal.load on a file
+    object reads in small steps; reading the batch whole and using marshal.loads is many times faster)."""
+
+    def __init__(self, folder: Path, buckets: int) -> None:
+        self.batch = max(256, SPILL_ROWS // buckets)
+        self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets)]
+        self.files = [open(p, "wb") for p in self.paths]
+        self.buffers: list[list[tuple]] = [[] for _ in range(buckets)]
+
+    def add(self, bucket: int, row: tuple) -> None:
+        buf = self.buffers[bucket]
+        buf.append(row)
+        if len(buf) >= self.batch:
+            self._dump(bucket)
+
+    def _dump(self, bucket: int) -> None:
+        data = marshal.dumps(self.buffers[bucket])
+        self.files[bucket].write(_LENGTH.pack(len(data)) + data)
+        self.buffers[bucket].clear()
+
+    def close(self) -> None:
+        for b, fh in enumerate(self.files):
+            if self.buffers[b]:
+                self._dump(b)
+            fh.close()
+
+    @staticmethod
+    def read(path: Path) -> list[tuple]:
+        rows: list[tuple] = []
+        with open(path, "rb") as fh:
+            data = fh.read()
+        at, end, size = 0, len(data), _LENGTH.size
+        while at < end:
+            (length,) = _LENGTH.unpack_from(data, at)
+            rows.extend(marshal.loads(data[at + size:at + size + length]))
+            at += size + length
+        return rows
+
+
+def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
+               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int]:
+    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed) and fills
+    `lines` with each file's number of record lines (all workers', not only this one's)."""
+    records = bad = 0
+    write_bad = csv.writer(malformed_out, lineterminator="\n").writerow
+    known = registry.acquirers if registry is not None else None
+    for f in job.files:
+        with open(f.path, "rb") as fh:
+            reader, card_of, header_error, first = _reader(f, fh)
+            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
+                                 progress, result)
+            records += r
+            bad += b
+            result.lines[f.idx] = n
+    return records, bad
+
+
+def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
+    """The record reader of a file: JSON Lines, or CSV after its header (read here); the first record line."""
+    if f.fmt != "csv":
+        return JsonReader(), card_of_json_line, None, 1
+    try:
+        reader = CsvReader(fh.readline())
+    except Malformed as exc:
+        return None, lambda line: None, str(exc), 2
+    return reader, reader.card_of, None, 2
+
+
+def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
+               known: dict[str, str] | None, add, write_bad, progress,
+               result: PartitionResult) -> tuple[int, int, int]:
+    W, me, B = job.workers, job.worker, job.buckets
+    base = f.idx << LINE_BITS
+    parse = reader.parse if reader is not None else None
+    records = bad = done = blank = 0
+    number = first - 1
+    sequences, collisions = result.sequences, result.collisions
+    for number, line in enumerate(fh, first):
+        done += len(line)
+        if done >= 1 << 22:
+            progress(done)
+            done = 0
+        card = card_of(line)
+        if card is None:
+            if not line.strip():
+                blank += 1
+                continue
+            if (f.idx + number) % W != me:
+                continue
+            ph = -1
+        else:
+            ph = partition_hash(card)
+            if ph % W != me:
+                continue
+        n = base | number
+        if header_error:
+            write_bad((n, header_error))
+            bad += 1
+            continue
+        try:
+            p = parse(line)
+        except Malformed as exc:
+            write_bad((n, str(exc)))
+            bad += 1
+            continue
+        if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
+            if partition_hash(p[CARD].encode()) % W != me:
+                # The owner of that card never takes this line; refuse it rather than split a card.
+                write_bad((n, "card_no: not where a clearing record has it (write it as \"card_no\":\"DIGITS\")"))
+                bad += 1
+                continue
+            ph = partition_hash(p[CARD].encode())
+        fixed = 0
+        acquirer = None
+        if known is not None:
+            acquirer = known.get(p[TERMINAL])
+            if acquirer is None:
+                fixed = UNKNOWN_TERMINAL
+        if acquirer is None and p[OPERATOR] is not None and p[CITY] is not None:
+            acquirer = p[OPERATOR] + p[CITY]
+        add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
+        records += 1
+        seq = p[SEQ]
+        if seq is not None and p[STATUS] != TORN:           # grey records take no part in duplicates
+            bits = sequences.get(p[TERMINAL])
+            if bits is None:
+                bits = sequences[p[TERMINAL]] = SeqBits()
+            if bits.add(seq):
+                collisions.add((p[TERMINAL], seq))
+    progress(done)
+    return records, bad, number - first + 1 - blank
+
+
+def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
+    """Earlier runs' records of these cards, from the store (read-only)."""
+    if job.history is None or not cards:
+        return []
+    from .store import Store   # duckdb is imported only where earlier records exist
+
+    return Store.history_rows(job.history, sorted(cards))
+
+
+def _judge_bucket(rows: list[tuple], tacs: "_Tacs", new_rows: list[tuple], write_update) -> None:
+    """Pass 2 on one bucket: card by card, in kind, counter and arrival order."""
+    rows.sort(key=_SORT_KEY)
+    i, total = 0, len(rows)
+    check = tacs.check
+    while i < total:
+        card = rows[i][CARD]
+        j = i + 1
+        while j < total and rows[j][CARD] == card:
+            j += 1
+        group = rows[i:j]
+        fixed = [check(r) if r[OLD] is None else r[FIXED] for r in group]
+        judged = judge_card(group, fixed)
+        tacs.forget_card()
+        for r, fx, jm in zip(group, fixed, judged):
+            if r[OLD] is None:
+                new_rows.append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
+            elif (fx | jm) != r[OLD] or fx != r[FIXED]:
+                write_update((r[N], fx, fx | jm))
+        i = j
+
+
+class _Tacs:
+    """TAC checks of one card at a time: one `CardTac` per key set the card's records use."""
+
+    def __init__(self, keysets: list[KeySet]) -> None:
+        from .tac import TacVerifier
+
+        self.verifier = TacVerifier(keysets)
+        self._keysets: dict[tuple[str, int | None], KeySet | None] = {}
+        self._cards: dict[tuple[str, int | None], object] = {}   # this card's contexts by algorithm, version
+        self.no_keyset: dict[str, int] = {}
+
+    def forget_card(self) -> None:
+        self._cards.clear()
+
+    def check(self, r: tuple) -> int:
+        """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
+        fixed = r[FIXED]
+        if r[STATUS] == TORN:
+            return fixed
+        key = (r[ALGORITHM], r[KEY_VERSION])
+        card_tac = self._cards.get(key)
+        if card_tac is None:
+            ks = self._keysets.get(key, False)
+            if ks is False:
+                ks = self._keysets[key] = self.verifier.keyset(*key)
+            if ks is None:
+                label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
+                self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
+                return fixed | TAC
+            card_tac = self._cards[key] = self.verifier.card(ks, r[ISSUER], r[CARD])
+        after = r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT]
+        padded = tac_input_padded(card_tac.block_size, r[TYPE], r[AMOUNT], after, r[OVERDRAFT], r[COUNTER],
+                                  r[TERMINAL], r[SEQ], r[DATETIME])
+        if padded is not None and card_tac.verifies(padded, r[TAC_FIELD]):
+            return fixed
+        return fixed | TAC
+
+
+def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
+    """Read and judge one worker's partition of the cards; the results are files for the store's bulk load."""
+    folder = Path(job.spill)
+    folder.mkdir(parents=True, exist_ok=True)
+    keysets = [KeySet.load(p) for p in job.keysets]
+    registry = TerminalRegistry.load(job.terminals) if job.terminals else None
+    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"))
+    spill = _Spill(folder, job.buckets)
+    with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out:
+        try:
+            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result)
+        finally:
+            spill.close()
+    tacs = _Tacs(keysets)
+    with open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
+        write_update = csv.writer(upd_out, lineterminator="\n").writerow
+        total_bytes = sum(os.path.getsize(f.path) for f in job.files)
+        for path in spill.paths:
+            rows = _Spill.read(path)
+            os.remove(path)
+            judged = len(rows)
+            if job.history is not None:
+                rows.extend(_history(job, {r[CARD] for r in rows}))
+            new_rows: list[tuple] = []
+            _judge_bucket(rows, tacs, new_rows, write_update)
+            del rows
+            if new_rows:                     # one file per bucket: the store loads (and commits) them one by one
+                result.records_csv.append(str(folder / f"records-{len(result.records_csv)}.csv"))
+                with open(result.records_csv[-1], "w", newline="", encoding="utf-8") as rec_out:
+                    csv.writer(rec_out, lineterminator="\n").writerows(new_rows)
+            del new_rows
+            progress(total_bytes * judged // max(1, result.records))    # the judge pass: as much again
+    result.no_keyset = tacs.no_keyset
+    return result

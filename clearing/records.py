@@ -1,0 +1,339 @@
+"""Reading clearing records as the platform must: fast, field by field, trusting nothing.
+
+A clearing file holds the design's "Outcome / clearing record" (JSON Lines, or CSV with a header of the
+outcome field names). The verifier reads millions of them, so it does not build an ``Outcome`` per line:
+msgspec decodes each line straight into a typed struct (types, ranges, choices and unknown fields are
+checked in C), and one compiled pattern checks every text field at once. Only a line that fails takes
+the slow path that names the field and the reason. ``tests/clearing/test_records.py`` proves that this
+accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two deliberate differences:
+
+* the balance rule (``balance_after = balance_before -/+ amount``) is not a format fault here: it is the
+  first link of the balance chain, so the verifier reports it as ``balance-chain``;
+* a clearing file carries money movements and open grey records only (``terminal_sim.export``): a
+  ``declined`` record, or a ``failed`` one without a TAC, is refused as malformed.
+
+A checked record becomes a plain tuple (`FIELDS_OF_TUPLE`, index constants below): the fields the checks,
+the settlement and the monthly return use, in the store's column order.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import functools
+import re
+import operator
+from typing import Annotated, Literal, Optional
+
+import msgspec
+
+from terminal_sim.outcome import FIELDS
+
+__all__ = ["Malformed", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
+           "STATUS_CODES", "STATUS_NAMES", "TORN", "card_of_json_line", "FIELDS_OF_TUPLE"]
+
+KIND_ONLINE, KIND_OFFLINE = 0, 1          # loads (02) count on the online counter, purchases on the offline one
+STATUS_NAMES = ("approved", "recovered", "failed", "torn")
+STATUS_CODES = {name: code for code, name in enumerate(STATUS_NAMES)}
+_TYPE_CODES = {"02": 0x02, "06": 0x06, "09": 0x09}
+TORN = STATUS_CODES["torn"]
+
+_U32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
+_S32 = Annotated[int, msgspec.Meta(ge=-0x80000000, le=0x7FFFFFFF)]
+_U24 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFF)]
+_U16 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFF)]
+_U8 = Annotated[int, msgspec.Meta(ge=0, le=0xFF)]
+
+
+class ClearingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The outcome fields with their types and ranges; text formats are checked by `_TEXT` below."""
+
+    status: Literal["approved", "declined", "torn", "recovered", "failed"]
+    type: Literal["02", "06", "09"]
+    terminal_id: str
+    datetime: str
+    reason: Optional[str] = None
+    card_no: Optional[str] = None
+    issuer_id: Optional[str] = None
+    amount: Optional[_U32] = None
+    balance_before: Optional[_S32] = None
+    balance_after: Optional[_S32] = None
+    overdraft_limit: Optional[_U24] = None
+    card_counter: Optional[_U16] = None
+    terminal_seq: Optional[_U32] = None
+    key_version: Optional[_U8] = None
+    algorithm: Optional[Literal["3des", "sm4"]] = None
+    tac: Optional[str] = None
+    mac2_verified: Optional[bool] = None
+    list_version: Optional[str] = None
+    mode: Optional[Literal["bus", "metro", "ferry", "taxi", "load"]] = None
+    city: Optional[str] = None
+    operator: Optional[str] = None
+    line: Optional[str] = None
+    station: Optional[str] = None
+    vehicle: Optional[str] = None
+    direction: Optional[Literal["AB", "BA"]] = None
+    card_type: Optional[str] = None
+    full_fare: Optional[_U32] = None
+    entry_city: Optional[str] = None
+    entry_station: Optional[str] = None
+    entry_terminal: Optional[str] = None
+    entry_time: Optional[str] = None
+
+
+assert set(ClearingRecord.__struct_fields__) == set(FIELDS), "the clearing record must follow the outcome fields"
+
+# Text fields and their formats (design.md; terminal_sim.outcome). Each is checked alone on the slow path;
+# the fast path joins them with '|' and matches one pattern. Absent (None) means empty, allowed only for
+# optional fields; whether a field is required depends on the status and is checked separately.
+_H = "[0-9A-Fa-f]"
+_DT = r"\d{14}"
+_VAR_HEX = rf"(?:{_H}{{2}}){{1,8}}"
+_TEXT: tuple[tuple[str, str], ...] = (
+    ("terminal_id", rf"{_H}{{12}}"),
+    ("datetime", _DT),
+    ("card_no", r"\d{20}"),
+    ("issuer_id", rf"{_H}{{16}}"),
+    ("tac", rf"{_H}{{8}}"),
+    ("list_version", r"\d{10}"),
+    ("city", r"\d{4}"),
+    ("operator", rf"{_H}{{4}}"),
+    ("line", rf"{_H}{{4}}"),
+    ("station", _VAR_HEX),
+    ("vehicle", r"[\x21-\x7E]{1,8}"),
+    ("card_type", rf"{_H}{{2}}"),
+    ("entry_city", r"\d{4}"),
+    ("entry_station", _VAR_HEX),
+    ("entry_terminal", _VAR_HEX),
+    ("entry_time", _DT),
+)
+_FIELD_RE = {name: re.compile(pattern, re.ASCII) for name, pattern in _TEXT}
+_SEP = "\x1f"   # no text field may hold a control character, so the joined line splits back unambiguously
+_ABSENT = "\x1e"  # an absent field in the joined line (an empty string is present, and wrong)
+_ALL_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})" for i, (_, p) in enumerate(_TEXT)),
+                       re.ASCII)
+# The usual case, hex already in upper case: nothing to convert afterwards.
+_UPPER_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})"
+                                   for i, (_, p) in enumerate((n, p.replace(_H, "[0-9A-F]")) for n, p in _TEXT)),
+                         re.ASCII)
+_SEPARATORS = len(_TEXT) - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_REQUIRED_BY_STATUS: dict[str, tuple[str, ...]] = {
+    "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
+                 "key_version", "algorithm", "tac"),
+    "recovered": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
+                  "key_version", "algorithm", "tac"),
+    "torn": ("reason", "card_no", "amount", "card_counter"),
+    "declined": ("reason",),
+    "failed": ("reason",),
+}
+# What the platform needs of a failed record that carries a TAC (money moved): enough to recompute it.
+_REQUIRED_FAILED_WITH_TAC = ("card_no", "issuer_id", "amount", "balance_before", "card_counter", "key_version",
+                             "algorithm")
+_GET_REQUIRED = {status: operator.attrgetter(*names) for status, names in _REQUIRED_BY_STATUS.items()}
+_GET_FAILED_WITH_TAC = operator.attrgetter(*_REQUIRED_FAILED_WITH_TAC)
+
+
+def _missing(record: "ClearingRecord", names: tuple[str, ...]) -> str:
+    return next(name for name in names if getattr(record, name) is None)
+
+
+class Malformed(ValueError):
+    """A line that is not a clearing record: the message names the field and the reason."""
+
+
+# A checked record is a plain tuple (millions of them: no object per record), in the store's column order:
+# the record's own fields, then what the verifier adds (arrival number, acquirer, reason bits, partition).
+FIELDS_OF_TUPLE = ("card", "kind", "counter", "status", "type", "issuer", "amount", "balance_before",
+                   "balance_after", "overdraft", "terminal", "seq", "datetime", "key_version", "algorithm", "tac",
+                   "mode", "city", "operator", "transit_line")
+(CARD, KIND, COUNTER, STATUS, TYPE, ISSUER, AMOUNT, BEFORE, AFTER, OVERDRAFT, TERMINAL, SEQ, DATETIME, KEY_VERSION,
+ ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE) = range(len(FIELDS_OF_TUPLE))
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_date(yyyymmdd: str) -> bool:
+    try:
+        _dt.date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_datetime(text: str) -> bool:
+    """YYYYMMDDhhmmss that is a real date and time (the format is already checked)."""
+    return _valid_date(text[:8]) and text[8:10] < "24" and text[10:12] < "60" and text[12:14] < "60"
+
+
+def _text_line(r: ClearingRecord) -> str:
+    a = _ABSENT
+    return _SEP.join((r.terminal_id, r.datetime, a if r.card_no is None else r.card_no,
+                      a if r.issuer_id is None else r.issuer_id, a if r.tac is None else r.tac,
+                      a if r.list_version is None else r.list_version, a if r.city is None else r.city,
+                      a if r.operator is None else r.operator, a if r.line is None else r.line,
+                      a if r.station is None else r.station, a if r.vehicle is None else r.vehicle,
+                      a if r.card_type is None else r.card_type, a if r.entry_city is None else r.entry_city,
+                      a if r.entry_station is None else r.entry_station,
+                      a if r.entry_terminal is None else r.entry_terminal,
+                      a if r.entry_time is None else r.entry_time))
+
+
+def _explain_text(r: ClearingRecord) -> str:
+    """The first text field at fault (slow path, only for a line the fast check refused)."""
+    for name, _ in _TEXT:
+        value = getattr(r, name)
+        if value is None:
+            continue
+        if not _FIELD_RE[name].fullmatch(value):
+            return f"{name}: {value!r} does not match {_FIELD_RE[name].pattern}"
+    return "a text field contains a control character"
+
+
+def check(r: ClearingRecord) -> tuple:
+    """The record's rules beyond types; raises Malformed naming the first fault."""
+    text = _text_line(r)
+    if text.count(_SEP) != _SEPARATORS:
+        raise Malformed(_explain_text(r))
+    if _UPPER_TEXT.fullmatch(text):
+        lower = False
+    elif _ALL_TEXT.fullmatch(text):
+        lower = True                                     # accepted, as Outcome does, and kept in upper case
+    else:
+        raise Malformed(_explain_text(r))
+    if not _valid_datetime(r.datetime):
+        raise Malformed(f"datetime: {r.datetime} is not a date-time")
+    if r.entry_time is not None and not _valid_datetime(r.entry_time):
+        raise Malformed(f"entry_time: {r.entry_time} is not a date-time")
+    status = r.status
+    if r.reason is not None:
+        if not r.reason.strip():
+            raise Malformed("reason: empty (leave it out instead)")
+        if _CONTROL.search(r.reason):
+            raise Malformed("reason: control characters are not allowed")
+    present = _GET_REQUIRED[status](r)
+    if present is None or (type(present) is tuple and None in present):
+        raise Malformed(f"{_missing(r, _REQUIRED_BY_STATUS[status])}: required for a {status} outcome")
+    purchase = r.type != "02"
+    if purchase and status in ("approved", "recovered", "torn") and r.terminal_seq is None:
+        raise Malformed(f"terminal_seq: required for a {status} outcome")
+    if r.tac is not None and status == "torn":
+        raise Malformed("tac: a torn outcome has no TAC")
+    if r.mode is not None and (r.type == "02") != (r.mode == "load"):
+        raise Malformed(f"type: type {r.type} does not fit mode {r.mode}")
+    # What belongs in a clearing file (terminal_sim.export): money movements and open grey records.
+    if status == "declined":
+        raise Malformed("status: a declined outcome moved no money and does not belong in a clearing file")
+    if status == "failed":
+        if r.tac is None:
+            raise Malformed("status: a failed outcome without a TAC moved no money and does not belong in a "
+                            "clearing file")
+        if None in _GET_FAILED_WITH_TAC(r):
+            raise Malformed(f"{_missing(r, _REQUIRED_FAILED_WITH_TAC)}: required to check the TAC of a failed outcome")
+    if status != "torn" and purchase and r.terminal_seq is None:
+        raise Malformed("terminal_seq: required to check the TAC of a purchase")
+    if lower:
+        return (
+            r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+            _TYPE_CODES[r.type], r.issuer_id.upper() if r.issuer_id else "", r.amount, r.balance_before,
+            r.balance_after, r.overdraft_limit or 0, r.terminal_id.upper(), r.terminal_seq, r.datetime,
+            r.key_version, r.algorithm, r.tac.upper() if r.tac else None, r.mode, r.city,
+            r.operator.upper() if r.operator else None, r.line.upper() if r.line else None,
+        )
+    return (
+        r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+        _TYPE_CODES[r.type], r.issuer_id or "", r.amount, r.balance_before, r.balance_after, r.overdraft_limit or 0,
+        r.terminal_id, r.terminal_seq, r.datetime, r.key_version, r.algorithm, r.tac, r.mode, r.city, r.operator,
+        r.line,
+    )
+
+
+def _type_error(exc: msgspec.ValidationError) -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.amount`" as "amount: expected int, got str"."""
+    text = str(exc)
+    message, _, where = text.partition(" - at `")
+    field = where.rstrip("`").removeprefix("$.").removeprefix("$") or "record"
+    message = message.replace("`", "")
+    if message.startswith("Object contains unknown field"):
+        return f"{message.split(' ')[-1]}: unknown outcome field"
+    if message.startswith("Object missing required field"):
+        return f"{message.split(' ')[-1]}: missing"
+    return f"{field}: {message[0].lower()}{message[1:]}"
+
+
+class JsonReader:
+    """JSON Lines: one outcome object per line."""
+
+    def __init__(self) -> None:
+        self._decode = msgspec.json.Decoder(ClearingRecord).decode
+
+    def parse(self, line: bytes) -> tuple:
+        try:
+            record = self._decode(line)
+        except msgspec.ValidationError as exc:
+            raise Malformed(_type_error(exc)) from None
+        except msgspec.DecodeError as exc:
+            raise Malformed(f"not a JSON object: {exc}") from None
+        return check(record)
+
+
+_CARD_IN_JSON = re.compile(rb'"card_no"\s*:\s*"(\d{20})"')
+
+
+def card_of_json_line(line: bytes) -> bytes | None:
+    """The card number of a JSON line without decoding it (to route the line to its card's partition)."""
+    m = _CARD_IN_JSON.search(line)
+    return m.group(1) if m else None
+
+
+class CsvReader:
+    """CSV with the header ``terminal_sim.export`` writes: outcome field names; empty cells are absent."""
+
+    def __init__(self, header: bytes) -> None:
+        try:
+            names = next(csv.reader([header.decode("utf-8").rstrip("\r\n")]))
+        except (UnicodeDecodeError, StopIteration, csv.Error) as exc:
+            raise Malformed(f"header: not a CSV header of outcome fields ({exc})") from None
+        unknown = [n for n in names if n not in FIELDS]
+        if unknown:
+            raise Malformed(f"header: {unknown[0]!r} is not an outcome field")
+        if len(set(names)) != len(names):
+            raise Malformed("header: a column is named twice")
+        for required in ("status", "type", "terminal_id", "datetime", "card_no"):
+            if required not in names:
+                raise Malformed(f"header: column {required!r} missing")
+        self.names = names
+        self.card_column = names.index("card_no")
+
+    def row(self, line: bytes) -> list[str]:
+        try:
+            rows = list(csv.reader([line.decode("utf-8").rstrip("\r\n")]))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise Malformed(f"not a CSV row: {exc}") from None
+        if len(rows) != 1 or len(rows[0]) != len(self.names):
+            got = len(rows[0]) if rows else 0
+            raise Malformed(f"expected {len(self.names)} columns, got {got}")
+        return rows[0]
+
+    def card_of(self, line: bytes) -> bytes | None:
+        try:
+            value = self.row(line)[self.card_column]
+        except Malformed:
+            return None
+        return value.encode() if len(value) == 20 and value.isdigit() else None
+
+    def parse(self, line: bytes) -> tuple:
+        row = self.row(line)
+        data = {name: value for name, value in zip(self.names, row) if value != ""}
+        try:
+            record = msgspec.convert(data, ClearingRecord, strict=False)
+        except msgspec.ValidationError as exc:
+            raise Malformed(_type_error(exc)) from None
+        for name in ("mac2_verified",):
+            if name in data and data[name] not in ("true", "false"):
+                raise Malformed(f"{name}: expected true or false, got {data[name]!r}")
+        for name in ("amount", "balance_before", "balance_after", "overdraft_limit", "card_counter",
+                     "terminal_seq", "key_version", "full_fare"):
+            value = data.get(name)
+            if value is not None and not re.fullmatch(r"-?\d+", value):
+                raise Malformed(f"{name}: expected an integer, got {value!r}")
+        return check(record)

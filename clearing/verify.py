@@ -1,0 +1,279 @@
+"""`ykt clearing verify`: every record of the given files judged, stored once, reported per line.
+
+The run: hash each file (a file whose content the store already holds adds nothing and changes no
+verdict), split the new files' cards into partitions (`partition`), run one partition per worker process
+(or in this process for one worker), load the results into the store in one transaction (`store`), then
+read the verdicts of every line of every given file back in file and line order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import multiprocessing
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keysets import KeySet
+
+from .judge import BIT, REASONS, reason_names
+from .partition import LINE_BITS, FileJob, PartitionJob, PartitionResult, run_partition
+from .store import Store, StoredFile
+from .terminals import TerminalRegistry
+
+__all__ = ["verify", "VerifyRun", "Verdict", "file_format"]
+
+BUCKET_BYTES = 48 << 20       # input bytes per bucket: bounds a worker's memory whatever the input size
+SMALL_INPUT = 4 << 20         # below this, one worker in this process (starting processes costs more)
+MALFORMED = BIT["malformed"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    file: str
+    line: int
+    reasons: tuple[str, ...]
+    detail: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "rejected" if self.reasons else "accepted"
+
+    def to_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"file": self.file, "line": self.line, "verdict": self.verdict,
+                                "reasons": list(self.reasons)}
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass
+class _Input:
+    path: Path
+    fmt: str
+    sha256: str
+    size: int
+    stored: StoredFile | None = None
+
+
+@dataclass
+class VerifyRun:
+    """What a run did and how to read its verdicts back."""
+
+    store: Path | None
+    inputs: list[_Input]
+    new_files: int
+    new_records: int
+    workers: int
+    rejected: dict[int, int] = field(default_factory=dict)
+    malformed: dict[int, str] = field(default_factory=dict)
+    no_keyset: dict[str, int] = field(default_factory=dict)
+
+    def verdicts(self) -> Iterator[Verdict]:
+        """One verdict per record line of every given file, in the order given (blank lines are no records)."""
+        for item in self.inputs:
+            base = item.stored.idx << LINE_BITS
+            with open(item.path, "rb") as fh:
+                for number, line in enumerate(fh, 1):
+                    if (item.fmt == "csv" and number == 1) or not line.strip():
+                        continue
+                    n = base | number
+                    detail = self.malformed.get(n)
+                    if detail is not None:
+                        yield Verdict(str(item.path), number, ("malformed",), detail)
+                    else:
+                        yield Verdict(str(item.path), number, tuple(reason_names(self.rejected.get(n, 0))))
+
+    def summary(self) -> dict[str, object]:
+        """Counts per verdict and per reason over the given files (a file given twice counts twice)."""
+        counts = {name: 0 for name in REASONS}
+        total = rejected = 0
+        by_file: dict[int, tuple[int, int, dict[str, int]]] = {}
+        for item in self.inputs:
+            idx = item.stored.idx
+            if idx not in by_file:
+                lo, hi = idx << LINE_BITS, (idx + 1) << LINE_BITS
+                masks = [m for n, m in self.rejected.items() if lo <= n < hi]
+                bad = sum(1 for n in self.malformed if lo <= n < hi)
+                per = {name: sum(1 for m in masks if m & BIT[name]) for name in REASONS}
+                per["malformed"] += bad
+                by_file[idx] = (item.stored.records, len(masks) + bad, per)
+            records, rej, per = by_file[idx]
+            total += records
+            rejected += rej
+            for name, count in per.items():
+                counts[name] += count
+        return {"records": total, "verdicts": {"accepted": total - rejected, "rejected": rejected},
+                "reasons": counts, "files": len(self.inputs), "new_files": self.new_files,
+                "new_records": self.new_records, "store": str(self.store) if self.store else None}
+
+
+def file_format(path: Path) -> str:
+    """'csv' or 'jsonl': by the file's ending, else by its first character ('{' means JSON Lines)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+    return "jsonl" if head.startswith(b"{") else "csv"
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _inputs(files: Sequence[Path]) -> list[_Input]:
+    items = []
+    for path in files:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"FILE: no such clearing file {str(path)!r}")
+        sha, size = _sha256(path)
+        items.append(_Input(path, file_format(path), sha, size))
+    return items
+
+
+def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None = None,
+           terminals: Path | None = None, workers: int | None = None,
+           progress: Callable[[int, int], None] | None = None) -> VerifyRun:
+    """Verify clearing files into the store under `out` (a temporary one when None).
+
+    `progress(done_bytes, total_bytes)` is called from time to time while the files are read.
+    """
+    if not keysets:
+        raise ValueError("--keyset: at least one key set is needed to check TACs")
+    for path in keysets:
+        KeySet.load(path)                       # refuse a bad key set before any work, naming the file
+    if terminals is not None:
+        TerminalRegistry.load(terminals)        # likewise a bad registry
+    items = _inputs(files)
+    scratch_root = None
+    if out is None:
+        scratch_root = Path(tempfile.mkdtemp(prefix="ykt-clearing-"))
+        out = scratch_root
+    store = Store(out)
+    try:
+        store.discard_unfinished()
+        known = store.files_by_sha(i.sha256 for i in items)
+        new: dict[str, _Input] = {}
+        idx = store.next_file_idx()
+        for item in items:
+            item.stored = known.get(item.sha256)
+            if item.stored is None and item.sha256 not in new:
+                new[item.sha256] = item
+                item.stored = StoredFile(idx, item.sha256, item.path.name, item.fmt, item.size, 0)
+                idx += 1
+        history = str(store.path) if new and store.has_records() else None
+    finally:
+        store.close()
+    jobs = [FileJob(i.stored.idx, str(i.path), i.fmt) for i in new.values()]
+    new_bytes = sum(i.size for i in new.values())
+    count = max(1, workers or os.cpu_count() or 1)
+    if workers is None and new_bytes < SMALL_INPUT:
+        count = 1
+    results: list[PartitionResult] = []
+    if jobs:
+        spill = Path(tempfile.mkdtemp(prefix=".verify-", dir=out))
+        try:
+            buckets = max(1, math.ceil(new_bytes / count / BUCKET_BYTES))
+            parts = [PartitionJob(w, count, buckets, tuple(jobs), tuple(str(k) for k in keysets),
+                                  str(terminals) if terminals else None, str(spill / f"w{w}"), history)
+                     for w in range(count)]
+            results = _run(parts, 2 * new_bytes * count, progress, in_process=new_bytes < SMALL_INPUT)
+            for item in new.values():          # the record lines every worker counted while reading
+                item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
+            with Store(out) as store:
+                store.load_run([i.stored for i in new.values()], results)
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+    by_sha = {i.sha256: i.stored for i in new.values()}
+    for item in items:                            # a file given twice shares its stored entry
+        item.stored = by_sha.get(item.sha256, item.stored)
+    with Store(out, read_only=False) as store:
+        rejected, malformed = store.rejections([i.stored.idx for i in items])
+    no_keyset: dict[str, int] = {}
+    for r in results:
+        for label, n in r.no_keyset.items():
+            no_keyset[label] = no_keyset.get(label, 0) + n
+    run = VerifyRun(out, items, len(new), sum(r.records + r.malformed for r in results), count if jobs else 0,
+                    rejected, malformed, no_keyset)
+    if scratch_root is not None:     # no --out: the verdicts are in memory, the store goes
+        shutil.rmtree(scratch_root, ignore_errors=True)
+        run.store = None
+    return run
+
+
+def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None, *,
+         in_process: bool) -> list[PartitionResult]:
+    """Run the partitions, one worker process each; a single small one in this process (a process costs
+    more than it saves there). A large single partition still gets its own process, so that its memory is
+    returned before the store loads it."""
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    if len(parts) == 1 and in_process:
+        return [run_partition(parts[0], advance)]
+    ctx = multiprocessing.get_context("spawn")
+    messages = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(p, messages), daemon=True) for p in parts]
+    for proc in procs:
+        proc.start()
+    results: dict[int, PartitionResult] = {}
+    try:
+        while len(results) < len(parts):
+            try:
+                kind, worker, payload = messages.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p for i, p in enumerate(procs) if not p.is_alive() and i not in results]
+                if dead and messages.empty():
+                    raise RuntimeError(f"clearing worker stopped (exit code {dead[0].exitcode})") from None
+                continue
+            if kind == "progress":
+                advance(payload)
+            elif kind == "error":
+                raise RuntimeError(f"clearing worker {worker}: {payload}")
+            else:
+                results[worker] = payload
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(results) < len(parts):
+                proc.terminate()
+            proc.join()
+    return [results[i] for i in range(len(parts))]
+
+
+def _worker(job: PartitionJob, messages) -> None:
+    pending = [0]
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        with lock:
+            pending[0] += n
+            if pending[0] >= 4 << 20:
+                messages.put(("progress", job.worker, pending[0]))
+                pending[0] = 0
+
+    try:
+        result = run_partition(job, report)
+        messages.put(("progress", job.worker, pending[0]))
+        messages.put(("done", job.worker, result))
+    except BaseException as exc:  # one line back to the parent, never a traceback with data in it
+        messages.put(("error", job.worker, f"{type(exc).__name__}: {exc}"))

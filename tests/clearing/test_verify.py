@@ -1,0 +1,267 @@
+"""`clearing.verify`: exactly the planted records rejected, for the planted reason; the store adds nothing twice.
+
+Files come from two terminals the verifier knows nothing about: the independent generator of these tests
+(`generator.py`, TACs from `keysets` directly) and ykt's own validator run in-process (`real_terminal.py`).
+"""
+from __future__ import annotations
+
+import json
+import random
+
+import duckdb
+import pytest
+
+from clearing.verify import verify
+from keysets import Algorithm, purchase_tac
+
+from .generator import Generator
+from .real_terminal import real_day
+
+FAULTS = {"tac": 3, "duplicate": 3, "counter-gap": 3, "balance-chain": 3, "grey-open": 2, "malformed": 2,
+          "grey-closed": 3}
+
+
+def check_exact(run, expected: dict) -> None:
+    """Every record's reasons are exactly the planted ones (none for an unplanted record)."""
+    wrong = [(v.file.rsplit("/", 1)[-1], v.line, v.reasons, sorted(expected.get((v.file, v.line), ())))
+             for v in run.verdicts() if set(v.reasons) != expected.get((v.file, v.line), set())]
+    assert not wrong, wrong
+
+
+def planted_counts(run) -> dict[str, int]:
+    return {k: v for k, v in run.summary()["reasons"].items() if v}
+
+
+def stored_records(store) -> int:
+    con = duckdb.connect(str(store / "clearing.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM records").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_exactly_the_planted_records_are_rejected(tmp_path, keysets, keyset_paths, fmt):
+    day = Generator(keysets, seed=3, cards=40, rides=8, faults=dict(FAULTS, **{"unknown-terminal": 2}),
+                    unknown_terminals=True).day_files()
+    files = day.write(tmp_path, fmt)
+    (tmp_path / "terminals.csv").write_text(day.registry_csv())
+    run = verify(files, keyset_paths, out=tmp_path / "store", terminals=tmp_path / "terminals.csv")
+    check_exact(run, day.expected)
+    assert planted_counts(run) == day.planted
+    summary = run.summary()
+    assert summary["verdicts"]["rejected"] == len(day.expected)
+    assert summary["records"] == sum(len(items) for items in day.files.values())
+
+
+def test_without_a_registry_terminals_are_not_checked(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=4, cards=24, rides=6, faults={"tac": 2, "unknown-terminal": 2},
+                    unknown_terminals=True).day_files()
+    files = day.write(tmp_path)
+    expected = {k: v - {"unknown-terminal"} for k, v in day.expected.items() if v - {"unknown-terminal"}}
+    check_exact(verify(files, keyset_paths), expected)
+
+
+def test_file_order_does_not_change_any_verdict(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=5, cards=30, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    for seed in (1, 2):
+        shuffled = list(files)
+        random.Random(seed).shuffle(shuffled)
+        check_exact(verify(shuffled, keyset_paths), day.expected)
+
+
+def test_a_rerun_adds_nothing_and_changes_no_verdict(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=6, cards=30, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    store = tmp_path / "store"
+    first = verify(files, keyset_paths, out=store)
+    count = stored_records(store)
+    again = verify(list(reversed(files)) + files[:1], keyset_paths, out=store)
+    assert again.summary()["new_files"] == 0 and again.summary()["new_records"] == 0
+    assert stored_records(store) == count == first.summary()["records"] - first.summary()["reasons"]["malformed"]
+    by_line = {(v.file, v.line): v.reasons for v in first.verdicts()}
+    assert all(by_line[(v.file, v.line)] == v.reasons for v in again.verdicts())
+    check_exact(again, {**day.expected})
+
+
+def test_files_over_several_runs_give_the_verdicts_of_one_run(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=7, cards=30, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    random.Random(3).shuffle(files)
+    store = tmp_path / "store"
+    third = len(files) // 3
+    verify(files[:third], keyset_paths, out=store)
+    verify(files[third:2 * third], keyset_paths, out=store)
+    last = verify(files, keyset_paths, out=store)
+    assert last.summary()["new_files"] == len(files) - 2 * third
+    check_exact(last, day.expected)
+
+
+def test_worker_processes_judge_like_one_process(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=8, cards=40, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    run = verify(files, keyset_paths, out=tmp_path / "store", workers=2)
+    assert run.workers == 2
+    check_exact(run, day.expected)
+
+
+def test_a_grey_record_is_open_until_a_later_upload_completes_it(tmp_path, keysets, keyset_paths):
+    g = Generator(keysets, seed=9, cards=3, rides=3)
+    day = g.day_files()
+    files = day.write(tmp_path)
+    store = tmp_path / "store"
+    assert all(not v.reasons for v in verify(files, keyset_paths, out=store).verdicts())
+    # The next upload: a purchase torn during DEBIT; the card is back the day after and it is recovered.
+    card = next(rec for items in day.files.values() for rec, _ in items if isinstance(rec, dict)
+                and rec["type"] == "06" and rec["card_no"] == day.money[-1]["card_no"])
+    last = max((r for r in day.money if r["card_no"] == card["card_no"] and r["type"] != "02"),
+               key=lambda r: r["card_counter"])
+    terminal = next(t for t in day.terminals if t.terminal_id == last["terminal_id"])
+    cardstate = {"no": last["card_no"], "issuer": last["issuer_id"], "alg": last["algorithm"],
+                 "balance": last["balance_after"], "offline": last["card_counter"] + 1, "online": 0}
+    cardstate["dtk"] = g._tac_key(cardstate["alg"], cardstate["issuer"], cardstate["no"])
+    full = g._purchase(cardstate, terminal, 200, "20261125080000")
+    grey = {k: v for k, v in full.items() if k not in ("tac", "mac2_verified", "balance_after")}
+    grey.update(status="torn", reason="card left during DEBIT")
+    torn_file = tmp_path / "day2-torn.jsonl"
+    torn_file.write_text(json.dumps(grey) + "\n")
+    run = verify([torn_file], keyset_paths, out=store)
+    assert [v.reasons for v in run.verdicts()] == [("grey-open",)]
+    recovered = dict(full, status="recovered", reason="recovered with GET TRANSACTION PROVE", mac2_verified=False)
+    done_file = tmp_path / "day3-recovered.jsonl"
+    done_file.write_text(json.dumps(recovered) + "\n")
+    run = verify([torn_file, done_file], keyset_paths, out=store)
+    assert [v.reasons for v in run.verdicts()] == [(), ()]        # closed; and no duplicate of the grey record
+
+
+def test_the_same_terminal_sequence_on_two_cards_is_a_duplicate(tmp_path, keysets, keyset_paths):
+    """Two PSAMs configured with one terminal ID: both TACs verify, the later record is the duplicate."""
+    dtk = {ks.algorithm.value: ks for ks in keysets}["3des"]
+    lines = []
+    for i, card_no in enumerate(("03104870300000000101", "03104870300000000102")):
+        key = dtk.card_keys(bytes.fromhex("02205810FFFFFFFF"), bytes.fromhex(card_no[4:])).entry("tac").key.value
+        when = f"2026112408{10 + i:02d}00"
+        tac = purchase_tac(Algorithm.TDES, key, 200, 6, bytes.fromhex("440300000077"), 42, bytes.fromhex(when))
+        lines.append(json.dumps({"status": "approved", "type": "06", "card_no": card_no,
+                                 "issuer_id": "02205810FFFFFFFF", "amount": 200, "balance_before": 1000,
+                                 "balance_after": 800, "card_counter": 5, "terminal_id": "440300000077",
+                                 "terminal_seq": 42, "datetime": when, "key_version": 1, "algorithm": "3des",
+                                 "tac": tac.hex().upper()}))
+    path = tmp_path / "two-psams.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert [v.reasons for v in verify([path], keyset_paths).verdicts()] == [(), ("duplicate",)]
+
+
+def test_records_of_an_algorithm_without_a_key_set_are_rejected_as_unverifiable(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=10, cards=8, rides=3).day_files()
+    files = day.write(tmp_path)
+    run = verify(files, [keyset_paths[0]])                      # 3DES only; every fourth card is SM4
+    sm4 = {(str(p), n) for p in files for n, line in enumerate(p.read_text().splitlines(), 1)
+           if json.loads(line)["algorithm"] == "sm4"}
+    assert sm4
+    assert {(v.file, v.line) for v in run.verdicts() if v.reasons} == sm4
+    assert all(v.reasons == ("tac",) for v in run.verdicts() if v.reasons)
+    assert run.no_keyset == {"sm4 key version 1": len(sm4)}
+
+
+MALFORMED = [
+    (b"\x00\xff\xfe binary", "not a JSON object"),
+    (b'{"status":"approved","type":"06"', "not a JSON object"),
+    (b"[1, 2, 3]", "record: expected object"),
+    (b'{"status":"approved","type":"06","terminal_id":"440300000001","datetime":"20261124081602","amount":"200"}',
+     "amount: expected int"),
+    (b'{"status":"approved","type":"06","terminal_id":"440300000001","datetime":"20261124081602","colour":"red"}',
+     "colour: unknown outcome field"),
+    (b'{"status":"approved","type":"06","terminal_id":"4403000001","datetime":"20261124081602"}',
+     "terminal_id: '4403000001' does not match"),
+    (b'{"status":"approved","type":"06","terminal_id":"440300000001","datetime":"20261131081602"}',
+     "datetime: 20261131081602 is not a date-time"),
+    (b'{"status":"approved","type":"06","terminal_id":"440300000001","datetime":"20261124081602"}',
+     "card_no: required for a approved outcome"),
+    (b'{"status":"declined","reason":"black list","type":"06","terminal_id":"440300000001",'
+     b'"datetime":"20261124081602"}', "status: a declined outcome moved no money"),
+]
+
+
+def test_malformed_lines_are_named_by_file_and_line_never_a_crash(tmp_path, keyset_paths):
+    path = tmp_path / "broken.jsonl"
+    path.write_bytes(b"\n".join(text for text, _ in MALFORMED) + b"\n\n   \n")
+    run = verify([path], keyset_paths)
+    verdicts = list(run.verdicts())
+    assert [(v.line, v.reasons) for v in verdicts] == [(i, ("malformed",)) for i in range(1, len(MALFORMED) + 1)]
+    for v, (_, reason) in zip(verdicts, MALFORMED):
+        assert reason in v.detail, (v.line, v.detail)
+    assert run.summary()["reasons"]["malformed"] == len(MALFORMED)
+
+
+def test_a_csv_file_with_a_bad_header_has_every_row_malformed(tmp_path, keyset_paths):
+    path = tmp_path / "bad.csv"
+    path.write_text("status,colour\napproved,red\napproved,blue\n")
+    verdicts = list(verify([path], keyset_paths).verdicts())
+    assert [(v.line, v.reasons) for v in verdicts] == [(2, ("malformed",)), (3, ("malformed",))]
+    assert "header: 'colour' is not an outcome field" in verdicts[0].detail
+
+
+def test_an_empty_file_has_no_records(tmp_path, keyset_paths):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    run = verify([tmp_path / "empty.jsonl"], keyset_paths)
+    assert list(run.verdicts()) == [] and run.summary()["records"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_real_validator_uploads_clear_and_tampering_is_caught(tmp_path, keysets, keyset_paths, fmt):
+    day = real_day(tmp_path, keysets, cards=3, fmt=fmt)
+    run = verify(day.files, keyset_paths, out=tmp_path / "store")
+    assert run.summary()["verdicts"] == {"accepted": 18, "rejected": 0}
+    # A forged TAC in one file, and a record replayed in a file of its own.
+    bus = next(p for p in day.files if "upload-bus-flat." in p.name)
+    lines = bus.read_text().splitlines(keepends=True)
+    header = 1 if fmt == "csv" else 0
+    forged = lines[header + 1]
+    tac = (json.loads(forged) if fmt == "jsonl" else dict(zip(lines[0].strip().split(","),
+                                                             forged.strip().split(","))))["tac"]
+    assert forged.count(tac) == 1
+    lines[header + 1] = forged.replace(tac, f"{int(tac, 16) ^ 0xFF:08X}")
+    tampered = tmp_path / f"tampered.{fmt}"
+    tampered.write_text("".join(lines))
+    replay = tmp_path / f"replay.{fmt}"
+    replay.write_text("".join(lines[:header] + [lines[header + 2]]))
+    files = [p for p in day.files if p != bus] + [tampered, replay]
+    run = verify(files, keyset_paths)
+    rejected = {(v.file.rsplit("/", 1)[-1], v.line): v.reasons for v in run.verdicts() if v.reasons}
+    assert rejected == {(tampered.name, header + 2): ("tac",), (replay.name, header + 1): ("duplicate",)}
+
+
+def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_paths):
+    """The master keys, the issuer-level keys and every card key stay out of everything verify writes."""
+    day = Generator(keysets, seed=12, cards=6, rides=3, faults={"tac": 1}).day_files()
+    run = verify(day.write(tmp_path), keyset_paths, out=tmp_path / "store")
+    secrets = set()
+    for ks in keysets:
+        for card in {r["card_no"]: r for r in day.money}.values():
+            derived = ks.card_keys(bytes.fromhex(card["issuer_id"]), bytes.fromhex(card["card_no"][4:]))
+            for k in (*ks.keys.values(), *derived.keys.values()):
+                v = k.key.value.hex().upper()
+                secrets |= {v, v[:16], v[16:]}
+    con = duckdb.connect(str(tmp_path / "store" / "clearing.duckdb"), read_only=True)
+    try:
+        dumped = repr(con.execute("SELECT * FROM records").fetchall()) + repr(con.execute("SELECT * FROM files").fetchall())
+    finally:
+        con.close()
+    text = (json.dumps([v.to_dict() for v in run.verdicts()]) + json.dumps(run.summary()) + dumped).upper()
+    assert not [s for s in secrets if s in text]
+
+
+def test_a_run_that_stopped_while_loading_is_undone_by_the_next(tmp_path, keysets, keyset_paths):
+    day = Generator(keysets, seed=13, cards=6, rides=3).day_files()
+    files = day.write(tmp_path)
+    store = tmp_path / "store"
+    verify(files[:1], keyset_paths, out=store)
+    con = duckdb.connect(str(store / "clearing.duckdb"))
+    con.execute("INSERT INTO records SELECT * REPLACE (n + 77 * 4294967296 AS n) FROM records")   # a load cut short
+    con.close()
+    assert stored_records(store) == 2 * len(day.files[files[0].stem])
+    run = verify(files, keyset_paths, out=store)
+    check_exact(run, day.expected)
+    assert stored_records(store) == sum(len(v) for v in day.files.values())
