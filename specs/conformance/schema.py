@@ -235,7 +235,17 @@ class CaseFile(Model):
 
 
 class Ics(Model):
-    """Implementation conformance statement (`--ics FILE`): what the DUT claims."""
+    """Implementation conformance statement (`--ics FILE`): what the DUT claims.
+
+    name, vendor, version, notes: identity; algorithms: 3des/sm4; modes: the terminal profile names it
+    implements (bus-flat, …); fare: fen, the flat fare (or a taxi meter amount); optional: recovery,
+    blacklist, load, discounts, capp, clock (with `clock_option`, the option that sets its time).
+    Terminal suite extras: recovery_window (s, D12's 120 when absent), blacklisted_cards (card numbers
+    on its black list), list_version (the black list version its records carry), keeps_psam_session
+    (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
+    terminals do, a program run once per tap does not unless it says so), psam (a python: DUT's PSAM
+    reader).
+    """
 
     name: NonEmpty
     vendor: str | None = None
@@ -248,6 +258,8 @@ class Ics(Model):
     clock_option: str | None = None
     recovery_window: int | None = Field(default=None, ge=1, le=86400)
     blacklisted_cards: list[str] | None = None
+    list_version: str | None = None
+    keeps_psam_session: bool | None = None
     psam: str | None = None
     notes: str | None = None
 

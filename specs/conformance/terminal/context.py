@@ -161,6 +161,24 @@ class TerminalSession:
             out.add("load")
         return out
 
+    def keeps_psam_session(self) -> bool:
+        if self.ics is not None and self.ics.keeps_psam_session is not None:
+            return self.ics.keeps_psam_session
+        return self.dut.kind != "command"
+
+    def exact_time(self) -> bool:
+        """Whether the suite sets the terminal's time to the second (not so with --real-time)."""
+        return "clock" in self.dut.features
+
+    def list_version(self, mode: str) -> str | None:
+        if self.ics is not None and self.ics.list_version is not None:
+            return self.ics.list_version
+        from terminal_sim.lists import load_blacklist
+        try:
+            return load_blacklist(self.profile(mode).blacklist).version
+        except Exception:  # noqa: BLE001 - no readable list: no version to expect
+            return None
+
     def can_pass_time(self) -> bool:
         """Whether time can pass in a case: an injectable clock, a DUT that takes one, or --real-time."""
         return "clock" in self.dut.features or self.real_time
@@ -245,7 +263,10 @@ class TerminalSession:
                                "fare": self.fare(mode), "max_fare": p.fares.max_fare,
                                "max_balance": self.card_profile("reference").max_balance,
                                "city": p.city, "line": p.line, "station": p.station,
-                               "tx_type": p.transaction_type, "key_index": p.key_index}
+                               "tx_type": p.transaction_type, "key_index": p.key_index,
+                               "mode": p.mode, "operator": p.operator, "vehicle": p.vehicle,
+                               "direction": p.direction if p.flow == "segment" else None,
+                               "list_version": self.list_version(mode)}
         fare = self.fare(mode)
         if fare is not None:
             out["fare_for"] = {t: self.discounted(mode, fare, t, p.city) for t in ("01", "02", "03", "04")}

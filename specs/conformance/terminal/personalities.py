@@ -8,13 +8,17 @@ card profile with the suite's `--keyset`s, in a given *personality*:
   T-Union EP application: SELECT answers 6A82), `blacklisted` (a card number on the terminal's black
   list), `locked` (SELECT answers 6283), `locked_permanent` (9303), `ef1a_locked` (应用锁定标识 01 in
   the metro and bus records), `insufficient_balance`, `max_balance`, `counter_max` (both counters at
-  FFFF: INITIALIZE answers 9402), and `entered`/`boarded` (an EF1A metro entry or bus boarding
-  written by an earlier terminal);
+  FFFF: INITIALIZE answers 9402), `entered`/`boarded` (an EF1A metro entry or bus boarding written
+  by an earlier terminal), `foreign_keys` (its key sets under key indexes no terminal uses: every
+  INITIALIZE answers 9403);
 - by behaviour (the card OS behind a thin wrapper that bends one exchange): `tearing` (loses power
   inside a command, `before` it writes anything or `after` it committed, so that the answer is lost),
-  `bad_mac2` (DEBIT answers a MAC2 with one bit flipped), `unexpected_sw` (a command answered by a
-  status word the terminal does not expect, the card doing nothing), `malformed` (a command processed
-  but its answer data cut short), `slow` (long processing before the answer, as a card sending WTX).
+  `bad_mac2` (DEBIT answers a MAC2 with one bit flipped), `bad_tac` (DEBIT or CREDIT answers a TAC
+  with one bit flipped), `unexpected_sw` (a command answered by a status word the terminal does not
+  expect, the card doing nothing), `malformed` (a command processed but its answer data cut short),
+  `slow` (long processing before the answer, as a card sending WTX), `fci_without_ef15` (SELECT's FCI
+  without the 9F0C copy of EF15). A tearing card may also give a bad proof afterwards (`proof:
+  bad_mac2|bad_tac`: GET TRANSACTION PROVE answers MAC2 or TAC with one bit flipped).
 
 Every card records what it saw (`TestCard.seen`: command, answer, tap number) whatever the transport
 (in-process or served through vpcd), and exposes its end state (`TestCard.view()`), so the suite
@@ -50,7 +54,8 @@ __all__ = ["PERSONALITIES", "COMMAND_INS", "CardParams", "Seen", "TestCard", "Ca
 PERSONALITIES = (
     "valid", "expired", "not_yet_valid", "not_interoperable", "ed_only", "not_tunion", "blacklisted",
     "locked", "locked_permanent", "ef1a_locked", "insufficient_balance", "max_balance", "counter_max",
-    "entered", "boarded", "tearing", "bad_mac2", "unexpected_sw", "malformed", "slow",
+    "entered", "boarded", "foreign_keys", "fci_without_ef15", "tearing", "bad_mac2", "bad_tac",
+    "unexpected_sw", "malformed", "slow",
 )
 COMMAND_INS = {
     "select": 0xA4, "read_binary": 0xB0, "read_record": 0xB2, "get_balance": 0x5C, "initialize": 0x50,
@@ -86,6 +91,7 @@ class CardParams(Model):
     delay: float = Field(default=0.3, ge=0, le=30)
     station: str | None = None
     minutes_ago: int = Field(default=10, ge=0, le=100000)
+    proof: Literal["good", "bad_mac2", "bad_tac"] = "good"
 
     @model_validator(mode="after")
     def _rules(self) -> "CardParams":
@@ -94,6 +100,8 @@ class CardParams(Model):
             raise problem(f"a {p} card needs the command it bends (command: debit, …)", at="command")
         if p == "unexpected_sw" and self.sw is None:
             raise problem("an unexpected_sw card needs the status word it answers (sw: 6581)", at="sw")
+        if self.proof != "good" and p != "tearing":
+            raise problem("a bad proof follows a tear: only a tearing card takes proof", at="proof")
         if p in ("entered", "boarded") and self.station is None:
             raise problem(f"an {p} card needs the station of its entry or boarding", at="station")
         return self
@@ -192,6 +200,11 @@ class TestCard:
         return self.ef15[0:8].hex().upper()
 
     @property
+    def card_type(self) -> str:
+        """EF17 byte 10 (卡种类型), hex: what the clearing record's card_type must say."""
+        return f"{self.os.state.files[0x17].data[10]:02X}"  # type: ignore[union-attr]
+
+    @property
     def atr(self) -> bytes:
         """The PC/SC pseudo-ATR of this contactless card (what pcscd reports for it through vpcd)."""
         return pseudo_atr(self.os.state.ats_historical)
@@ -220,15 +233,22 @@ class TestCard:
     # -- behaviours --------------------------------------------------------------------------------
     def _behaviour(self, capdu: bytes):
         p = self.params
-        if p.personality not in ("tearing", "bad_mac2", "unexpected_sw", "malformed", "slow"):
-            return None
         ins = capdu[1] if len(capdu) > 1 else -1
-        command = p.command or ("debit" if p.personality in ("bad_mac2", "slow") else None)
-        if p.personality == "slow" and p.command is None:
-            command = None              # every command is slow
-        if command is not None and ins != COMMAND_INS[command]:
+        if p.personality == "fci_without_ef15":
+            return self._short_fci if ins == COMMAND_INS["select"] else None
+        if p.personality == "tearing" and p.proof != "good" and ins == COMMAND_INS["get_transaction_prove"]:
+            return self._bad_proof
+        if p.personality not in ("tearing", "bad_mac2", "bad_tac", "unexpected_sw", "malformed", "slow"):
             return None
-        if p.personality in ("tearing", "bad_mac2", "unexpected_sw", "malformed") and self.bent >= p.times:
+        command = p.command
+        if p.personality == "bad_mac2" and command is None:
+            command = "debit"
+        if command is None and p.personality == "bad_tac":
+            if ins not in (COMMAND_INS["debit"], COMMAND_INS["credit_load"]):
+                return None
+        elif command is not None and ins != COMMAND_INS[command]:
+            return None                 # (slow without a command: every command is slow)
+        if p.personality != "slow" and self.bent >= p.times:
             return None
         return getattr(self, f"_{p.personality}")
 
@@ -247,6 +267,31 @@ class TestCard:
             return rapdu
         self.bent += 1
         return rapdu[:7] + bytes((rapdu[7] ^ 0x01,)) + rapdu[8:]   # TAC ‖ MAC2: flip a bit of MAC2
+
+    def _bad_tac(self, capdu: bytes) -> bytes:
+        rapdu = self.os.process(capdu)
+        if rapdu[-2:] != b"\x90\x00" or len(rapdu) not in (6, 10):
+            return rapdu
+        self.bent += 1
+        return bytes((rapdu[0] ^ 0x01,)) + rapdu[1:]         # TAC first in DEBIT and CREDIT answers
+
+    def _bad_proof(self, capdu: bytes) -> bytes:
+        rapdu = self.os.process(capdu)
+        if rapdu[-2:] != b"\x90\x00" or len(rapdu) != 10:
+            return rapdu
+        at = 0 if self.params.proof == "bad_mac2" else 4       # MAC2 ‖ TAC
+        return rapdu[:at] + bytes((rapdu[at] ^ 0x01,)) + rapdu[at + 1:]
+
+    def _short_fci(self, capdu: bytes) -> bytes:
+        rapdu = self.os.process(capdu)
+        if rapdu[-2:] not in (b"\x90\x00", b"\x62\x83") or b"\x9f\x0c\x1e" not in rapdu:
+            return rapdu
+        from apdu import tlv
+        fci = tlv.parse_one(rapdu[:-2])
+        aid = fci.find(0x84).value
+        version = fci.find(0x9F08)
+        prop = _tlv(0x9F08, version.value) if version is not None else b""
+        return _tlv(0x6F, _tlv(0x84, aid) + _tlv(0xA5, prop)) + rapdu[-2:]
 
     def _unexpected_sw(self, capdu: bytes) -> bytes:
         self.bent += 1
@@ -278,6 +323,11 @@ class TestCard:
 
     def seen_in(self, tap: int) -> list[Seen]:
         return [s for s in self.seen if s.tap == tap]
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    head = tag.to_bytes(2 if tag > 0xFF else 1, "big")
+    return head + bytes((len(value),)) + value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -346,6 +396,8 @@ def _set_up(state: CardState, params: CardParams, terminal: Terminal, now: _dt.d
         apply_write(state, ("purse", "online_counter", 0xFFFF))
     elif p == "not_tunion":
         state.aid = OTHER_AID
+    elif p == "foreign_keys":
+        state.key_sets = {0x70 + i: ks for i, ks in enumerate(state.key_sets.values())}
     elif p == "ef1a_locked":
         for rid, record in list(state.files[SFI_CAPP].records.items()):  # type: ignore[union-attr]
             apply_write(state, ("record", SFI_CAPP, rid, record[:5] + b"\x01" + record[6:]))

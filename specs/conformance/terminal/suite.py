@@ -7,7 +7,9 @@ One case: choose the mode it runs in (the first mode the DUT claims that fits th
 Applicability (`not applicable`, with the reason): the case's algorithm needs a key set of it given
 and claimed in the ICS; its modes need a mode the DUT claims; its features need the ICS's `optional`
 list (`recovery`, `blacklist`, `load`, `discounts`, `capp`); `time` needs a clock the suite can move
-(in-process DUTs always; command DUTs whose ICS claims `clock`, or `--real-time`).
+(in-process DUTs always; command DUTs whose ICS claims `clock`, or `--real-time`); `exact_time` a clock
+the suite sets to the second (not `--real-time`); `psam_session` a terminal whose PSAM still holds a
+torn purchase's session when the card returns (in-process DUTs; command DUTs whose ICS says so).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ CONDITIONS: dict[str, str] = {
 """What the card does to the terminal: answers normally, refuses (the reference's status word), answers
 something unexpected (another status word, an answer of the wrong length), gives a wrong MAC, sits at a
 limit (balance, maximum balance, counter, validity), tears, or takes its time."""
+_LOADED: dict[str, tuple[tuple, tuple[LoadedCase, ...]]] = {}
 FLOWS = ("flat", "flat-capp", "segment", "metro-entry", "metro-exit", "ferry", "taxi", "load")
 
 
@@ -63,6 +66,11 @@ class TerminalSuite:
         return {k: v[0] for k, v in CHECKS.items()}
 
     def load(self) -> list[LoadedCase]:
+        """The cases, parsed once per process while their files stay as they are."""
+        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(self.folder.glob("*.yaml")))
+        cached = _LOADED.get(str(self.folder))
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
         cases = load_cases(self.folder, self.actions, self.checks, tuple(COMMANDS), tuple(CONDITIONS),
                            cards=CardParams)
         for lc in cases:
@@ -70,6 +78,7 @@ class TerminalSuite:
                 if mode not in FLOWS and mode not in MODE_GROUPS:
                     raise ValueError(f"{lc.path}: {lc.case.id}.applies.modes: {mode!r} is neither a flow "
                                      f"({', '.join(FLOWS)}) nor a group ({', '.join(MODE_GROUPS)})")
+        _LOADED[str(self.folder)] = (stamp, tuple(cases))
         return cases
 
     def open_session(self, options: Any, dut: TerminalDut | None = None) -> tuple[TerminalSession, Any]:
@@ -117,6 +126,13 @@ class TerminalSuite:
                 if not session.can_pass_time():
                     return None, ("time must pass (the recovery window): the ICS claims no clock option "
                                   "and --real-time was not given")
+            elif feature == "exact_time":
+                if not session.exact_time():
+                    return None, "needs the terminal's time set to the second (an ICS clock option)"
+            elif feature == "psam_session":
+                if not session.keeps_psam_session():
+                    return None, ("needs a terminal whose PSAM keeps a torn purchase's session until the card "
+                                  "returns (ICS keeps_psam_session)")
             elif feature not in session.features(mode):
                 return None, f"the DUT does not claim the optional feature {feature!r} (ICS optional)"
         return mode, None
