@@ -4,6 +4,7 @@ A test card is ykt's own card OS (ykt_card.card.cos.TUnionCardOS, the reference 
 card profile with the suite's `--keyset`s, in a given *personality*:
 
 - by configuration (the card as issued, then set up): `valid`, `expired`, `not_yet_valid`,
+  `expires_today` and `starts_today` (the last and the first day of validity),
   `not_interoperable` (EF17 互通卡种 0000), `ed_only` (EF15 application type 01), `not_tunion` (no
   T-Union EP application: SELECT answers 6A82), `blacklisted` (a card number on the terminal's black
   list), `locked` (SELECT answers 6283), `locked_permanent` (9303), `ef1a_locked` (应用锁定标识 01 in
@@ -52,7 +53,7 @@ from ykt_files.schema import Model, problem
 __all__ = ["PERSONALITIES", "COMMAND_INS", "CardParams", "Seen", "TestCard", "CardView", "build_card"]
 
 PERSONALITIES = (
-    "valid", "expired", "not_yet_valid", "not_interoperable", "ed_only", "not_tunion", "blacklisted",
+    "valid", "expired", "not_yet_valid", "expires_today", "starts_today", "not_interoperable", "ed_only", "not_tunion", "blacklisted",
     "locked", "locked_permanent", "ef1a_locked", "insufficient_balance", "max_balance", "counter_max",
     "entered", "boarded", "foreign_keys", "fci_without_ef15", "tearing", "bad_mac2", "bad_tac",
     "unexpected_sw", "malformed", "slow",
@@ -352,6 +353,10 @@ def _dates(params: CardParams, profile: CardProfile, today: _dt.date) -> tuple[C
         return dataclasses.replace(profile, valid_years=2), start        # expired yesterday
     if params.personality == "not_yet_valid":
         return profile, today + _dt.timedelta(days=1)                    # valid from tomorrow
+    if params.personality == "starts_today":
+        return profile, today
+    if params.personality == "expires_today":
+        return dataclasses.replace(profile, valid_years=2), today.replace(year=today.year - 2)
     return profile, today.replace(year=today.year - 1)
 
 
