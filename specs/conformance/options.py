@@ -34,6 +34,7 @@ class RunOptions:
     clock: str | None = None
     ef1e_layout: str = "A"
     terminal_id: str = "112233445566"
+    real_time: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +54,7 @@ def run_suite(options: RunOptions, progress: Callable[[CaseResult], None] | None
     """Run the chosen cases of `options.suite` against `options.dut` (or the DUT object given).
 
     The suite opens its own session (`suite.open_session(options, dut)`: the card suite opens a reader
-    and derives card keys; the terminal suite will start its adapter) and closes it at the end.
+    and derives card keys; the terminal suite makes its DUT adapter) and closes it at the end.
     """
     suite = suite_by_name(options.suite)
     cases = select_cases(suite.load(), options.cases, options.tags, options.exclude_tags)
