@@ -57,7 +57,7 @@ def image_run(folder: Path) -> tuple[float, dict[str, int]]:
 def pcsc_run(folder: Path) -> tuple[float, dict[str, int]]:
     from apdu.transport.pcsc.daemon import Pcscd, vpcd_reader_name
     from apdu.transport.pcsc.vpcd import VpcdEndpoint, slot_port
-    from tools.pcsc_session import vpcd_session
+    from specs.conformance.pcsc_session import vpcd_session
 
     image = fresh_image(folder)
     state = load_card(image)

@@ -30,7 +30,6 @@ import contextlib
 import datetime as _dt
 import importlib
 import json
-import os
 import shlex
 import subprocess
 from collections.abc import Callable
@@ -182,16 +181,15 @@ class CommandDut(TerminalDut):
         self.runs = 0
 
     def open(self, session: Any) -> dict[str, Any]:
-        from apdu.transport.pcscd import LOCK_HOLDER_ENV, Pcscd, PcscdError, card_state, session_lock, \
-            vpcd_reader_name
+        from apdu.transport.pcsc.daemon import Pcscd, PcscdError, card_state, vpcd_reader_name
+        from specs.conformance.pcsc_session import vpcd_session
         ics = session.ics
         if ics is not None and "clock" in ics.optional:
             self.clock_option = ics.clock_option
             self.features.add("clock")
         self.reader_name = vpcd_reader_name(self.slot)
         try:
-            if os.environ.get(LOCK_HOLDER_ENV) is None:
-                self._stack.enter_context(session_lock())
+            self._stack.enter_context(vpcd_session())  # shared, not awaited, when our parent holds it
             daemon = Pcscd()
             daemon.start()
         except PcscdError as exc:
@@ -219,7 +217,7 @@ class CommandDut(TerminalDut):
         return argv
 
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
-        from apdu.transport.vpcd import VpcdEndpoint, slot_port
+        from apdu.transport.pcsc.vpcd import VpcdEndpoint, slot_port
         endpoint = VpcdEndpoint(card, "localhost", slot_port(self.slot), card.atr)
         endpoint.serve_in_thread(name=f"terminal-suite-{card.name}")
         try:
