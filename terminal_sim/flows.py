@@ -510,7 +510,7 @@ def load(card_reader: Reader, host: LoadHost, amount: int, terminal_id: bytes, *
         if isinstance(selected, Refusal):
             return record("declined", reason=selected.reason)
         public = selected.public
-        who = {"card_no": public.card_no, "issuer_id": public.issuer_id.hex().upper()}
+        who = {"card_no": public.card_no, "issuer_id": public.issuer_id}
         base.update(who)
         rerun: JournalEntry | None = None
         grey = latest_pending(journal, public.card_no, now, window, ("02",))
@@ -552,7 +552,7 @@ def load(card_reader: Reader, host: LoadHost, amount: int, terminal_id: bytes, *
             refusal = settings.refusal(amount, init.balance)
             if refusal is not None:
                 return record("declined", reason=refusal)
-        req = LoadRequest(public.issuer_id, public.serial8, key_index, init.key_version, init.algorithm,
+        req = LoadRequest(*public.factors, key_index, init.key_version, init.algorithm,
                           init.balance, init.online_counter, init.random, init.mac1, amount, terminal_id)
         try:
             auth: LoadAuthorisation = host.authorise(req)
@@ -562,7 +562,7 @@ def load(card_reader: Reader, host: LoadHost, amount: int, terminal_id: bytes, *
         stage = "credit"
         torn = Outcome(status="torn", **{**base, "reason": "no answer to CREDIT FOR LOAD: the card may have "
                                                             "been loaded (grey record)"})
-        context = {"serial8": public.serial8.hex().upper(), "issuer_id": public.issuer_id.hex().upper(),
+        context = {"serial8": public.serial8, "issuer_id": public.issuer_id,
                    "key_index": key_index, "key_version": init.key_version, "algorithm": init.algorithm.value,
                    "balance": init.balance, "counter": init.online_counter, "random": init.random.hex().upper(),
                    "mac1": init.mac1.hex().upper(), "amount": amount,
