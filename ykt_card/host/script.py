@@ -65,6 +65,7 @@ from ykt_files.schema import Digits, DocumentError, HexBytes, HexString, Model, 
 from ykt_card.card.files import CyclicFile
 from ykt_card.card.state import CardState, Lock
 from ykt_card.host.card import sm_mac
+from ykt_card.layouts import EF15
 from ykt_card.layouts.names import (SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC,
                                     WRITE_KEY_TYPE_OF)
 
@@ -132,8 +133,8 @@ class Script:
 
     @property
     def serial8(self) -> bytes:
-        """EF15 bytes 12..19 of the card the script personalises (the second factor of D2)."""
-        return bytes.fromhex(self.card_no)[2:10]
+        """The card serial of the card the script personalises (the second factor of D2)."""
+        return EF15.serial8_of_card_no(self.card_no)
 
     def dumps(self) -> str:
         """The JSON Lines text of the script (byte for byte the same for the same script)."""

@@ -60,7 +60,12 @@ class EF15(StructLayout):
     @classmethod
     def serial8_of(cls, raw: bytes) -> bytes:
         """The last 8 bytes of the card number (``serial8``): the second factor of D2 and of PSAM 8070."""
-        return cls.field_bytes(raw, "card_no")[-8:]
+        return cls.serial8_of_card_no(cls.card_no_of(raw))
+
+    @staticmethod
+    def serial8_of_card_no(card_no: str) -> bytes:
+        """``serial8`` of a 20-digit card number: its last 16 digits as 8 bytes."""
+        return bytes.fromhex(card_no)[-8:]
 
     vectors = [
         # Real: Beijing T-Union card, the 9F0C of its FCI (tunion.md 1.2).
