@@ -9,8 +9,11 @@ test:
 	@scripts/bootstrap.sh test
 	.venv/bin/python -m pytest -q
 
+# Every benchmark script: benchmarks/*.py but the helpers (names starting with _), as tests/test_benchmarks.py
+# finds them. Options go through BENCH_ARGS, e.g. make bench BENCH_ARGS="--seconds 5" (or --near-limits).
+BENCH_ARGS ?=
 bench:
 	@scripts/bootstrap.sh test
-	.venv/bin/python benchmarks/crypto.py
-	.venv/bin/python benchmarks/card.py
-	.venv/bin/python benchmarks/validator.py
+	@set -e; for script in benchmarks/[!_]*.py; do \
+	  echo ".venv/bin/python $$script $(BENCH_ARGS)"; .venv/bin/python "$$script" $(BENCH_ARGS); \
+	done

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keysets import TEST_KEYSET_DIR
+from ykt_qr import TEST_PKI_DIR
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 CARD_PROFILES = PROFILES_DIR / "cards"
@@ -47,11 +48,14 @@ SHELVES: dict[str, Shelf] = {
     "card-profile": Shelf("card profile", CARD_PROFILES, (".yaml", ".yml")),
     "terminal-profile": Shelf("terminal profile", TERMINAL_PROFILES, (".yaml", ".yml")),
     "list": Shelf("list", LISTS_DIR, (".txt",)),
+    "qr-pki": Shelf("QR TEST PKI file", TEST_PKI_DIR, (".toml",)),
+    "qr-roots": Shelf("QR root store", TEST_PKI_DIR, (".json",)),
 }
 
 
 def find(kind: str, name: str) -> Path:
-    """A shipped file of `kind` ('keyset', 'card-profile', 'terminal-profile', 'list') by name or path."""
+    """A shipped file of `kind` ('keyset', 'card-profile', 'terminal-profile', 'list', 'qr-pki', 'qr-roots')
+    by name or path."""
     return SHELVES[kind].find(name)
 
 

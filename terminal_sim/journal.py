@@ -18,20 +18,26 @@ conflict and is refused.
 
 Card flags: after a MAC2 failure a terminal refuses the card on its next tap (tunion.md 5.5, SH's
 ``temp_uid``): :meth:`flag_card` remembers the card, :meth:`take_flag` consumes the flag.
+
+`OutcomeJournal` is what the transactions need of a journal; `MemoryJournal` gives a validator run
+without a journal file the same semantics in memory (grey records and card flags only; other outcomes
+are not kept), so the transactions have one code path.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .outcome import Outcome
 
-__all__ = ["Journal", "JournalEntry", "JournalError", "SCHEMA_VERSION", "dedup_key"]
+__all__ = ["Journal", "JournalEntry", "JournalError", "OutcomeJournal", "MemoryJournal", "SCHEMA_VERSION",
+           "dedup_key"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -224,10 +230,9 @@ class Journal:
     # -- reading ------------------------------------------------------------------------------------
     _COLUMNS = "id, record, context, resolved_by"
 
-    @staticmethod
-    def _entry(row: tuple) -> JournalEntry:
+    def _entry(self, row: tuple) -> JournalEntry:
         ident, record, context, resolved_by = row
-        return JournalEntry(ident, Outcome.from_json(record),
+        return JournalEntry(ident, Outcome.from_json(record, f"{self.path.name} record {ident}"),
                             json.loads(context) if context is not None else None, resolved_by)
 
     def get(self, ident: int) -> JournalEntry:
@@ -296,3 +301,66 @@ class Journal:
         with self._transaction() as db:
             rows = db.execute("DELETE FROM card_flags WHERE card_no = ? RETURNING reason", (card_no,)).fetchall()
             return str(rows[0][0]) if rows else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# What the transactions need of a journal, and the journal of a run without a file
+
+class OutcomeJournal(Protocol):
+    """What a transaction needs of a journal: `Journal`, or `MemoryJournal`."""
+
+    def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int: ...
+
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
+                flag: str | None = None) -> int: ...
+
+    def pending_for(self, card_no: str) -> list[JournalEntry]: ...
+
+    def flag_card(self, card_no: str, reason: str) -> None: ...
+
+    def take_flag(self, card_no: str) -> str | None: ...
+
+
+class MemoryJournal:
+    """The journal of a validator run without a journal file: pending grey records and card flags.
+
+    Settled records and plain outcomes are not kept (a long benchmark run stays small); ids still grow.
+    """
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._pending: dict[int, JournalEntry] = {}
+        self._flags: dict[str, str] = {}
+
+    def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
+        ident = next(self._ids)
+        if outcome.status == "torn":
+            if context is None:
+                raise ValueError("context: a torn outcome needs its recovery context")
+            self._pending[ident] = JournalEntry(ident, outcome, dict(context))
+        return ident
+
+    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
+                flag: str | None = None) -> int:
+        entry = self._pending.get(torn_id)
+        if entry is None:
+            raise JournalError(f"record {torn_id}: not a pending torn record")
+        if entry.outcome.card_no != outcome.card_no:
+            raise JournalError(f"record {torn_id}: belongs to card {entry.outcome.card_no}, the outcome to "
+                               f"card {outcome.card_no}")
+        del self._pending[torn_id]
+        if flag is not None:
+            self.flag_card(outcome.card_no, flag)
+        return self.append(outcome, context)
+
+    def pending_for(self, card_no: str) -> list[JournalEntry]:
+        return [e for e in self._pending.values() if e.outcome.card_no == card_no]
+
+    def pending(self) -> list[JournalEntry]:
+        return list(self._pending.values())
+
+    def flag_card(self, card_no: str, reason: str) -> None:
+        self._flags[card_no] = reason
+
+    def take_flag(self, card_no: str) -> str | None:
+        return self._flags.pop(card_no, None)

@@ -8,7 +8,8 @@ File format (plain text, UTF-8, one item a line, so a list can be diffed and sig
     03104870300000000017       # blacklist: one card number a line, 20 digits (EF15 bytes 10..19)
     02205810                   # issuers: an issuer ID prefix, 8 hex digits (org ‖ city) or 16
 
-Both headers come first, each once; every refusal names the file, the line and the reason. The
+Both headers come first, each once; every refusal names the file, the line and the reason (the text
+form is read here, the headers and entries are checked by the models of the schema layer). The
 version is what each outcome carries as ``list_version`` (design.md): clearing can tell which list a
 terminal used. Acceptance (tunion.md 5.1 steps 3 and 4): a card of this city is always accepted, any
 other card only when its EF17 says interoperable (0001); a white list, when configured, narrows that
@@ -18,12 +19,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ValidationInfo, model_validator
+
+from ykt_files.schema import DocumentError, Model, problem, read_text, validate
 
 __all__ = [
-    "ListError", "BlackList", "IssuerWhiteList", "load_blacklist", "load_whitelist", "parse_list",
-    "acceptance_refusal", "INTEROPERABLE",
+    "ListError", "BlackList", "IssuerWhiteList", "BlackListFile", "IssuerListFile", "load_blacklist",
+    "load_whitelist", "parse_list", "acceptance_refusal", "INTEROPERABLE",
 ]
 
 INTEROPERABLE = "0001"
@@ -31,10 +38,11 @@ _VERSION = re.compile(r"\d{10}")
 _CARD_NO = re.compile(r"\d{20}")
 _ISSUER = re.compile(r"[0-9A-Fa-f]{8}(?:[0-9A-Fa-f]{8})?")
 _KINDS = ("blacklist", "issuers")
+_HEADERS = ("kind", "version")
 
 
-class ListError(ValueError):
-    """A list file refused: ``file:line: reason`` in one line."""
+class ListError(DocumentError):
+    """A list file refused: ``file:line: reason`` in one line (``file: field: reason`` for a missing header)."""
 
 
 @dataclass(frozen=True)
@@ -68,90 +76,136 @@ class IssuerWhiteList:
         return self.version > other.version
 
 
-def _version(text: str, fail) -> str:
-    if not _VERSION.fullmatch(text):
-        raise fail(f"version: expected 10 digits YYYYMMDDnn, got {text!r}")
+# -- the documents: headers and entries, checked by the schema layer ---------------------------------
+
+def _version(value: Any) -> str:
+    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+        raise problem(f"expected 10 digits YYYYMMDDnn, got {value!r}")
     try:
-        _dt.date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+        _dt.date(int(value[:4]), int(value[4:6]), int(value[6:8]))
     except ValueError:
-        raise fail(f"version: {text[:8]} is not a date") from None
-    return text
+        raise problem(f"{value[:8]} is not a date") from None
+    return value
 
 
-def parse_list(text: str, source: str = "<memory>") -> BlackList | IssuerWhiteList:
-    """Parse a list file's text; the kind header decides which list it is."""
+def _entry(pattern: re.Pattern[str], what: str) -> Any:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise problem(f"not {what}: {value!r}")
+        return value.upper()
+    return Annotated[str, BeforeValidator(check)]
+
+
+Version = Annotated[str, BeforeValidator(_version)]
+CardNo = _entry(_CARD_NO, "a 20-digit card number")
+IssuerPrefix = _entry(_ISSUER, "an issuer ID prefix of 8 or 16 hex digits")
+
+
+def _each_once(entries: list[str], field: str, info: ValidationInfo, say: Callable[[str], str]) -> None:
+    """An entry listed twice is refused where it repeats, naming the line it was first on."""
+    lines = (info.context or {}).get("lines") or list(range(1, len(entries) + 1))
+    first: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        if entry in first:
+            raise problem(f"{say(entry)} listed twice (first on line {lines[first[entry]]})", at=f"{field}[{i}]")
+        first[entry] = i
+
+
+class BlackListFile(Model):
+    """``kind: blacklist``: one 20-digit card number a line (EF15 bytes 10..19)."""
+
+    kind: Literal["blacklist"]
+    version: Version
+    cards: list[CardNo]
+
+    @model_validator(mode="after")
+    def _once(self, info: ValidationInfo) -> "BlackListFile":
+        _each_once(self.cards, "cards", info, lambda card: f"card {card}")
+        return self
+
+
+class IssuerListFile(Model):
+    """``kind: issuers``: issuer ID prefixes, 8 hex digits (org ‖ city) or 16 (a whole issuer ID)."""
+
+    kind: Literal["issuers"]
+    version: Version
+    issuers: list[IssuerPrefix]
+
+    @model_validator(mode="after")
+    def _once(self, info: ValidationInfo) -> "IssuerListFile":
+        _each_once(self.issuers, "issuers", info, lambda issuer: f"issuer {issuer}")
+        if not self.issuers:
+            raise problem("an issuer white list with no issuers would refuse every card")
+        return self
+
+
+_MODELS: dict[str, tuple[type[Model], str]] = {"blacklist": (BlackListFile, "cards"),
+                                               "issuers": (IssuerListFile, "issuers")}
+
+
+# -- the text form --------------------------------------------------------------------------------------
+
+def _tokens(text: str, source: str) -> tuple[dict[str, tuple[str, int]], list[tuple[str, int]]]:
+    """Headers (each once, before the entries) and entries, with their line numbers."""
     headers: dict[str, tuple[str, int]] = {}
     items: list[tuple[str, int]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-
-        def fail(reason: str, n: int = number) -> ListError:
-            return ListError(f"{source}:{n}: {reason}")
-
-        if ":" in line:
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key not in ("kind", "version"):
-                raise fail(f"unknown header {key!r} (known: kind, version)")
-            if key in headers:
-                raise fail(f"{key}: given twice (first on line {headers[key][1]})")
-            if items:
-                raise fail(f"{key}: headers must come before the entries")
-            headers[key] = (value, number)
-        else:
+        if ":" not in line:
             items.append((line, number))
+            continue
+        key, _, value = (part.strip() for part in line.partition(":"))
+        where = f"{source}:{number}"
+        if key not in _HEADERS:
+            raise ListError(where, None, f"unknown header {key!r} (known: kind, version)")
+        if key in headers:
+            raise ListError(where, key, f"given twice (first on line {headers[key][1]})")
+        if items:
+            raise ListError(where, key, "headers must come before the entries")
+        headers[key] = (value, number)
+    return headers, items
 
-    def fail_at(reason: str, n: int | None = None) -> ListError:
-        return ListError(f"{source}:{n}: {reason}" if n else f"{source}: {reason}")
 
-    for key in ("kind", "version"):
+def parse_list(text: str, source: str = "<memory>") -> BlackList | IssuerWhiteList:
+    """Parse a list file's text; the kind header decides which list it is."""
+    headers, items = _tokens(text, source)
+    for key in _HEADERS:
         if key not in headers:
-            raise fail_at(f"{key}: missing header")
+            raise ListError(source, key, "missing header")
     kind, kind_line = headers["kind"]
-    if kind not in _KINDS:
-        raise fail_at(f"kind: expected one of {', '.join(_KINDS)}, got {kind!r}", kind_line)
-    version_text, version_line = headers["version"]
-    version = _version(version_text, lambda reason: fail_at(reason, version_line))
-
-    seen: dict[str, int] = {}
-    if kind == "blacklist":
-        for item, n in items:
-            if not _CARD_NO.fullmatch(item):
-                raise fail_at(f"not a 20-digit card number: {item!r}", n)
-            if item in seen:
-                raise fail_at(f"card {item} listed twice (first on line {seen[item]})", n)
-            seen[item] = n
-        return BlackList(version, frozenset(seen), source)
-    for item, n in items:
-        if not _ISSUER.fullmatch(item):
-            raise fail_at(f"not an issuer ID prefix of 8 or 16 hex digits: {item!r}", n)
-        prefix = item.upper()
-        if prefix in seen:
-            raise fail_at(f"issuer {prefix} listed twice (first on line {seen[prefix]})", n)
-        seen[prefix] = n
-    if not seen:
-        raise fail_at("an issuer white list with no issuers would refuse every card")
-    return IssuerWhiteList(version, tuple(seen), source)
-
-
-def _read(path: str | Path) -> tuple[str, str]:
-    p = Path(path)
+    if kind not in _MODELS:
+        raise ListError(f"{source}:{kind_line}", "kind", f"expected one of {', '.join(_KINDS)}, got {kind!r}")
+    model, field = _MODELS[kind]
+    version, version_line = headers["version"]
+    lines = [n for _, n in items]
+    doc = {"kind": kind, "version": version, field: [item for item, _ in items]}
     try:
-        return p.read_text(encoding="utf-8"), p.name
-    except FileNotFoundError:
-        raise ListError(f"{p}: no such list file") from None
-    except UnicodeDecodeError:
-        raise ListError(f"{p}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ListError(f"{p}: cannot read: {exc.strerror}") from None
+        checked = validate(model, doc, source, ListError, {"lines": lines})
+    except ListError as exc:
+        raise _at_line(exc, source, field, version_line, lines) from None
+    if isinstance(checked, BlackListFile):
+        return BlackList(checked.version, frozenset(checked.cards), source)
+    assert isinstance(checked, IssuerListFile)
+    return IssuerWhiteList(checked.version, tuple(checked.issuers), source)
 
 
-def _load(path: str | Path, kind: type, expected: str, other: str):
-    text, name = _read(path)
-    result = parse_list(text, name)
+def _at_line(exc: ListError, source: str, field: str, version_line: int, lines: list[int]) -> ListError:
+    """A fault the model found, told by the line it stands on (an entry's line, or the version header's)."""
+    if exc.field == "version":
+        return ListError(f"{source}:{version_line}", "version", exc.reason)
+    match = re.fullmatch(rf"{field}\[(\d+)\]", exc.field or "")
+    if match:
+        return ListError(f"{source}:{lines[int(match.group(1))]}", None, exc.reason)
+    return exc
+
+
+def _load(path: str | Path, kind: type, expected: str, other: str) -> Any:
+    p = Path(path)
+    result = parse_list(read_text(p, "list", ListError), p.name)
     if not isinstance(result, kind):
-        raise ListError(f"{name}: kind: expected {expected}, got {other}")
+        raise ListError(p.name, "kind", f"expected {expected}, got {other}")
     return result
 
 

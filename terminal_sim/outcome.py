@@ -2,8 +2,12 @@
 
 The fields, their order and their types are the contract of design.md ("Outcome / clearing record"),
 followed by the transit context. ``to_json()`` is the stable form: fixed key order, absent (None)
-fields omitted, hex upper case, compact separators, non-ASCII kept as UTF-8. Construction checks every
-field and raises ValueError naming it; lower-case hex is accepted and stored upper case.
+fields omitted, hex upper case, compact separators, non-ASCII kept as UTF-8.
+
+The record is a frozen model of the schema layer (``ykt_files.schema``): strict types, unknown fields
+refused, and every fault one line, ``<source>: <field>: <reason>`` (``outcome: amount: -1 out of range
+0..4294967295``; the source is ``outcome`` for a record built in code, the file when one is read).
+Lower-case hex is accepted and stored upper case. ``replace(**changes)`` is a checked copy.
 
 Rules between fields (checked, because clearing relies on them):
 * ``approved`` and ``recovered`` moved money: they carry card_no, issuer_id, amount, balance_before,
@@ -17,66 +21,85 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-__all__ = ["Outcome", "STATUSES", "TYPES", "FIELDS", "MONEY_STATUSES"]
+from pydantic import BeforeValidator, ValidationError, model_validator
+
+from ykt_files.schema import DocumentError, Model, problem, validate
+
+from .fields import decimal_digits, flag, hex_bytes, hex_digits, integer, one_of, printable, text, typed
+
+__all__ = ["Outcome", "OutcomeRecord", "OutcomeError", "STATUSES", "TYPES", "FIELDS", "MONEY_STATUSES"]
 
 STATUSES = ("approved", "declined", "torn", "recovered", "failed")
 MONEY_STATUSES = ("approved", "recovered")
 TYPES = ("02", "06", "09")
 ALGORITHMS = ("3des", "sm4")
 MODES = ("bus", "metro", "ferry", "taxi", "load")
-
-_U32 = (0, 0xFFFFFFFF)
-_S32 = (-0x80000000, 0x7FFFFFFF)
-
-
-def _hex_pattern(low: int, high: int | None = None) -> re.Pattern[str]:
-    if high is None:
-        return re.compile(rf"[0-9A-Fa-f]{{{low}}}")
-    return re.compile(rf"(?:[0-9A-Fa-f]{{2}}){{{low // 2},{high // 2}}}")
+SOURCE = "outcome"
+"""The source an outcome built in code is refused under (a file's name when one is read)."""
 
 
-# name -> (kind, constraint); kinds: 'choice', 'hex', 'digits', 'int', 'bool', 'datetime', 'text'
-_SPEC: dict[str, tuple[str, Any]] = {
-    "status": ("choice", STATUSES),
-    "reason": ("text", None),
-    "type": ("choice", TYPES),
-    "card_no": ("digits", 20),
-    "issuer_id": ("hex", _hex_pattern(16)),
-    "amount": ("int", _U32),
-    "balance_before": ("int", _S32),
-    "balance_after": ("int", _S32),
-    "overdraft_limit": ("int", (0, 0xFFFFFF)),
-    "card_counter": ("int", (0, 0xFFFF)),
-    "terminal_id": ("hex", _hex_pattern(12)),
-    "terminal_seq": ("int", _U32),
-    "datetime": ("datetime", None),
-    "key_version": ("int", (0, 0xFF)),
-    "algorithm": ("choice", ALGORITHMS),
-    "tac": ("hex", _hex_pattern(8)),
-    "mac2_verified": ("bool", None),
-    "list_version": ("digits", 10),
-    # transit context
-    "mode": ("choice", MODES),
-    "city": ("digits", 4),
-    "operator": ("hex", _hex_pattern(4)),
-    "line": ("hex", _hex_pattern(4)),
-    "station": ("hex", _hex_pattern(2, 16)),
-    "vehicle": ("vehicle", None),
-    "direction": ("choice", ("AB", "BA")),
-    "card_type": ("hex", _hex_pattern(2)),
-    "full_fare": ("int", _U32),
-    "entry_city": ("digits", 4),
-    "entry_station": ("hex", _hex_pattern(2, 16)),
-    "entry_terminal": ("hex", _hex_pattern(2, 16)),
-    "entry_time": ("datetime", None),
-}
+class OutcomeError(DocumentError):
+    """An outcome refused: ``<source>: <field>: <reason>`` in one line (a ValueError)."""
 
-_REQUIRED = ("status", "type", "terminal_id", "datetime")
+
+# -- field types (terminal_sim.fields): each says what it expected and what it got (values are not secret) --
+
+def _parse_datetime(stamp: str) -> _dt.datetime:
+    return _dt.datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]), int(stamp[10:12]),
+                        int(stamp[12:14]))
+
+
+def _moment(value: Any) -> str:
+    if not (len(text(value)) == 14 and value.isascii() and value.isdigit()):
+        raise problem(f"expected YYYYMMDDhhmmss, got {value!r}")
+    try:
+        _parse_datetime(value)
+    except ValueError:
+        raise problem(f"{value} is not a date-time") from None
+    return value
+
+
+def _free_text(value: Any) -> str:
+    """One line, no control characters (it goes into CSV and logs), not blank."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text(value)):
+        raise problem("control characters are not allowed")
+    if not value.strip():
+        raise problem("empty (leave it out instead)")
+    return value
+
+
+def _present(value: Any) -> Any:
+    if value is None:
+        raise problem("required")
+    return value
+
+
+def _required(kind: Any) -> Any:
+    """A field every outcome has: None is refused as 'required' before the type speaks."""
+    return Annotated[kind, BeforeValidator(_present)]
+
+
+U32 = typed(int, integer(0, 0xFFFFFFFF))
+S32 = typed(int, integer(-0x80000000, 0x7FFFFFFF))
+Moment = typed(str, _moment)
+Station = typed(str, hex_bytes(2, 16))
+
+
+def _hex(count: int) -> Any:
+    return typed(str, hex_digits(count))
+
+
+def _choice(*allowed: str) -> Any:
+    return typed(str, one_of(*allowed))
+
+
+def _digits(count: int) -> Any:
+    return typed(str, decimal_digits(count))
+
+
 _REQUIRED_BY_STATUS = {
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
                  "key_version", "algorithm", "tac"),
@@ -88,8 +111,68 @@ _REQUIRED_BY_STATUS = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
+class OutcomeRecord(Model):
+    """The schema of an outcome: its fields in contract order, their types and the rules between them.
+
+    `Outcome` is the record itself; this base exists so the schema layer can check fields without
+    `Outcome`'s own constructor (which reports a fault by checking again, here).
+    """
+
+    status: _required(_choice(*STATUSES))
+    reason: typed(str, _free_text) | None = None
+    type: _required(_choice(*TYPES))
+    card_no: _digits(20) | None = None
+    issuer_id: _hex(16) | None = None
+    amount: U32 | None = None
+    balance_before: S32 | None = None
+    balance_after: S32 | None = None
+    overdraft_limit: typed(int, integer(0, 0xFFFFFF)) | None = None
+    card_counter: typed(int, integer(0, 0xFFFF)) | None = None
+    terminal_id: _required(_hex(12))
+    terminal_seq: U32 | None = None
+    datetime: _required(Moment)
+    key_version: typed(int, integer(0, 0xFF)) | None = None
+    algorithm: _choice(*ALGORITHMS) | None = None
+    tac: _hex(8) | None = None
+    mac2_verified: typed(bool, flag) | None = None
+    list_version: _digits(10) | None = None
+    # transit context
+    mode: _choice(*MODES) | None = None
+    city: _digits(4) | None = None
+    operator: _hex(4) | None = None
+    line: _hex(4) | None = None
+    station: Station | None = None
+    vehicle: typed(str, printable(8)) | None = None
+    direction: _choice("AB", "BA") | None = None
+    card_type: _hex(2) | None = None
+    full_fare: U32 | None = None
+    entry_city: _digits(4) | None = None
+    entry_station: Station | None = None
+    entry_terminal: Station | None = None
+    entry_time: Moment | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "Outcome":
+        required = _REQUIRED_BY_STATUS[self.status]
+        if self.type in ("06", "09") and self.status in ("approved", "recovered", "torn"):
+            required += ("terminal_seq",)
+        for name in required:
+            if getattr(self, name) is None:
+                raise problem(f"required for a {self.status} outcome", at=name)
+        if self.tac is not None and self.status in ("torn", "declined"):
+            raise problem(f"a {self.status} outcome has no TAC", at="tac")
+        if self.mode is not None and (self.type == "02") != (self.mode == "load"):
+            raise problem(f"type {self.type} does not fit mode {self.mode}", at="type")
+        if self.status in MONEY_STATUSES:
+            sign = 1 if self.type == "02" else -1
+            expected = self.balance_before + sign * self.amount  # type: ignore[operator]
+            if self.balance_after != expected:
+                raise problem(f"{self.balance_after} is not balance_before {self.balance_before} "
+                              f"{'+' if sign > 0 else '-'} amount {self.amount}", at="balance_after")
+        return self
+
+
+class Outcome(OutcomeRecord):
     """One transaction as journaled and cleared (design.md field order, then transit context).
 
     ``reason`` is free text; ``card_no`` the 20 digits of EF15 bytes 10..19; amounts and balances are
@@ -99,97 +182,49 @@ class Outcome:
     version. Context: ``mode``, the terminal's ``city``/``operator``/``line``/``station``/``vehicle``/
     ``direction``, the card's EF17 ``card_type``, ``full_fare`` (the fare before a discount), and the
     entry (metro) or boarding (bus) data read from the card on exit or alighting.
-    All fields are keyword-only.
+    All fields are keyword-only; a bad one raises `OutcomeError` (``outcome: <field>: <reason>``).
     """
 
-    status: str
-    reason: str | None = None
-    type: str
-    card_no: str | None = None
-    issuer_id: str | None = None
-    amount: int | None = None
-    balance_before: int | None = None
-    balance_after: int | None = None
-    overdraft_limit: int | None = None
-    card_counter: int | None = None
-    terminal_id: str
-    terminal_seq: int | None = None
-    datetime: str
-    key_version: int | None = None
-    algorithm: str | None = None
-    tac: str | None = None
-    mac2_verified: bool | None = None
-    list_version: str | None = None
-    mode: str | None = None
-    city: str | None = None
-    operator: str | None = None
-    line: str | None = None
-    station: str | None = None
-    vehicle: str | None = None
-    direction: str | None = None
-    card_type: str | None = None
-    full_fare: int | None = None
-    entry_city: str | None = None
-    entry_station: str | None = None
-    entry_terminal: str | None = None
-    entry_time: str | None = None
+    ORDER: ClassVar[tuple[str, ...]] = ()
 
-    ORDER: ClassVar[tuple[str, ...]] = tuple(_SPEC)
-
-    def __post_init__(self) -> None:
-        for name in _REQUIRED:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name}: required")
-        for name in self.ORDER:
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _check(name, value))
-        required = _REQUIRED_BY_STATUS[self.status]
-        if self.type in ("06", "09") and self.status in ("approved", "recovered", "torn"):
-            required += ("terminal_seq",)
-        for name in required:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name}: required for a {self.status} outcome")
-        if self.reason is not None and not self.reason.strip():
-            raise ValueError("reason: empty (leave it out instead)")
-        if self.tac is not None and self.status in ("torn", "declined"):
-            raise ValueError(f"tac: a {self.status} outcome has no TAC")
-        if self.mode is not None and (self.type == "02") != (self.mode == "load"):
-            raise ValueError(f"type: type {self.type} does not fit mode {self.mode}")
-        if self.status in MONEY_STATUSES:
-            sign = 1 if self.type == "02" else -1
-            expected = self.balance_before + sign * self.amount  # type: ignore[operator]
-            if self.balance_after != expected:
-                raise ValueError(f"balance_after: {self.balance_after} is not balance_before "
-                                 f"{self.balance_before} {'+' if sign > 0 else '-'} amount {self.amount}")
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError:
+            # the same fault once more through the schema layer's one formatter: one line, field, reason
+            validate(OutcomeRecord, fields, SOURCE, OutcomeError)
+            raise
 
     # -- the stable JSON form ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The fields in contract order, absent ones left out."""
-        return {name: getattr(self, name) for name in self.ORDER if getattr(self, name) is not None}
+        values = self.__dict__
+        return {name: values[name] for name in self.ORDER if values[name] is not None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Outcome":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"outcome: expected an object, got {type(data).__name__}")
-        for key in data:
-            if key not in _SPEC:
-                raise ValueError(f"{key}: unknown outcome field")
-        for name in _REQUIRED:
-            if name not in data:
-                raise ValueError(f"{name}: missing")
-        return cls(**dict(data))
+    def from_dict(cls, data: Mapping[str, Any], source: str = SOURCE) -> "Outcome":
+        """An outcome read from a file (a journal row, a clearing line): refusals name `source`."""
+        if not isinstance(data, Mapping) or not all(isinstance(key, str) for key in data):
+            raise OutcomeError(source, None, f"expected an object, got {type(data).__name__}")
+        try:
+            return cls(**data)
+        except OutcomeError as exc:
+            raise OutcomeError(source, exc.field, exc.reason) from None
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "Outcome":
+    def from_json(cls, text: str | bytes, source: str = SOURCE) -> "Outcome":
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"outcome: not JSON: {exc}") from None
-        return cls.from_dict(data)
+            raise OutcomeError(source, None, f"not JSON: {exc}") from None
+        return cls.from_dict(data, source)
+
+    def replace(self, **changes: Any) -> "Outcome":
+        """A copy with some fields changed (None removes one), checked like a new outcome."""
+        return type(self)(**{**self.__dict__, **changes})
 
     # -- helpers for the flows and clearing ----------------------------------------------------------
     @property
@@ -203,55 +238,6 @@ class Outcome:
         return _parse_datetime(self.datetime)
 
 
+Outcome.ORDER = tuple(Outcome.model_fields)
 FIELDS: tuple[str, ...] = Outcome.ORDER
 """Outcome field names in contract order: the JSON key order and the CSV column order."""
-assert FIELDS == tuple(f.name for f in fields(Outcome))
-
-
-def _parse_datetime(text: str) -> _dt.datetime:
-    return _dt.datetime.strptime(text, "%Y%m%d%H%M%S")
-
-
-def _check(name: str, value: Any) -> Any:
-    kind, rule = _SPEC[name]
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
-        low, high = rule
-        if not low <= value <= high:
-            raise ValueError(f"{name}: {value} out of range {low}..{high}")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{name}: expected true or false, got {type(value).__name__} {value!r}")
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"{name}: expected a string, got {type(value).__name__} {value!r}")
-    if kind == "choice":
-        if value not in rule:
-            raise ValueError(f"{name}: expected one of {', '.join(rule)}, got {value!r}")
-        return value
-    if kind == "hex":
-        if not rule.fullmatch(value):
-            raise ValueError(f"{name}: expected hex ({rule.pattern}), got {value!r}")
-        return value.upper()
-    if kind == "digits":
-        if not (len(value) == rule and value.isascii() and value.isdigit()):
-            raise ValueError(f"{name}: expected {rule} decimal digits, got {value!r}")
-        return value
-    if kind == "datetime":
-        if not (len(value) == 14 and value.isascii() and value.isdigit()):
-            raise ValueError(f"{name}: expected YYYYMMDDhhmmss, got {value!r}")
-        try:
-            _parse_datetime(value)
-        except ValueError:
-            raise ValueError(f"{name}: {value} is not a date-time") from None
-        return value
-    if kind == "vehicle":
-        if not re.fullmatch(r"[\x21-\x7E]{1,8}", value):
-            raise ValueError(f"{name}: expected 1 to 8 printable ASCII characters, got {value!r}")
-        return value
-    # free text: one line, no control characters (it goes into CSV and logs)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError(f"{name}: control characters are not allowed")
-    return value

@@ -1,10 +1,12 @@
 """Terminal profiles: what a validator is (mode, flow, city, line, station, fares, lists, keys), from YAML.
 
-A profile is the validator's configuration as the operator ships it. The loader is strict: an unknown
-key, a key the profile's flow does not use, a value of the wrong type or a dangling reference is
-refused with one line naming the file and the field, e.g.
-``bus-segment.yaml: fares.table[3].to: unknown station 'X'``. Codes are quoted strings in YAML
-(``city: "5810"``): unquoted, YAML turns ``0101`` into the number 65.
+A profile is the validator's configuration as the operator ships it. The file is read by one
+declarative model of the schema layer (`TerminalProfileFile`, ``ykt_files.schema``) and then built into
+the frozen `TerminalProfile`. The model is strict: an unknown key, a key the profile's flow does not use,
+a value of the wrong type or a dangling reference is refused with one `ProfileError` line naming the file
+and the field, e.g. ``bus-segment.yaml: fares.table[3].to: unknown station 'X'``. Fields are checked in
+file order, and the rules that depend on the mode or the flow read those two first. Codes are quoted
+strings in YAML (``city: "5810"``): unquoted, YAML turns ``0101`` into the number 65.
 
 The terminal ID is not here: it is the PSAM's (EF16). Paths (lists, a key set file) are relative to the
 profile file. The station can be changed at run time with :meth:`TerminalProfile.with_station`.
@@ -31,6 +33,8 @@ Field reference (``*`` = required):
   ``recognised_cities`` (area codes whose discounts this city recognises, 优惠互认).
 * ``lists``\\*: ``blacklist``\\* (file) and ``whitelist`` (issuer white list file; absent = every
   interoperable card of any issuer).
+* ``qr``: the MOT QR acceptance policy (account types, local issuers, white list, anti-pass-back;
+  see ``ykt_qr.policy``); absent = the terminal takes no QR code.
 * ``recovery_window``: seconds a torn purchase can be recovered in (default 120, D12).
 * ``load`` (flow load only)\\*: ``keyset``\\* (a file path, or the name of a shipped TEST key set),
   ``max_balance``\\* (fen), ``amounts`` (allowed amounts; absent = any amount up to the headroom).
@@ -43,17 +47,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keysets import TEST_KEYSET_DIR, KeySet, KeySetError
+from ykt_files.schema import Model, ProfileError, problem, read_text, validate
+from ykt_qr.policy import AcceptancePolicy, QrPolicyFile
 
 from .fares import Discounts, FareError, FarePolicy, FareTable, StaleRule
+from .fields import expect, flag, got, hex_digits, integer, kind_of, one_of, printable, text, typed
 from .lists import BlackList, IssuerWhiteList, ListError, load_blacklist, load_whitelist
 
 __all__ = [
-    "ProfileError", "TerminalProfile", "LoadSettings", "load_terminal_profile", "parse_terminal_profile",
+    "TerminalProfile", "TerminalProfileFile", "LoadSettings", "load_terminal_profile", "parse_terminal_profile",
     "MODES", "FLOWS", "INDUSTRY_CODES",
 ]
 
@@ -74,6 +82,7 @@ INDUSTRY_CODES = {"metro": "01", "bus": "02", "ferry": "03", "taxi": "04", "load
 taxi 04 follow the EF1A record index (03 waterborne, 04 taxi) — a project choice."""
 
 STATION_DIGITS = {"metro": 4, "ferry": 4, "bus": 2}
+FARE_KEYS = ("flat", "table", "same_station", "max_fare", "stale_boarding")
 FARE_KEYS_OF_FLOW = {
     "flat": {"flat"},
     "flat-capp": {"flat"},
@@ -91,17 +100,9 @@ REQUIRED_FARES = {
 STATIONS_REQUIRED = {"segment", "metro-entry", "metro-exit"}
 STATIONS_ALLOWED = STATIONS_REQUIRED | {"flat", "flat-capp", "ferry"}
 LINE_REQUIRED_MODES = {"bus", "metro", "ferry"}
-TOP_KEYS = {
-    "name", "mode", "flow", "city", "province", "operator", "acceptor", "line", "station", "vehicle",
-    "direction", "key_index", "transaction_type", "ef1e_layout", "ef1a_record", "stations", "fares",
-    "discounts", "lists", "recovery_window", "load",
-}
 DEFAULT_RECOVERY_WINDOW = 120
 MAX_BALANCE_LIMIT = 0x7FFFFFFF
-
-
-class ProfileError(ValueError):
-    """A terminal profile refused: ``file: field: reason`` in one line."""
+MAX_AMOUNT = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class TerminalProfile:
     load: LoadSettings | None
     source: str = "<memory>"
     key_index_fallbacks: tuple[int, ...] = ()   # tried in order when the card answers 9403 (D16 migration)
+    qr: AcceptancePolicy | None = None          # the MOT QR codes it takes (ykt_qr.policy); None: no QR reader
 
     def __hash__(self) -> int:
         return hash((self.name, self.source, self.station, self.direction))
@@ -172,13 +174,15 @@ class TerminalProfile:
 
     def with_station(self, station: str, direction: str | None = None) -> "TerminalProfile":
         """The same profile at another station (a bus moving along its line), checked like the file."""
-        fail = _failer(self.source)
-        code = _station_code(station, self.mode, "station", fail)
+        try:
+            code = _station_code(station, self.mode)
+        except ValueError as exc:
+            raise ProfileError(self.source, "station", str(exc)) from None
         if self.stations and code not in self.stations:
-            fail("station", f"unknown station {code!r}")
+            raise ProfileError(self.source, "station", f"unknown station {code!r}")
         new_direction = self.direction if direction is None else direction
         if new_direction not in ("AB", "BA"):
-            fail("direction", f"expected 'AB' or 'BA', got {new_direction!r}")
+            raise ProfileError(self.source, "direction", f"expected 'AB' or 'BA', got {new_direction!r}")
         return dataclasses.replace(self, station=code, direction=new_direction)
 
     def load_lists(self) -> tuple[BlackList, IssuerWhiteList | None]:
@@ -186,6 +190,427 @@ class TerminalProfile:
         black = load_blacklist(self.blacklist)
         white = load_whitelist(self.whitelist) if self.whitelist is not None else None
         return black, white
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field types (terminal_sim.fields): each refuses with the reason an operator editing the YAML needs
+
+def _name(value: Any) -> str:
+    if not text(value).strip():
+        raise problem("empty")
+    return value.strip()
+
+
+def _area_code(value: Any) -> str:
+    if not isinstance(value, str):
+        raise problem(f"expected a quoted 4-digit area code like \"5810\", got {got(value)}")
+    if not re.fullmatch(r"\d{4}", value):
+        raise problem(f"expected a 4-digit area code, got {value!r}")
+    return value
+
+
+def _station_code(value: Any, mode: str) -> str:
+    """A station code as the card records of this mode hold it (metro and ferry 4 hex, bus 2 hex)."""
+    digits = STATION_DIGITS.get(mode)
+    if digits is None:
+        raise problem(f"a {mode} terminal has no stations")
+    return hex_digits(digits)(value)
+
+
+def _station_ref(value: Any) -> str:
+    if not isinstance(value, str):
+        raise problem(f"expected a quoted station code, got {got(value)}")
+    return value
+
+
+Name = typed(str, _name)
+Text = typed(str, text)
+AreaCode = typed(str, _area_code)
+Hex4 = typed(str, hex_digits(4))
+Hex16 = typed(str, hex_digits(16))
+Amount = typed(int, integer(0, MAX_AMOUNT))
+StationRef = typed(str, _station_ref)
+a_mapping = expect(dict, "a mapping")
+
+
+def _table(model: type[Model]) -> Any:
+    """A nested table of fields, refused as 'expected a mapping' when it is something else."""
+    return typed(model, a_mapping)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The file's schema
+
+class StaleBoardingFile(Model):
+    """``fares.stale_boarding``: when a bus boarding no longer counts, and whether its mark is charged."""
+
+    gap_minutes: typed(int, integer(1, 24 * 60))
+    charge_mark: typed(bool, flag)
+
+
+class FareRowFile(Model):
+    """One ``fares.table`` entry: a pair of stations (either order) and its fare."""
+
+    from_: StationRef = Field(alias="from")
+    to: StationRef
+    amount: Amount
+
+
+class FaresFile(Model):
+    """``fares``: which parts a flow uses is checked by the profile (FARE_KEYS_OF_FLOW)."""
+
+    flat: Amount | None = None
+    table: typed(list[_table(FareRowFile)], expect(list, "a list of {from, to, amount}", non_empty=True)) | None = None
+    same_station: Amount | None = None
+    max_fare: Amount | None = None
+    stale_boarding: _table(StaleBoardingFile) | None = None
+
+
+def _card_types(value: Any) -> dict[str, Any]:
+    """EF17 card type codes (2 hex, case-insensitive) → percent paid: keys checked where they stand."""
+    if not isinstance(value, dict):
+        raise problem(f"expected a mapping of card type to percent, got {kind_of(value)}")
+    out: dict[str, Any] = {}
+    for key, percent in value.items():
+        try:
+            code = hex_digits(2)(key)
+        except ValueError as exc:
+            raise problem(str(exc), at=str(key)) from None
+        if code in out:
+            raise problem("listed twice", at=str(key))
+        out[code] = percent
+    return out
+
+
+class DiscountsFile(Model):
+    """``discounts``: percent paid by card type, and the cities whose discounts are recognised."""
+
+    card_types: typed(dict[str, typed(int, integer(0, 100))], _card_types) = {}
+    recognised_cities: typed(list[AreaCode], expect(list, "a list of area codes")) = []
+
+    @model_validator(mode="after")
+    def _each_city_once(self) -> "DiscountsFile":
+        for i, city in enumerate(self.recognised_cities):
+            if city in self.recognised_cities[:i]:
+                raise problem(f"city {city} listed twice", at=f"recognised_cities[{i}]")
+        return self
+
+
+def _base(info: ValidationInfo) -> Path:
+    return Path((info.context or {}).get("base") or Path.cwd())
+
+
+def _file(value: Any, info: ValidationInfo) -> Path:
+    """A file path relative to the profile's folder (validation context `base`) that exists."""
+    if not isinstance(value, str) or not value:
+        raise problem(f"expected a file path, got {got(value)}")
+    path = Path(value) if Path(value).is_absolute() else _base(info) / value
+    if not path.is_file():
+        raise problem(f"no such file {value!r}")
+    return path.resolve()
+
+
+def _list_file(loader: Callable[[Path], object]) -> Callable[[Any, ValidationInfo], Path]:
+    def check(value: Any, info: ValidationInfo) -> Path:
+        path = _file(value, info)
+        try:
+            loader(path)
+        except ListError as exc:
+            raise problem(str(exc)) from None
+        return path
+    return check
+
+
+class ListsFile(Model):
+    """``lists``: the black list every terminal checks, and the optional issuer white list."""
+
+    blacklist: typed(Path, _list_file(load_blacklist)) | None = Field(None, validate_default=True)
+    whitelist: typed(Path, _list_file(load_whitelist)) | None = None
+
+    @field_validator("blacklist")
+    @classmethod
+    def _required(cls, value: Path | None) -> Path:
+        if value is None:
+            raise problem("missing (every terminal checks a black list)")
+        return value
+
+
+def _keyset_file(value: Any, info: ValidationInfo) -> Path:
+    """A key set file relative to the profile, or the name of a shipped TEST key set; it must load."""
+    if not isinstance(value, str) or not value:
+        raise problem(f"expected a key set file or name, got {got(value)}")
+    if "/" in value or value.endswith(".toml"):
+        path = _file(value, info)
+    else:
+        path = TEST_KEYSET_DIR / f"{value}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in TEST_KEYSET_DIR.glob("*.toml")))
+            raise problem(f"no shipped key set named {value!r} (known: {known})")
+    try:
+        KeySet.load(path)
+    except KeySetError as exc:
+        raise problem(str(exc)) from None
+    return path
+
+
+class LoadFile(Model):
+    """``load``: the host's key set, the maximum balance, and the amounts offered."""
+
+    keyset: typed(Path, _keyset_file)
+    max_balance: typed(int, integer(1, MAX_BALANCE_LIMIT))
+    amounts: typed(list[Amount], expect(list, "a list of amounts in fen", non_empty=True)) | None = None
+
+    @model_validator(mode="after")
+    def _amounts_fit(self) -> "LoadFile":
+        for i, amount in enumerate(self.amounts or ()):
+            if not 1 <= amount <= self.max_balance:
+                raise problem(f"{amount} out of range 1..{self.max_balance}", at=f"amounts[{i}]")
+            if amount in self.amounts[:i]:  # type: ignore[index]
+                raise problem(f"{amount} listed twice", at=f"amounts[{i}]")
+        return self
+
+
+def _key_indexes(value: Any) -> list[Any]:
+    """One key index, or a list in order of preference (the next is tried when the card answers 9403)."""
+    if isinstance(value, list):
+        if not value:
+            raise problem("an empty list names no key index")
+        return value
+    return [integer(1, 255)(value)]
+
+
+class TerminalProfileFile(Model):
+    """A terminal profile file as written (fields in check order); `build` makes the `TerminalProfile`."""
+
+    name: Name
+    mode: typed(str, one_of(*MODES))
+    flow: typed(str, one_of(*FLOWS))
+    city: AreaCode
+    province: AreaCode
+    operator: Hex4
+    acceptor: Hex16 | None = None
+    line: Hex4 | None = Field(None, validate_default=True)
+    vehicle: typed(str, printable(8)) | None = None
+    direction: str | None = None
+    key_index: typed(list[typed(int, integer(1, 255))], _key_indexes)
+    transaction_type: Text
+    ef1e_layout: typed(str, one_of("A", "B", quoted=True)) = "A"
+    ef1a_record: typed(int, integer(1, 2)) | None = Field(None, validate_default=True)
+    stations: dict[str, str] | None = Field(None, validate_default=True)
+    station: str | None = Field(None, validate_default=True)
+    fares: FaresFile | None = Field(None, validate_default=True)
+    discounts: _table(DiscountsFile) = DiscountsFile()
+    lists: _table(ListsFile)
+    recovery_window: typed(int, integer(1, 86400)) = DEFAULT_RECOVERY_WINDOW
+    load: LoadFile | None = Field(None, validate_default=True)
+    qr: QrPolicyFile | None = None
+
+    # -- rules that read the mode and the flow (validated before them, in file order) --------------
+    @field_validator("flow")
+    @classmethod
+    def _flow_of_mode(cls, flow: str, info: ValidationInfo) -> str:
+        mode = info.data.get("mode")
+        if mode is not None and FLOWS[flow][0] != mode:
+            raise problem(f"flow {flow!r} is a {FLOWS[flow][0]} flow, but mode is {mode!r}")
+        return flow
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, line: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("mode")
+        if line is None and mode in LINE_REQUIRED_MODES:
+            raise problem(f"missing (a {mode} terminal belongs to a line)")
+        return line
+
+    @field_validator("vehicle")
+    @classmethod
+    def _vehicle_of_a_bus(cls, vehicle: str | None, info: ValidationInfo) -> str | None:
+        mode = info.data.get("mode")
+        if vehicle is not None and mode is not None and mode != "bus":
+            raise problem(f"only a bus has a vehicle number, this is a {mode} terminal")
+        return vehicle
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, direction: Any, info: ValidationInfo) -> str | None:
+        flow = info.data.get("flow")
+        if direction is None:
+            return None
+        if flow is not None and flow != "segment":
+            raise problem(f"only a segmented-fare bus has a direction, this flow is {flow!r}")
+        return one_of("AB", "BA", quoted=True)(direction)
+
+    @field_validator("key_index")
+    @classmethod
+    def _each_index_once(cls, indexes: list[int]) -> list[int]:
+        if len(set(indexes)) != len(indexes):
+            raise problem(f"a key index is listed twice in {indexes}")
+        return indexes
+
+    @field_validator("transaction_type")
+    @classmethod
+    def _type_of_flow(cls, tx_type: str, info: ValidationInfo) -> str:
+        flow = info.data.get("flow")
+        if flow is not None and tx_type not in FLOWS[flow][1]:
+            raise problem(f"flow {flow!r} uses {' or '.join(repr(t) for t in FLOWS[flow][1])}, got {tx_type!r}")
+        return tx_type
+
+    @field_validator("ef1a_record")
+    @classmethod
+    def _ef1a_of_flow(cls, record: int | None, info: ValidationInfo) -> int | None:
+        flow, mode = info.data.get("flow"), info.data.get("mode")
+        if flow is None or mode is None:
+            return record
+        rule = FLOWS[flow][2]
+        if record is None:
+            if rule == "required":
+                raise problem(f"missing (flow {flow!r} writes record {EF1A_RECORD_OF_MODE[mode]})")
+            return None
+        if rule is None:
+            raise problem(f"flow {flow!r} writes no EF1A record")
+        if record != EF1A_RECORD_OF_MODE[mode]:
+            raise problem(f"a {mode} terminal writes record {EF1A_RECORD_OF_MODE[mode]}, got {record}")
+        return record
+
+    @field_validator("stations", mode="before")
+    @classmethod
+    def _stations(cls, raw: Any, info: ValidationInfo) -> dict[str, str]:
+        flow, mode = info.data.get("flow"), info.data.get("mode")
+        if flow is None or mode is None:
+            return {}
+        if raw is None:
+            if flow in STATIONS_REQUIRED:
+                raise problem(f"missing (flow {flow!r} needs the list of stations)")
+            return {}
+        if flow not in STATIONS_ALLOWED:
+            raise problem(f"flow {flow!r} has no stations")
+        if not isinstance(raw, dict) or not raw:
+            raise problem(f"expected a mapping of station code to name, got {kind_of(raw)}")
+        stations: dict[str, str] = {}
+        for code, label in raw.items():
+            try:
+                normal = _station_code(code, mode)
+                if normal in stations:
+                    raise ValueError("listed twice (codes are case-insensitive hex)")
+                stations[normal] = text(label)
+            except ValueError as exc:
+                raise problem(str(exc), at=str(code)) from None
+        return stations
+
+    @field_validator("station", mode="before")
+    @classmethod
+    def _station(cls, raw: Any, info: ValidationInfo) -> str | None:
+        flow, mode = info.data.get("flow"), info.data.get("mode")
+        if flow is None or mode is None:
+            return None
+        if raw is None:
+            if flow in STATIONS_REQUIRED:
+                raise problem(f"missing (flow {flow!r} needs the terminal's station)")
+            return None
+        if mode not in STATION_DIGITS:
+            raise problem(f"a {mode} terminal has no station")
+        code = _station_code(raw, mode)
+        stations = info.data.get("stations") or {}
+        if stations and code not in stations:
+            raise problem(f"unknown station {code!r}")
+        return code
+
+    @field_validator("fares", mode="before")
+    @classmethod
+    def _fares_of_flow(cls, raw: Any, info: ValidationInfo) -> Any:
+        flow = info.data.get("flow")
+        if flow is None:
+            return raw
+        required = REQUIRED_FARES.get(flow, set())
+        if raw is None:
+            if required:
+                raise problem(f"missing (flow {flow!r} needs fares.{sorted(required)[0]})")
+            return None
+        if not isinstance(raw, dict):
+            raise problem(f"expected a mapping, got {kind_of(raw)}")
+        for key in raw:
+            if key in FARE_KEYS and key not in FARE_KEYS_OF_FLOW[flow]:
+                raise problem(f"not used by flow {flow!r}", at=str(key))
+        for key in sorted(required):
+            if key not in raw:
+                raise problem(f"missing (flow {flow!r} needs it)", at=key)
+        return raw
+
+    @field_validator("fares")
+    @classmethod
+    def _fare_table(cls, fares: FaresFile | None, info: ValidationInfo) -> FaresFile | None:
+        if fares is not None and "stations" in info.data:
+            _fare_policy(fares, info.data["stations"] or {})
+        return fares
+
+    @field_validator("load", mode="before")
+    @classmethod
+    def _load_of_flow(cls, raw: Any, info: ValidationInfo) -> Any:
+        flow = info.data.get("flow")
+        if flow is None:
+            return raw
+        if flow != "load":
+            if raw is not None:
+                raise problem(f"only a load terminal has load settings, this flow is {flow!r}")
+            return None
+        if raw is None:
+            raise problem("missing (a load terminal needs its host settings)")
+        return a_mapping(raw)
+
+    @model_validator(mode="after")
+    def _load_key_index(self) -> "TerminalProfileFile":
+        if self.load is not None:
+            entry = KeySet.load(self.load.keyset).entry("load")
+            if entry.index != self.key_index[0]:
+                raise problem(f"{self.key_index[0]} is not the index {entry.index} of the load key of key set "
+                              f"{self.load.keyset.name}", at="key_index")
+        return self
+
+    # -- the domain object ------------------------------------------------------------------------
+    def build(self, source: str) -> TerminalProfile:
+        """The frozen profile the validator runs on (defaults filled in, fares priced into a FarePolicy)."""
+        load = None
+        if self.load is not None:
+            amounts = tuple(self.load.amounts) if self.load.amounts is not None else None
+            load = LoadSettings(keyset=self.load.keyset, max_balance=self.load.max_balance, amounts=amounts)
+        return TerminalProfile(
+            name=self.name, mode=self.mode, flow=self.flow, city=self.city, province=self.province,
+            operator=self.operator, acceptor=self.acceptor or f"{self.operator}{self.city}FFFFFFFF",
+            line=self.line, station=self.station, vehicle=self.vehicle, direction=self.direction or "AB",
+            key_index=self.key_index[0], key_index_fallbacks=tuple(self.key_index[1:]),
+            transaction_type=self.transaction_type, ef1e_layout=self.ef1e_layout, ef1a_record=self.ef1a_record,
+            stations=MappingProxyType(dict(self.stations or {})),
+            fares=_fare_policy(self.fares, self.stations or {}) if self.fares is not None else FarePolicy(),
+            discounts=Discounts(MappingProxyType(dict(self.discounts.card_types)),
+                                frozenset(self.discounts.recognised_cities)),
+            blacklist=self.lists.blacklist, whitelist=self.lists.whitelist,  # type: ignore[arg-type]
+            recovery_window=self.recovery_window, load=load,
+            qr=self.qr.build() if self.qr is not None else None, source=source)
+
+
+def _fare_policy(fares: FaresFile, stations: Mapping[str, str]) -> FarePolicy:
+    """The fare table's stations must be the profile's; the table complete; max_fare above it."""
+    table = None
+    if fares.table is not None:
+        rows = []
+        for i, row in enumerate(fares.table):
+            codes = []
+            for key, value in (("from", row.from_), ("to", row.to)):
+                if value.upper() not in stations:
+                    raise problem(f"unknown station {value!r}", at=f"table[{i}].{key}")
+                codes.append(value.upper())
+            rows.append((codes[0], codes[1], row.amount))
+        try:
+            table = FareTable.build(stations, rows, fares.same_station)
+        except FareError as exc:
+            where, _, reason = str(exc).partition(": ")
+            raise problem(reason, at=where) from None
+    if fares.max_fare is not None and table is not None and fares.max_fare < table.highest:
+        raise problem(f"{fares.max_fare} is below the table's highest fare {table.highest}", at="max_fare")
+    stale = None
+    if fares.stale_boarding is not None:
+        stale = StaleRule(fares.stale_boarding.gap_minutes, fares.stale_boarding.charge_mark)
+    return FarePolicy(flat=fares.flat, table=table, max_fare=fares.max_fare, stale=stale)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,382 +634,25 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-def _failer(source: str) -> Callable[[str, str], NoReturn]:
-    def fail(field: str, reason: str) -> NoReturn:
-        raise ProfileError(f"{source}: {field}: {reason}")
-    return fail
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else type(value).__name__
-
-
-def _text(value: Any, field: str, fail) -> str:
-    if not isinstance(value, str):
-        fail(field, f"expected a quoted string, got {_kind(value)} {value!r}")
-    return value
-
-
-def _digits4(value: Any, field: str, fail) -> str:
-    if not isinstance(value, str):
-        fail(field, f"expected a quoted 4-digit area code like \"5810\", got {_kind(value)} {value!r}")
-    if not re.fullmatch(r"\d{4}", value):
-        fail(field, f"expected a 4-digit area code, got {value!r}")
-    return value
-
-
-def _hex(value: Any, digits: int, field: str, fail) -> str:
-    if not isinstance(value, str):
-        fail(field, f"expected a quoted string of {digits} hex digits, got {_kind(value)} {value!r}")
-    if not re.fullmatch(rf"[0-9A-Fa-f]{{{digits}}}", value):
-        fail(field, f"expected {digits} hex digits, got {value!r}")
-    return value.upper()
-
-
-def _int(value: Any, field: str, fail, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        fail(field, f"expected an integer, got {_kind(value)} {value!r}")
-    if not low <= value <= high:
-        fail(field, f"{value} out of range {low}..{high}")
-    return value
-
-
-def _mapping(value: Any, field: str, fail, allowed: set[str]) -> dict:
-    if not isinstance(value, dict):
-        fail(field, f"expected a mapping, got {_kind(value)}")
-    for key in value:
-        if not isinstance(key, str):
-            fail(field, f"keys must be strings, got {_kind(key)} {key!r}")
-        if key not in allowed:
-            fail(f"{field}.{key}" if field else key, "unknown key")
-    return value
-
-
-def _station_code(value: Any, mode: str, field: str, fail) -> str:
-    digits = STATION_DIGITS.get(mode)
-    if digits is None:
-        fail(field, f"a {mode} terminal has no stations")
-    return _hex(value, digits, field, fail)
-
-
-def _path(value: Any, field: str, fail, base: Path) -> Path:
-    if not isinstance(value, str) or not value:
-        fail(field, f"expected a file path, got {_kind(value)} {value!r}")
-    path = (base / value) if not Path(value).is_absolute() else Path(value)
-    if not path.is_file():
-        fail(field, f"no such file {value!r}")
-    return path.resolve()
-
-
 # ---------------------------------------------------------------------------------------------------
 
 def load_terminal_profile(path: str | Path) -> TerminalProfile:
     """Read and check a terminal profile file; every refusal is one ProfileError line."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"{p}: no such profile file") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{p.name}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ProfileError(f"{p}: cannot read: {exc.strerror}") from None
-    return parse_terminal_profile(text, source=p.name, base=p.resolve().parent)
+    content = read_text(p, "profile", ProfileError)
+    return parse_terminal_profile(content, source=p.name, base=p.resolve().parent)
 
 
 def parse_terminal_profile(text: str, source: str = "<memory>", base: Path | None = None) -> TerminalProfile:
     """Check a profile's YAML text; relative paths are resolved against ``base`` (default: cwd)."""
-    fail = _failer(source)
     try:
         doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "document"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProfileError(f"{source}: {where}: not valid YAML: {problem}") from None
+        problem_text = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProfileError(source, None, f"{where}: not valid YAML: {problem_text}") from None
     if not isinstance(doc, dict):
-        raise ProfileError(f"{source}: expected a mapping of profile fields, got {_kind(doc)}")
-    return _build(doc, fail, base or Path.cwd(), source)
-
-
-def _build(doc: dict, fail, base: Path, source: str) -> TerminalProfile:
-    _mapping(doc, "", fail, TOP_KEYS)
-    for key in ("name", "mode", "flow", "city", "province", "operator", "key_index", "transaction_type",
-                "lists"):
-        if key not in doc:
-            fail(key, "missing")
-
-    name = _text(doc["name"], "name", fail)
-    if not name.strip():
-        fail("name", "empty")
-    mode = _text(doc["mode"], "mode", fail)
-    if mode not in MODES:
-        fail("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
-    flow = _text(doc["flow"], "flow", fail)
-    if flow not in FLOWS:
-        fail("flow", f"expected one of {', '.join(FLOWS)}, got {flow!r}")
-    flow_mode, types, ef1a_rule = FLOWS[flow]
-    if flow_mode != mode:
-        fail("flow", f"flow {flow!r} is a {flow_mode} flow, but mode is {mode!r}")
-
-    city = _digits4(doc["city"], "city", fail)
-    province = _digits4(doc["province"], "province", fail)
-    operator = _hex(doc["operator"], 4, "operator", fail)
-    acceptor = (_hex(doc["acceptor"], 16, "acceptor", fail) if "acceptor" in doc
-                else f"{operator}{city}FFFFFFFF")
-
-    line = None
-    if "line" in doc:
-        line = _hex(doc["line"], 4, "line", fail)
-    elif mode in LINE_REQUIRED_MODES:
-        fail("line", f"missing (a {mode} terminal belongs to a line)")
-
-    vehicle = None
-    if "vehicle" in doc:
-        if mode != "bus":
-            fail("vehicle", f"only a bus has a vehicle number, this is a {mode} terminal")
-        vehicle = _text(doc["vehicle"], "vehicle", fail)
-        if not re.fullmatch(r"[\x21-\x7E]{1,8}", vehicle):
-            fail("vehicle", f"expected 1 to 8 printable ASCII characters, got {vehicle!r}")
-
-    direction = "AB"
-    if "direction" in doc:
-        if flow != "segment":
-            fail("direction", f"only a segmented-fare bus has a direction, this flow is {flow!r}")
-        direction = _text(doc["direction"], "direction", fail)
-        if direction not in ("AB", "BA"):
-            fail("direction", f"expected 'AB' or 'BA', got {direction!r}")
-
-    raw_index = doc["key_index"]
-    if isinstance(raw_index, list):  # a preference order: the next is tried when the card answers 9403
-        if not raw_index:
-            fail("key_index", "an empty list names no key index")
-        indexes = [_int(v, f"key_index[{i}]", fail, 1, 255) for i, v in enumerate(raw_index)]
-        if len(set(indexes)) != len(indexes):
-            fail("key_index", f"a key index is listed twice in {indexes}")
-    else:
-        indexes = [_int(raw_index, "key_index", fail, 1, 255)]
-    key_index, key_index_fallbacks = indexes[0], tuple(indexes[1:])
-    transaction_type = _text(doc["transaction_type"], "transaction_type", fail)
-    if transaction_type not in types:
-        fail("transaction_type", f"flow {flow!r} uses {' or '.join(repr(t) for t in types)}, "
-                                 f"got {transaction_type!r}")
-    ef1e_layout = "A"
-    if "ef1e_layout" in doc:
-        ef1e_layout = _text(doc["ef1e_layout"], "ef1e_layout", fail)
-        if ef1e_layout not in ("A", "B"):
-            fail("ef1e_layout", f"expected 'A' or 'B', got {ef1e_layout!r}")
-
-    ef1a_record = None
-    if "ef1a_record" in doc:
-        if ef1a_rule is None:
-            fail("ef1a_record", f"flow {flow!r} writes no EF1A record")
-        ef1a_record = _int(doc["ef1a_record"], "ef1a_record", fail, 1, 2)
-        if ef1a_record != EF1A_RECORD_OF_MODE[mode]:
-            fail("ef1a_record", f"a {mode} terminal writes record {EF1A_RECORD_OF_MODE[mode]}, "
-                                f"got {ef1a_record}")
-    elif ef1a_rule == "required":
-        fail("ef1a_record", f"missing (flow {flow!r} writes record {EF1A_RECORD_OF_MODE[mode]})")
-
-    stations = _stations(doc, flow, mode, fail)
-    station = None
-    if "station" in doc:
-        if mode not in STATION_DIGITS:
-            fail("station", f"a {mode} terminal has no station")
-        station = _station_code(doc["station"], mode, "station", fail)
-        if stations and station not in stations:
-            fail("station", f"unknown station {station!r}")
-    elif flow in STATIONS_REQUIRED:
-        fail("station", f"missing (flow {flow!r} needs the terminal's station)")
-
-    fares = _fares(doc.get("fares"), flow, stations, fail, source)
-    discounts = _discounts(doc.get("discounts"), fail)
-    blacklist, whitelist = _lists(doc["lists"], fail, base)
-
-    recovery_window = DEFAULT_RECOVERY_WINDOW
-    if "recovery_window" in doc:
-        recovery_window = _int(doc["recovery_window"], "recovery_window", fail, 1, 86400)
-
-    load = None
-    if flow == "load":
-        if "load" not in doc:
-            fail("load", "missing (a load terminal needs its host settings)")
-        load = _load(doc["load"], fail, base, key_index)
-    elif "load" in doc:
-        fail("load", f"only a load terminal has load settings, this flow is {flow!r}")
-
-    return TerminalProfile(
-        name=name.strip(), mode=mode, flow=flow, city=city, province=province, operator=operator,
-        acceptor=acceptor, line=line, station=station, vehicle=vehicle, direction=direction,
-        key_index=key_index, key_index_fallbacks=key_index_fallbacks, transaction_type=transaction_type, ef1e_layout=ef1e_layout,
-        ef1a_record=ef1a_record, stations=MappingProxyType(stations), fares=fares, discounts=discounts,
-        blacklist=blacklist, whitelist=whitelist, recovery_window=recovery_window, load=load,
-        source=source)
-
-
-def _stations(doc: dict, flow: str, mode: str, fail) -> dict[str, str]:
-    if "stations" not in doc:
-        if flow in STATIONS_REQUIRED:
-            fail("stations", f"missing (flow {flow!r} needs the list of stations)")
-        return {}
-    if flow not in STATIONS_ALLOWED:
-        fail("stations", f"flow {flow!r} has no stations")
-    raw = doc["stations"]
-    if not isinstance(raw, dict) or not raw:
-        fail("stations", f"expected a mapping of station code to name, got {_kind(raw)}")
-    stations: dict[str, str] = {}
-    for code, label in raw.items():
-        where = f"stations.{code}"
-        normal = _station_code(code, mode, where, fail)
-        if normal in stations:
-            fail(where, "listed twice (codes are case-insensitive hex)")
-        stations[normal] = _text(label, where, fail)
-    return stations
-
-
-def _fares(raw: Any, flow: str, stations: dict[str, str], fail, source: str) -> FarePolicy:
-    allowed = FARE_KEYS_OF_FLOW[flow]
-    required = REQUIRED_FARES.get(flow, set())
-    if raw is None:
-        if required:
-            fail("fares", f"missing (flow {flow!r} needs fares.{sorted(required)[0]})")
-        return FarePolicy()
-    if not isinstance(raw, dict):
-        fail("fares", f"expected a mapping, got {_kind(raw)}")
-    for key in raw:
-        if key not in {"flat", "table", "same_station", "max_fare", "stale_boarding"}:
-            fail(f"fares.{key}", "unknown key")
-        if key not in allowed:
-            fail(f"fares.{key}", f"not used by flow {flow!r}")
-    for key in sorted(required):
-        if key not in raw:
-            fail(f"fares.{key}", f"missing (flow {flow!r} needs it)")
-
-    amount = lambda key: _int(raw[key], f"fares.{key}", fail, 0, 0xFFFFFFFF)  # noqa: E731
-    flat = amount("flat") if "flat" in raw else None
-    max_fare = amount("max_fare") if "max_fare" in raw else None
-    table = None
-    if "table" in raw:
-        entries = raw["table"]
-        if not isinstance(entries, list) or not entries:
-            fail("fares.table", f"expected a list of {{from, to, amount}}, got {_kind(entries)}")
-        rows = []
-        for i, entry in enumerate(entries):
-            where = f"fares.table[{i}]"
-            _mapping(entry, where, fail, {"from", "to", "amount"})
-            for key in ("from", "to", "amount"):
-                if key not in entry:
-                    fail(f"{where}.{key}", "missing")
-            codes = []
-            for key in ("from", "to"):
-                value = entry[key]
-                if not isinstance(value, str):
-                    fail(f"{where}.{key}", f"expected a quoted station code, got {_kind(value)} {value!r}")
-                if value.upper() not in stations:
-                    fail(f"{where}.{key}", f"unknown station {value!r}")
-                codes.append(value.upper())
-            rows.append((codes[0], codes[1], _int(entry["amount"], f"{where}.amount", fail, 0, 0xFFFFFFFF)))
-        same = amount("same_station") if "same_station" in raw else None
-        try:
-            table = FareTable.build(stations, rows, same)
-        except FareError as exc:
-            raise ProfileError(f"{source}: fares.{exc}") from None
-    if max_fare is not None and table is not None and max_fare < table.highest:
-        fail("fares.max_fare", f"{max_fare} is below the table's highest fare {table.highest}")
-    stale = None
-    if "stale_boarding" in raw:
-        rule = _mapping(raw["stale_boarding"], "fares.stale_boarding", fail, {"gap_minutes", "charge_mark"})
-        for key in ("gap_minutes", "charge_mark"):
-            if key not in rule:
-                fail(f"fares.stale_boarding.{key}", "missing")
-        gap = _int(rule["gap_minutes"], "fares.stale_boarding.gap_minutes", fail, 1, 24 * 60)
-        if not isinstance(rule["charge_mark"], bool):
-            fail("fares.stale_boarding.charge_mark", f"expected true or false, got {rule['charge_mark']!r}")
-        stale = StaleRule(gap, rule["charge_mark"])
-    return FarePolicy(flat=flat, table=table, max_fare=max_fare, stale=stale)
-
-
-def _discounts(raw: Any, fail) -> Discounts:
-    if raw is None:
-        return Discounts()
-    _mapping(raw, "discounts", fail, {"card_types", "recognised_cities"})
-    percents: dict[str, int] = {}
-    if "card_types" in raw:
-        types = raw["card_types"]
-        if not isinstance(types, dict):
-            fail("discounts.card_types", f"expected a mapping of card type to percent, got {_kind(types)}")
-        for card_type, percent in types.items():
-            where = f"discounts.card_types.{card_type}"
-            code = _hex(card_type, 2, where, fail)
-            if code in percents:
-                fail(where, "listed twice")
-            percents[code] = _int(percent, where, fail, 0, 100)
-    cities: list[str] = []
-    if "recognised_cities" in raw:
-        listed = raw["recognised_cities"]
-        if not isinstance(listed, list):
-            fail("discounts.recognised_cities", f"expected a list of area codes, got {_kind(listed)}")
-        for i, city in enumerate(listed):
-            where = f"discounts.recognised_cities[{i}]"
-            code = _digits4(city, where, fail)
-            if code in cities:
-                fail(where, f"city {code} listed twice")
-            cities.append(code)
-    return Discounts(MappingProxyType(percents), frozenset(cities))
-
-
-def _lists(raw: Any, fail, base: Path) -> tuple[Path, Path | None]:
-    _mapping(raw, "lists", fail, {"blacklist", "whitelist"})
-    if "blacklist" not in raw:
-        fail("lists.blacklist", "missing (every terminal checks a black list)")
-    black = _path(raw["blacklist"], "lists.blacklist", fail, base)
-    try:
-        load_blacklist(black)
-    except ListError as exc:
-        fail("lists.blacklist", str(exc))
-    white = None
-    if "whitelist" in raw:
-        white = _path(raw["whitelist"], "lists.whitelist", fail, base)
-        try:
-            load_whitelist(white)
-        except ListError as exc:
-            fail("lists.whitelist", str(exc))
-    return black, white
-
-
-def _load(raw: Any, fail, base: Path, key_index: int) -> LoadSettings:
-    _mapping(raw, "load", fail, {"keyset", "max_balance", "amounts"})
-    for key in ("keyset", "max_balance"):
-        if key not in raw:
-            fail(f"load.{key}", "missing")
-    ref = raw["keyset"]
-    if not isinstance(ref, str) or not ref:
-        fail("load.keyset", f"expected a key set file or name, got {_kind(ref)} {ref!r}")
-    if "/" in ref or ref.endswith(".toml"):
-        keyset = _path(ref, "load.keyset", fail, base)
-    else:
-        keyset = TEST_KEYSET_DIR / f"{ref}.toml"
-        if not keyset.is_file():
-            known = ", ".join(sorted(p.stem for p in TEST_KEYSET_DIR.glob("*.toml")))
-            fail("load.keyset", f"no shipped key set named {ref!r} (known: {known})")
-    try:
-        keys = KeySet.load(keyset)
-    except KeySetError as exc:
-        fail("load.keyset", str(exc))
-    if keys.entry("load").index != key_index:
-        fail("key_index", f"{key_index} is not the index {keys.entry('load').index} of the load key "
-                          f"of key set {keyset.name}")
-    max_balance = _int(raw["max_balance"], "load.max_balance", fail, 1, MAX_BALANCE_LIMIT)
-    amounts = None
-    if "amounts" in raw:
-        listed = raw["amounts"]
-        if not isinstance(listed, list) or not listed:
-            fail("load.amounts", f"expected a list of amounts in fen, got {_kind(listed)}")
-        seen: list[int] = []
-        for i, value in enumerate(listed):
-            amount = _int(value, f"load.amounts[{i}]", fail, 1, max_balance)
-            if amount in seen:
-                fail(f"load.amounts[{i}]", f"{amount} listed twice")
-            seen.append(amount)
-        amounts = tuple(seen)
-    return LoadSettings(keyset=keyset, max_balance=max_balance, amounts=amounts)
+        raise ProfileError(source, None, f"expected a mapping of profile fields, got {kind_of(doc)}")
+    checked = validate(TerminalProfileFile, doc, source, ProfileError, {"base": base or Path.cwd()})
+    return checked.build(source)

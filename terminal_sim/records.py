@@ -24,11 +24,12 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
+from ykt_card.clock import CHINA_TZ
 from ykt_card.layouts.ef1a import EF1ABus, EF1AMetro
 from ykt_card.layouts.ef1e import EF1EA, EF1EB
 
 __all__ = [
-    "Place", "MetroRecord", "BusRecord", "HistoryRecord",
+    "china_time", "Place", "MetroRecord", "BusRecord", "HistoryRecord",
     "metro_entry", "metro_exit", "bus_boarding", "bus_alighting", "history",
     "parse_metro", "parse_bus", "parse_history", "serial_of_counter", "metro_station8",
     "ENTERED", "EXITED", "HISTORY_ENTRY", "HISTORY_EXIT", "HISTORY_FLAT", "HISTORY_COMPOSITE",
@@ -38,6 +39,11 @@ ENTERED = "01"   # EF1A status: entered (metro) / boarded (bus)
 EXITED = "02"    # EF1A status: exited / alighted
 HISTORY_ENTRY, HISTORY_EXIT, HISTORY_FLAT, HISTORY_COMPOSITE = "03", "04", "06", "09"
 _HISTORY_TYPES = (HISTORY_ENTRY, HISTORY_EXIT, HISTORY_FLAT, HISTORY_COMPOSITE)
+
+
+def china_time(now: _dt.datetime) -> _dt.datetime:
+    """China time without tzinfo: what card records and outcomes hold (a naive input is taken as China time)."""
+    return now.astimezone(CHINA_TZ).replace(tzinfo=None) if now.tzinfo is not None else now
 
 
 @dataclass(frozen=True)

@@ -1,116 +1,53 @@
 """Tearing and its recovery (reference 5.5, decisions D5 and D12): never a double charge, never a lost record.
 
-How a purchase is kept safe across a card leaving the field, or the validator being killed:
+How a transaction is kept safe across a card leaving the field, or the terminal being killed:
 
-* Write-ahead grey record. Right before DEBIT the flow journals a `torn` outcome with everything a
-  recovery needs (card, INIT counter, amount, PSAM sequence, date-time, key version, algorithm). The
-  answer to DEBIT settles it (`resolve`) with the final outcome. If the card leaves (or the process
-  dies) between the two, the grey record stays pending: the card may or may not have been debited.
-* When the same card returns within the recovery window (D12, 120 s by default), the validator asks it
-  `GET TRANSACTION PROVE` for the INIT counter + 1 (D5):
-  - the card has the proof (MAC2 ‖ TAC): the debit happened. If the PSAM still holds that purchase's
-    session (no other 8070, no reset since), 8072 verifies the MAC2 and the record says
-    `mac2_verified: true`; otherwise the record keeps the card's proof with `mac2_verified: false`, and
-    clearing checks the TAC (the issuer recomputes it, reference 4.4). Outcome `recovered`.
-  - the card answers 9406 (no such proof): the validator runs the purchase again. Its INITIALIZE
-    shows the card's counter: still the grey record's counter means the debit never happened, and the
-    grey record is settled as `failed` (nothing charged) before the new purchase goes on. A counter
-    that moved means the card was used elsewhere since and its proof is gone: the grey record stays
-    pending for clearing (the card's own log, EF18, shows what happened) and this tap is a new ride.
+* Write-ahead grey record (terminal_sim.transaction). Right before DEBIT (or CREDIT FOR LOAD) the
+  transaction journals a `torn` outcome with everything a recovery needs (card, INIT counter, amount,
+  PSAM sequence or host request, date-time, key version, algorithm). The answer settles it. If the card
+  leaves (or the process dies) between the two, the grey record stays pending: the card may or may not
+  have been debited.
+* When the same card returns within the recovery window (D12, 120 s by default), `recover` asks it
+  `GET TRANSACTION PROVE` for the INIT counter + 1 (D5). One routine serves purchases and loads; what
+  differs is the transaction types it looks for and who checks the card's proof (`ProofCheck`):
+  - the card has the proof (MAC2 ‖ TAC): the money moved. The check decides how sure the terminal can
+    be: a purchase's PSAM still holding that session verifies the MAC2 with 8072 (after another card
+    the session is gone: `mac2_verified: false`, clearing checks the TAC, reference 4.4); a load's host
+    recomputes MAC2 and checks the TAC. Outcome `recovered` (or `failed` with the TAC when the check
+    refuses the proof: a wrong MAC2 also refuses the card on its next tap).
+  - the card answers 9406 (no such proof): the transaction runs again (`Recovery.rerun`). Its
+    INITIALIZE shows the card's counter: still the grey record's counter means the money never moved,
+    and the grey record is settled `failed` before the new transaction goes on (`Transaction.void`). A
+    counter that moved means the card was used elsewhere since and its proof is gone: the grey record
+    stays pending for clearing (the card's own log, EF18, shows what happened) and this tap is new.
+  - any other answer proves nothing: the grey record stays pending and the tap goes on.
 * A MAC2 that the PSAM refuses (9302) is a `failed` outcome that still carries the TAC (the card was
   debited), and the card is refused on its next tap (SH's `temp_uid`), through the journal's card flags.
-
-`MemoryJournal` gives a validator without `--journal` the same semantics in memory (grey records and
-card flags only; other outcomes are not kept), so the flows have one code path.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import itertools
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-from ykt_card.clock import CHINA_TZ
 from apdu.status import CardError, describe
-from ykt_card.status import SW_MAC_INVALID, SW_NO_PROOF
 from ykt_card.host.card import CardResponseError, Proof, TUnionCard
-from ykt_card.host.psam import Psam
+from ykt_card.status import SW_NO_PROOF
 
-from .journal import JournalEntry, JournalError
+from .journal import JournalEntry, OutcomeJournal
 from .outcome import Outcome
+from .records import china_time
 
-__all__ = ["OutcomeJournal", "MemoryJournal", "within_window", "torn_at", "latest_pending", "ProveResult",
-           "prove_grey", "recovered_purchase", "recovered_load", "void_outcome", "MAC2_FLAG_REASON"]
+__all__ = ["within_window", "torn_at", "latest_pending", "ProveResult", "prove_grey", "Verdict",
+           "ProofCheck", "Recovery", "recover", "settled_outcome", "MAC2_FLAG_REASON"]
 
 MAC2_FLAG_REASON = "MAC2 failure on the previous tap"
 
 
-class OutcomeJournal(Protocol):
-    """What the flows need of a journal: terminal_sim.journal.Journal, or MemoryJournal."""
-
-    def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int: ...
-
-    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
-                flag: str | None = None) -> int: ...
-
-    def pending_for(self, card_no: str) -> list[JournalEntry]: ...
-
-    def flag_card(self, card_no: str, reason: str) -> None: ...
-
-    def take_flag(self, card_no: str) -> str | None: ...
-
-
-class MemoryJournal:
-    """The journal of a validator run without a journal file: pending grey records and card flags.
-
-    Settled records and plain outcomes are not kept (a long benchmark run stays small); ids still grow.
-    """
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._pending: dict[int, JournalEntry] = {}
-        self._flags: dict[str, str] = {}
-
-    def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
-        ident = next(self._ids)
-        if outcome.status == "torn":
-            if context is None:
-                raise ValueError("context: a torn outcome needs its recovery context")
-            self._pending[ident] = JournalEntry(ident, outcome, dict(context))
-        return ident
-
-    def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
-                flag: str | None = None) -> int:
-        entry = self._pending.get(torn_id)
-        if entry is None:
-            raise JournalError(f"record {torn_id}: not a pending torn record")
-        if entry.outcome.card_no != outcome.card_no:
-            raise JournalError(f"record {torn_id}: belongs to card {entry.outcome.card_no}, the outcome to "
-                               f"card {outcome.card_no}")
-        del self._pending[torn_id]
-        if flag is not None:
-            self.flag_card(outcome.card_no, flag)
-        return self.append(outcome, context)
-
-    def pending_for(self, card_no: str) -> list[JournalEntry]:
-        return [e for e in self._pending.values() if e.outcome.card_no == card_no]
-
-    def pending(self) -> list[JournalEntry]:
-        return list(self._pending.values())
-
-    def flag_card(self, card_no: str, reason: str) -> None:
-        self._flags[card_no] = reason
-
-    def take_flag(self, card_no: str) -> str | None:
-        return self._flags.pop(card_no, None)
-
-
 def within_window(when: _dt.datetime, now: _dt.datetime, window: int) -> bool:
     """True when `now` is no earlier than `when` (a naive China time) and at most `window` seconds later."""
-    local = now.astimezone(CHINA_TZ).replace(tzinfo=None) if now.tzinfo is not None else now
-    age = (local - when).total_seconds()
+    age = (china_time(now) - when).total_seconds()
     return 0 <= age <= window
 
 
@@ -139,7 +76,7 @@ def latest_pending(journal: OutcomeJournal, card_no: str, now: _dt.datetime, win
 class ProveResult:
     """What GET TRANSACTION PROVE said about a grey record.
 
-    kind: "proven" (the debit happened: `proof` holds MAC2 ‖ TAC), "absent" (9406: no such proof),
+    kind: "proven" (the money moved: `proof` holds MAC2 ‖ TAC), "absent" (9406: no such proof),
     "error" (another refusal: `reason`).
     """
 
@@ -162,47 +99,63 @@ def prove_grey(card: TUnionCard, grey: Outcome) -> ProveResult:
     return ProveResult("proven", proof)
 
 
-def recovered_purchase(grey: Outcome, proof: Proof, psam: Psam | None) -> tuple[Outcome, bool]:
-    """The settled record of a proven purchase; the flag says the MAC2 was refused (card to be refused).
+@dataclass(frozen=True)
+class Verdict:
+    """The terminal's own check of a card's proof (PSAM 8072 for a purchase, the host for a load).
 
-    `psam` is given only when it still holds the purchase's session: then 8072 checks the card's MAC2.
+    `accepted`: the record is `recovered` (False: `failed`, the TAC kept for clearing). `flag`: refuse
+    the card on its next tap, with this reason.
     """
+
+    accepted: bool
+    mac2_verified: bool
+    reason: str
+    flag: str | None = None
+
+
+ProofCheck = Callable[[JournalEntry, Proof], Verdict]
+"""Checks a grey record's proof: what differs between recovering a purchase and a load."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `recover` found: `settled` (the grey record proven and settled: this tap's outcome), or
+    `rerun` (9406: the grey record to void if the re-run's INITIALIZE shows its counter unchanged), or
+    neither (no grey record in the window, or a proof that proves nothing)."""
+
+    settled: Outcome | None = None
+    rerun: JournalEntry | None = None
+
+
+def settled_outcome(grey: Outcome, proof: Proof, verdict: Verdict) -> Outcome:
+    """The record that settles a proven grey record: its TAC, and the balance after when accepted."""
     assert grey.amount is not None and grey.balance_before is not None
     tac = proof.tac.hex().upper()
-    after = grey.balance_before - grey.amount
-    if psam is None:
-        return dataclasses.replace(
-            grey, status="recovered", tac=tac, mac2_verified=False, balance_after=after,
-            reason="recovered with GET TRANSACTION PROVE; the PSAM no longer held the session: "
-                   "MAC2 unverified, clearing checks the TAC"), False
-    try:
-        psam.verify_mac2(proof.mac2)
-    except CardError as exc:
-        if exc.sw == SW_MAC_INVALID:
-            return dataclasses.replace(
-                grey, status="failed", tac=tac, mac2_verified=False, balance_after=None,
-                reason="recovered proof has a wrong MAC2 (PSAM 9302); card refused on its next tap"), True
-        return dataclasses.replace(
-            grey, status="recovered", tac=tac, mac2_verified=False, balance_after=after,
-            reason=f"recovered with GET TRANSACTION PROVE; PSAM 8072 answered {exc.sw:04X}: MAC2 unverified"), False
-    return dataclasses.replace(
-        grey, status="recovered", tac=tac, mac2_verified=True, balance_after=after,
-        reason="recovered with GET TRANSACTION PROVE; MAC2 verified by the PSAM"), False
+    if not verdict.accepted:
+        return grey.replace(status="failed", tac=tac, mac2_verified=verdict.mac2_verified, balance_after=None,
+                            reason=verdict.reason)
+    sign = 1 if grey.type == "02" else -1
+    return grey.replace(status="recovered", tac=tac, mac2_verified=verdict.mac2_verified,
+                        balance_after=grey.balance_before + sign * grey.amount, reason=verdict.reason)
 
 
-def recovered_load(grey: Outcome, proof: Proof, mac2_matches: bool, tac_ok: bool) -> Outcome:
-    """The settled record of a proven load (the host checked the card's TAC)."""
-    assert grey.amount is not None and grey.balance_before is not None
-    tac = proof.tac.hex().upper()
-    if not tac_ok:
-        return dataclasses.replace(grey, status="failed", tac=tac, mac2_verified=mac2_matches,
-                                   reason="recovered load proof: the host finds the TAC wrong")
-    return dataclasses.replace(grey, status="recovered", tac=tac, mac2_verified=mac2_matches,
-                               balance_after=grey.balance_before + grey.amount,
-                               reason="recovered load with GET TRANSACTION PROVE; TAC verified by the host")
+def recover(card: TUnionCard, journal: OutcomeJournal, card_no: str, now: _dt.datetime, window: int,
+            tx_types: tuple[str, ...], check: ProofCheck) -> Recovery:
+    """The one grey-record recovery of a selected card (purchase or load, by `tx_types` and `check`).
 
-
-def void_outcome(grey: Outcome) -> Outcome:
-    """A grey record whose debit never happened: failed, nothing charged (the purchase runs again)."""
-    return dataclasses.replace(grey, status="failed", reason="torn: the card shows the transaction never "
-                               "happened (counter unchanged); nothing charged, run again")
+    Sends GET TRANSACTION PROVE only when the journal holds a pending grey record of this card inside
+    the window; a card leaving raises ReaderError (the grey record stays pending).
+    """
+    grey = latest_pending(journal, card_no, now, window, tx_types)
+    if grey is None:
+        return Recovery()
+    result = prove_grey(card, grey.outcome)
+    if result.kind == "proven":
+        assert result.proof is not None
+        verdict = check(grey, result.proof)
+        out = settled_outcome(grey.outcome, result.proof, verdict)
+        journal.resolve(grey.id, out, flag=verdict.flag)
+        return Recovery(settled=out)
+    if result.kind == "absent":
+        return Recovery(rerun=grey)
+    return Recovery()

@@ -16,6 +16,7 @@ from .trace_cmd import trace
 from .doctor_cmd import doctor
 from .journal_cmd import journal
 from .terminal_cmd import terminal
+from .qr_cmd import qr
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,6 +38,7 @@ cli.add_command(trace)
 cli.add_command(doctor)
 cli.add_command(journal)
 cli.add_command(terminal)
+cli.add_command(qr)
 
 
 def main(argv: list[str] | None = None) -> None:

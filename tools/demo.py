@@ -27,7 +27,8 @@ from terminal_sim.journal import Journal
 from terminal_sim.load_host import LoadHost
 from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
-from terminal_sim.validator import TearingReader, Validator
+from terminal_sim.links import TearingReader
+from terminal_sim.validator import Validator
 from ykt_card.host.annotate import describe_command, describe_response
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.card.image import save_card, saver

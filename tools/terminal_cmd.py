@@ -13,7 +13,8 @@ from terminal_sim.journal import Journal
 from terminal_sim.load_host import LoadHost
 from terminal_sim.outcome import Outcome
 from terminal_sim.profile import load_terminal_profile
-from terminal_sim.validator import TappingReader, Validator
+from terminal_sim.links import TappingReader
+from terminal_sim.validator import Validator
 
 from .common import KEYSET, clock_option, hex_bytes, make_clock, make_rng, reader, seed_option, trace_clock, trace_option
 from .output import emit_json

@@ -62,7 +62,8 @@ def problem(reason: str, at: str | None = None) -> PydanticCustomError:
     `at` names the field below the validator's own place, for rules a model checks across its fields
     (``problem("must say TEST", at="name")`` from a model validator points at ``name``).
     """
-    return PydanticCustomError("ykt", reason.replace("{", "{{").replace("}", "}}"), {"at": at})
+    # the reason travels in the context: pydantic fills `{name}` of a template from it and has no escape
+    return PydanticCustomError("ykt", "{reason}", {"reason": reason, "at": at})
 
 
 # -- the formatter ---------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def child(argv: list[str]) -> None:
     from specs.catalog import terminal_profile_path
     from terminal_sim.journal import Journal
     from terminal_sim.profile import load_terminal_profile
-    from terminal_sim.validator import TappingReader, Validator
+    from terminal_sim.links import TappingReader
+    from terminal_sim.validator import Validator
     from ykt_card.card.cos import TUnionCardOS
     from ykt_card.card.image import load_card, saver
     from ykt_card.psam.cos import PsamOS

@@ -64,6 +64,9 @@ def test_an_empty_black_list_is_a_valid_list():
     ("kind: issuers\nversion: 2024112401\n022058\n", r"^b\.txt:3: not an issuer ID prefix"),
     ("kind: issuers\nversion: 2024112401\n02205810\n02205810\n", r"^b\.txt:4: issuer 02205810 listed twice"),
     ("kind: issuers\nversion: 2024112401\n", r"^b\.txt: an issuer white list with no issuers"),
+    ("kind: issuers\nversion: 2024112401\n# a comment\n02205810\n\n0220581012345678\n0220581012345678\n",
+     r"^b\.txt:7: issuer 0220581012345678 listed twice \(first on line 6\)$"),
+    ("kind: blacklist\n", r"^b\.txt: version: missing header$"),
 ])
 def test_bad_lists_are_refused_in_one_line_naming_file_and_line(text, message):
     with pytest.raises(ListError, match=message) as info:
@@ -80,10 +83,10 @@ def test_loaders_check_the_kind_and_the_file(tmp_path):
     black.write_text("kind: blacklist\nversion: 2024112401\n")
     with pytest.raises(ListError, match=r"^black\.txt: kind: expected issuers, got blacklist$"):
         load_whitelist(black)
-    with pytest.raises(ListError, match=r"no such list file$"):
+    with pytest.raises(ListError, match=r"missing\.txt: no such list file$"):
         load_blacklist(tmp_path / "missing.txt")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00")
-    with pytest.raises(ListError, match=r"not UTF-8 text$"):
+    with pytest.raises(ListError, match=r"bin\.txt: not UTF-8 text; is it a list file\?$"):
         load_blacklist(tmp_path / "bin.txt")
 
 

@@ -11,7 +11,7 @@ from keysets import Algorithm, KeySet, KeySetError, LoadSession, load_tac
 from terminal_sim.flows import load
 from terminal_sim.journal import Journal
 from terminal_sim.load_host import LoadHost, LoadRequest
-from terminal_sim.validator import TamperingReader, TearingReader
+from terminal_sim.links import TamperingReader, TearingReader
 
 from tests.terminal_sim.test_flows import (KS3, KS4, SELECT, TERMINAL_ID, World, answer, card_key, command,
                                            headers, make_world, terminal_profile)

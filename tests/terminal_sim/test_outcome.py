@@ -1,15 +1,15 @@
 """Outcome: the design.md field contract, its validation, and the stable JSON form."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 
 import pytest
 from hypothesis import given
+from pydantic import ValidationError
 from hypothesis import strategies as st
 
-from terminal_sim.outcome import FIELDS, Outcome
+from terminal_sim.outcome import FIELDS, Outcome, OutcomeError
 
 # The field list of design.md ("Outcome / clearing record"), in its order, then the transit context.
 DESIGN_FIELDS = ("status", "reason", "type", "card_no", "issuer_id", "amount", "balance_before",
@@ -38,7 +38,7 @@ def torn(seq: int = 0x102, card_no: str = "03105810000000001234", **changes) -> 
 def test_fields_are_the_design_fields_in_order_then_transit_context():
     assert FIELDS[:len(DESIGN_FIELDS)] == DESIGN_FIELDS
     assert set(FIELDS[len(DESIGN_FIELDS):]) >= {"mode", "line", "station", "entry_station", "entry_time"}
-    assert tuple(f.name for f in dataclasses.fields(Outcome)) == FIELDS
+    assert tuple(Outcome.model_fields) == FIELDS
 
 
 def test_json_keeps_contract_order_and_omits_absent_fields():
@@ -79,7 +79,7 @@ def test_a_load_adds_to_the_balance():
     load = make(type="02", mode="load", amount=5000, balance_before=1200, balance_after=6200,
                 terminal_seq=None, line=None)
     assert load.balance_after == 6200
-    with pytest.raises(ValueError, match=r"^balance_after: "):
+    with pytest.raises(ValueError, match=r"^outcome: balance_after: "):
         make(type="02", mode="load", amount=5000, balance_before=1200, balance_after=-3800)
 
 
@@ -122,33 +122,41 @@ def test_a_load_adds_to_the_balance():
     ({"type": "02"}, "type"),                                 # a load on a bus
 ])
 def test_bad_fields_are_refused_naming_the_field(changes, field):
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(OutcomeError) as info:
         make(**changes)
-    assert str(info.value).startswith(f"{field}: "), str(info.value)
+    assert str(info.value).startswith(f"outcome: {field}: "), str(info.value)
+    assert info.value.field == field and "\n" not in str(info.value)
 
 
 def test_required_fields_cannot_be_none():
-    with pytest.raises(ValueError, match=r"^terminal_id: required"):
+    with pytest.raises(ValueError, match=r"^outcome: terminal_id: required$"):
         Outcome(**{**PURCHASE, "terminal_id": None})
 
 
 def test_from_json_refuses_unknown_fields_and_non_objects():
     data = json.loads(make().to_json())
-    with pytest.raises(ValueError, match=r"^colour: unknown outcome field"):
+    with pytest.raises(ValueError, match=r"^outcome: colour: unknown field$"):
         Outcome.from_json(json.dumps({**data, "colour": "red"}))
+    with pytest.raises(OutcomeError, match=r"^clearing\.jsonl: amount: expected an integer, got str '1'$"):
+        Outcome.from_json(json.dumps({**data, "amount": "1"}), "clearing.jsonl")
     with pytest.raises(ValueError, match=r"^outcome: expected an object"):
         Outcome.from_json("[1, 2]")
     with pytest.raises(ValueError, match=r"^outcome: not JSON"):
         Outcome.from_json("{")
     data.pop("datetime")
-    with pytest.raises(ValueError, match=r"^datetime"):
+    with pytest.raises(ValueError, match=r"^outcome: datetime: missing$"):
         Outcome.from_json(json.dumps(data))
 
 
-def test_outcomes_are_frozen():
+def test_outcomes_are_frozen_and_replace_checks_the_copy():
     outcome = make()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         outcome.amount = 0  # type: ignore[misc]
+    assert outcome.replace(amount=100, balance_after=900).to_dict() == {**outcome.to_dict(), "amount": 100,
+                                                                        "balance_after": 900}
+    assert "overdraft_limit" not in outcome.replace(overdraft_limit=None).to_dict()
+    with pytest.raises(OutcomeError, match=r"^outcome: balance_after: 800 is not balance_before 1000 - amount 100$"):
+        outcome.replace(amount=100)
 
 
 def test_money_moved_only_for_approved_recovered_and_failed_with_tac():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from keysets import Algorithm, SecretKey
 from terminal_sim.prechecks import Lists, algorithm_of_key_index
-from terminal_sim.validator import TamperingReader
+from terminal_sim.links import TamperingReader
 from ykt_card.host.card import application_block_mac
 from ykt_card.card.state import Lock
 

@@ -10,9 +10,8 @@ import pytest
 import yaml
 
 from keysets import TEST_KEYSET_DIR
-from terminal_sim.profile import (
-    FLOWS, ProfileError, TerminalProfile, load_terminal_profile, parse_terminal_profile,
-)
+from terminal_sim.profile import FLOWS, TerminalProfile, load_terminal_profile, parse_terminal_profile
+from ykt_files.schema import ProfileError
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINALS = ROOT / "specs" / "profiles" / "terminals"
@@ -131,12 +130,12 @@ CASES = [
     ("bus-segment.yaml", {"fares.table.3.to": "X"}, "fares.table[3].to: unknown station 'X'"),
     ("bus-segment.yaml", {"fares.table.3": _DELETE}, "fares.table: no fare for the pair '01'-'05'"),
     ("bus-segment.yaml", {"fares.table.0.amount": -200}, "fares.table[0].amount: -200 out of range 0..4294967295"),
-    ("bus-segment.yaml", {"fares.table.0.price": 1}, "fares.table[0].price: unknown key"),
+    ("bus-segment.yaml", {"fares.table.0.price": 1}, "fares.table[0].price: unknown field"),
     ("bus-segment.yaml", {"fares.flat": 200}, "fares.flat: not used by flow 'segment'"),
     ("bus-segment.yaml", {"fares.stale_boarding.gap_minutes": 0},
      "fares.stale_boarding.gap_minutes: 0 out of range 1..1440"),
     ("bus-segment.yaml", {"fares.stale_boarding.charge_mark": "yes"},
-     "fares.stale_boarding.charge_mark: expected true or false, got 'yes'"),
+     "fares.stale_boarding.charge_mark: expected true or false, got str 'yes'"),
     ("bus-segment.yaml", {"station": "09"}, "station: unknown station '09'"),
     ("bus-segment.yaml", {"station": _DELETE}, "station: missing (flow 'segment' needs the terminal's station)"),
     ("bus-segment.yaml", {"direction": "UP"}, "direction: expected 'AB' or 'BA', got 'UP'"),
@@ -155,8 +154,8 @@ CASES = [
     ("metro-exit.yaml", {"province": _DELETE}, "province: missing"),
     ("metro-exit.yaml", {"operator": "01"}, "operator: expected 4 hex digits, got '01'"),
     ("metro-exit.yaml", {"line": _DELETE}, "line: missing (a metro terminal belongs to a line)"),
-    ("metro-exit.yaml", {"colour": "red"}, "colour: unknown key"),
-    ("metro-exit.yaml", {"terminal_id": "112233445566"}, "terminal_id: unknown key"),
+    ("metro-exit.yaml", {"colour": "red"}, "colour: unknown field"),
+    ("metro-exit.yaml", {"terminal_id": "112233445566"}, "terminal_id: unknown field"),
     ("metro-exit.yaml", {"mode": "bus"}, "flow: flow 'metro-exit' is a metro flow, but mode is 'bus'"),
     ("metro-exit.yaml", {"mode": "tram"}, "mode: expected one of bus, metro, ferry, taxi, load, got 'tram'"),
     ("metro-exit.yaml", {"flow": "exit"}, "flow: expected one of flat, flat-capp, segment, metro-entry, "
@@ -169,7 +168,7 @@ CASES = [
      "discounts.card_types.2: expected a quoted string of 2 hex digits, got int 2"),
     ("metro-exit.yaml", {"discounts.recognised_cities": ["5880", "5880"]},
      "discounts.recognised_cities[1]: city 5880 listed twice"),
-    ("metro-exit.yaml", {"discounts.bonus": 1}, "discounts.bonus: unknown key"),
+    ("metro-exit.yaml", {"discounts.bonus": 1}, "discounts.bonus: unknown field"),
     ("metro-exit.yaml", {"lists.blacklist": _DELETE}, "lists.blacklist: missing (every terminal checks a black list)"),
     ("metro-exit.yaml", {"lists.blacklist": "lists/nope.txt"}, "lists.blacklist: no such file 'lists/nope.txt'"),
     ("metro-exit.yaml", {"lists.blacklist": "lists/issuers-gd.txt"},
@@ -193,6 +192,15 @@ CASES = [
     ("load.yaml", {"load": _DELETE}, "load: missing (a load terminal needs its host settings)"),
     ("load.yaml", {"key_index": 2}, "key_index: 2 is not the index 1 of the load key of key set gd-test-3des.toml"),
     ("load.yaml", {"transaction_type": "06"}, "transaction_type: flow 'load' uses '02', got '06'"),
+    ("load.yaml", {"load.extra": 1}, "load.extra: unknown field"),
+    ("bus-segment.yaml", {"fares.table": "x"}, "fares.table: expected a list of {from, to, amount}, got str"),
+    ("bus-segment.yaml", {"fares.table.1.to": "01"},
+     "fares.table[1]: from and to are the same station '01' (use same_station)"),
+    ("bus-segment.yaml", {"key_index": [1, 0]}, "key_index[1]: 0 out of range 1..255"),
+    ("bus-segment.yaml", {"key_index": [1, 1]}, "key_index: a key index is listed twice in [1, 1]"),
+    ("bus-segment.yaml", {"discounts.card_types": {"02": 50, "0a": 1, "0A": 2}}, "discounts.card_types.0A: listed twice"),
+    ("bus-segment.yaml", {"discounts": [1]}, "discounts: expected a mapping, got list"),
+    ("taxi.yaml", {"fares": {"flat": 5}}, "fares.flat: not used by flow 'taxi'"),
 ]
 
 

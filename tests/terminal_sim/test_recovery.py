@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from terminal_sim.journal import Journal
-from terminal_sim.validator import TamperingReader, TearingReader
+from terminal_sim.links import TamperingReader, TearingReader
 from ykt_card.card.state import FaultInjector
 
 from tests.terminal_sim.test_flows import (PSAM_8072, SELECT, World, answer, command, headers, make_world,

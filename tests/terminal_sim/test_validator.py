@@ -7,10 +7,11 @@ import pytest
 
 from apdu import InProcessReader
 from terminal_sim.journal import Journal
-from terminal_sim.profile import ProfileError
-from terminal_sim.validator import CountingReader, TappingReader, TearingReader, TerminalError, Validator
+from terminal_sim.links import CountingReader, TappingReader, TearingReader
+from terminal_sim.validator import TerminalError, Validator
 from ykt_card.card.image import card_to_doc
 from ykt_card.psam.issue import psam_to_doc
+from ykt_files.schema import ProfileError
 
 from tests.terminal_sim.test_flows import make_world, terminal_profile
 

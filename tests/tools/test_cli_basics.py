@@ -126,7 +126,7 @@ def test_doctor_reports_each_check():
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["qr"], "ykt: error: No such command 'qr'."),
+    (["nosuch"], "ykt: error: No such command 'nosuch'."),
     (["card", "issue"], "ykt: error: card issue: Missing option '--keyset'."),
     (["keys", "show", "nothere"], "ykt: error: keys show: Invalid value for 'KEYSET': no key set named 'nothere' "
                                   "(shipped: gd-test-3des, gd-test-sm4; or give a path)"),

@@ -35,7 +35,13 @@ def test_pip_install_gives_a_working_ykt_from_any_folder(tmp_path):
                  "--out", "card.json", "--json")
     assert issued.returncode == 0, issued.stderr
     assert (elsewhere / "card.json").is_file()
-    for module in ("apdu", "ykt_card", "tools"):
+    shown = run("qr", "show", "test-account", "--at", "20261124080000", "--seed", "1", "--no-symbol")
+    assert shown.returncode == 0, shown.stderr
+    verified = run("qr", "verify", shown.stdout.strip(), "--roots", "roots-test", "--at", "20261124080010",
+                   "--profile", "bus-qr", "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["ticket_type"] == "01"
+    for module in ("apdu", "ykt_card", "ykt_qr", "tools"):
         located = subprocess.run([env_dir / "bin" / "python", "-c", f"import {module}; print({module}.__file__)"],
                                  capture_output=True, text=True, cwd=elsewhere)
         assert str(env_dir) in located.stdout and str(ROOT) not in located.stdout
