@@ -637,3 +637,64 @@ def test_card_errors_name_the_command_but_never_its_data(rig: Rig) -> None:
     text = str(err.value)
     assert "WRITE KEY" in text and "84 D4 3A 01" in text
     assert "DEADBEEF" not in text.upper() and "CAFEBABE" not in repr(err.value).upper()
+
+
+# -- decoded views ----------------------------------------------------------------------------------
+
+def test_views_are_the_layouts_decode_read_only() -> None:
+    from ykt_card.host.card import Holder, LogRecord, Management
+    from ykt_card.layouts import EF17, EF18
+    for view, layout in ((PublicData, EF15_LAYOUT), (Holder, EF16), (Management, EF17), (LogRecord, EF18)):
+        for raw, fields in layout.vector_bytes():
+            v = view(raw)
+            assert v.fields() == fields and v.raw == raw
+            assert all(getattr(v, name) == value for name, value in fields.items())
+            assert v == view(raw) and hash(v) == hash(view(raw)) and v == view.from_fields(fields)
+            with pytest.raises(AttributeError, match="read-only"):
+                v.raw = b""
+            with pytest.raises(AttributeError, match="has no field 'colour'"):
+                v.colour
+    assert "card_no='03105810000000001234'" in repr(PublicData(EF15))
+
+
+def test_bytes_a_layout_refuses_are_a_card_response_error_naming_the_field() -> None:
+    r = selected(Rig(ef17=h("00000156 5800 5810 0001 01 00000001") + bytes(45)))
+    assert r.card.read_management().settlement_unit == "00000001"
+    bad = EF15[:20] + h("20241301") + EF15[24:]                   # month 13
+    r = Rig(ef15=bad)
+    with pytest.raises(CardResponseError, match=r"SELECT: FCI\.ef15\.start_date: not a date: 20241301"):
+        r.card.select()
+    with pytest.raises(CardResponseError, match=r"READ BINARY 15 \(public data\): EF15\.start_date"):
+        r.card.read_public_data()
+    assert r.card.read_binary(0x15) == bad                        # the bytes themselves stay readable
+
+
+class NoEf15InFciCard(TUnionCardOS):
+    """A card whose FCI carries the application version but not EF15 (9F0C)."""
+
+    def select(self, cmd):
+        answer = super().select(cmd)
+        if cmd.data == TUNION_AID:
+            return h("6F10 8408A000000632010105 A504 9F080102")
+        return answer
+
+
+def test_an_fci_without_ef15_leaves_public_data_to_read_binary() -> None:
+    r = Rig(card_cls=NoEf15InFciCard)
+    fci = r.card.select()
+    assert (fci.aid, fci.app_version, fci.public_data) == ("A000000632010105", "02", None)
+    assert r.card.read_public_data() == PublicData(EF15)
+
+
+def test_log_records_come_raw_or_decoded(rig: Rig) -> None:
+    selected(rig)
+    keys = card_keys("3des")
+    init = rig.card.initialize_load(0x01, 700, TERMINAL)
+    when = h("20261123090000")
+    sess = LoadSession.derive(Algorithm.TDES, keys.entry("load").key.value, init.random, init.online_counter)
+    rig.card.credit_load(when, sess.mac2(700, TERMINAL, when))
+    raw = rig.card.read_transaction_records()
+    assert [r.raw for r in rig.card.read_transactions()] == raw
+    assert rig.card.read_transactions()[0].fields() == {
+        "counter": 1, "overdraft_limit": 0, "amount": 700, "type": "02", "type_name": "ep_load",
+        "terminal_id": "112233445566", "datetime": "2026-11-23 09:00:00"}

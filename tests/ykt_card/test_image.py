@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ from ykt_card.card.image import (
     ImageError, card_from_doc, card_to_doc, load_card, read_image, save_card,
 )
 from ykt_card.card.state import BinaryFile, FaultInjector, Lock, PowerLoss
-from ykt_card.card.writes import KeyWrite
+from ykt_card.card.writes import WRITE_KINDS, KeyWrite
 from ykt_files.atomic import write_json_atomic
 
 from tests.ykt_card.helpers import (
@@ -234,3 +235,45 @@ def test_image_lock_and_states_round_trip(tmp_path):
     card.state.lock = Lock.PERMANENT
     save_card(tmp_path / "c.json", card.state)
     assert load_card(tmp_path / "c.json").lock is Lock.PERMANENT
+
+
+# -- format 1 stays format 1 ---------------------------------------------------------------------------
+
+IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
+"""Images written by the code before the schema layer (commit d0132f6): a used card, the same card saved
+torn inside a CAPP debit, one whose journal holds every kind of write, and a PSAM with MAC2 failures."""
+
+
+@pytest.mark.parametrize("name", ["card-used.json", "card-torn.json", "card-journal.json"])
+def test_images_of_the_previous_code_load_and_save_the_same_json(tmp_path, name):
+    state = load_card(IMAGES / name)
+    save_card(tmp_path / name, state)
+    assert (tmp_path / name).read_bytes() == (IMAGES / name).read_bytes()
+
+
+def test_a_journal_of_every_write_kind_loads_typed_and_rolls_forward():
+    state = load_card(IMAGES / "card-journal.json")
+    assert {w.tag for w in state.journal} == set(WRITE_KINDS)
+    assert all(isinstance(w, WRITE_KINDS[w.tag]) for w in state.journal)
+    card = TUnionCardOS(state)
+    card.power_on()
+    assert card.last_recovery == "rolled forward" and state.journal == []
+    assert state.files[0x16].data[:1] == b"\x01" and state.pin.tries_left == 2
+
+
+def test_psam_image_of_the_previous_code_loads_and_saves_the_same_json(tmp_path):
+    from ykt_card.psam.issue import load_psam, save_psam
+    state = load_psam(IMAGES / "psam.json")
+    assert state.next_terminal_seq == 42 and state.mac2_failures.count == 3
+    save_psam(tmp_path / "psam.json", state)
+    assert (tmp_path / "psam.json").read_bytes() == (IMAGES / "psam.json").read_bytes()
+
+
+def test_a_card_key_set_may_be_partial_as_write_key_leaves_it():
+    """WRITE KEY adds one key at a time, so a card saved during its personalisation holds a key set
+    without (say) its TAC key; the image keeps it as it is."""
+    card, _ = used_card()
+    doc = card_to_doc(card.state)
+    del doc["key_sets"]["01"]["keys"]["tac"]
+    state = card_from_doc(doc, "card.json")
+    assert "tac" not in state.key_sets[1].keys and card_to_doc(state) == doc

@@ -166,6 +166,19 @@ def test_wrong_mac2_is_refused_remembered_and_the_session_kept(tmp_path):
     assert load_psam(path).mac2_failures.count == 1
 
 
+def test_the_wrong_mac2_count_stops_at_its_four_bytes(tmp_path):
+    from ykt_card.psam.cos import MAC2_FAILURES_MAX, Mac2Failures
+    p = vector("3des")["purchase"]
+    path = tmp_path / "psam.json"
+    psam = make_psam([vector_keyset("3des")], seq=0x102)
+    psam.state.mac2_failures = Mac2Failures(MAC2_FAILURES_MAX)
+    save_psam(path, psam.state)
+    psam.on_change = psam_saver(path)
+    bad = bytes([h(p["mac2"])[0] ^ 1]) + h(p["mac2"])[1:]
+    run(psam, [SELECT_DF, ("8070000024" + init_data("3des"), "6108"), ("8072000004" + bad.hex(), "9302")])
+    assert load_psam(path).mac2_failures.count == MAC2_FAILURES_MAX == 0xFFFFFFFF
+
+
 def test_8072_without_a_pending_purchase_and_after_power_off():
     p = vector("3des")["purchase"]
     psam = make_psam([vector_keyset("3des")], seq=0x102)

@@ -45,7 +45,7 @@ from ykt_card.card.writes import (PURSE_FIELDS, WRITE_KINDS, BinaryWrite, KeyWri
                                   ProofWrite, PurseWrite, RecordWrite, RingWrite, SlotWrite, TransportKeyWrite,
                                   Write, key_doc, proof_doc)
 from ykt_card.layouts.fci import PpseEntry
-from ykt_card.proof import Proof
+from ykt_card.proof import PROOF_KINDS, Proof
 
 __all__ = [
     "FORMAT", "KINDS", "ImageError", "read_image", "card_to_doc", "card_from_doc", "save_card", "load_card",
@@ -124,6 +124,8 @@ SfiKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0x1E, "SFI"))]
 RecordKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0xFE, "record ID"))]
 KeyIndexKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0xFF, "key index"))]
 AlgorithmName = Literal["3des", "sm4"]
+ProofKind = Literal[PROOF_KINDS]
+LockName = Literal[tuple(lock.value for lock in Lock)]
 Key16 = HexBytes(16)
 
 
@@ -330,7 +332,7 @@ class _WriteDoc(Model):
 
 class PurseWriteDoc(_WriteDoc):
     tag: Literal["purse"]
-    field: Literal["balance", "overdraft_limit", "max_balance", "online_counter", "offline_counter"]
+    field: Literal[PURSE_FIELDS]
     value: IntRange(-0xFFFFFF, 0x7FFFFFFF)
 
     def build(self) -> Write:
@@ -379,7 +381,7 @@ class RecordWriteDoc(_WriteDoc):
 
 class ProofWriteDoc(_WriteDoc):
     tag: Literal["proof"]
-    kind: Literal["load", "purchase"]
+    kind: ProofKind
     proof: ProofDoc
 
     def build(self) -> Write:
@@ -396,7 +398,7 @@ class PinTriesWriteDoc(_WriteDoc):
 
 class LockWriteDoc(_WriteDoc):
     tag: Literal["lock"]
-    lock: Literal["none", "temporary", "permanent"]
+    lock: LockName
 
     def build(self) -> Write:
         return LockWrite(Lock(self.lock))
@@ -455,8 +457,8 @@ class CardImage(Model):
     key_sets: dict[KeyIndexKey, CardKeySetDoc]
     transport_key: KeyDoc | None
     pin: PinDoc
-    lock: Literal["none", "temporary", "permanent"]
-    proofs: dict[Literal["load", "purchase"], ProofDoc]
+    lock: LockName
+    proofs: dict[ProofKind, ProofDoc]
     journal: JournalDoc
 
     def build(self) -> CardState:

@@ -15,6 +15,9 @@ Image (`"kind": "psam"`, `"format": 1`), hex upper case:
                    keys: {role: {index, version, value, kcv}}} ]}   # the key set file format, as JSON
 
 EF15 = serial(10) ‖ version ‖ key card type ‖ command set version ‖ issuer data (ykt_card.layouts.psam).
+The image is read by the schema layer (`PsamImage`, ykt_files.schema): every refusal names the file, the
+field and the reason (``psam.json: keysets[0].keys.tac: required role missing``); the key sets are the
+key set file format, checked by keysets.KeySet (roles, lengths, KCVs).
 """
 from __future__ import annotations
 
@@ -75,8 +78,8 @@ def issue_psam(keysets: Sequence[KeySet], terminal_id: bytes, serial: bytes | No
     serial_size = PsamEF15.field_size("serial")
     serial = bytes(serial_size - len(terminal_id)) + terminal_id if serial is None else _bytes(serial, "serial",
                                                                                              serial_size)
-    issuer_id = _bytes(issuer_id, "issuer_id", 8)
-    receiver_id = _bytes(receiver_id, "receiver_id", 8)
+    issuer_id = _bytes(issuer_id, "issuer_id", PsamEF17.field_size("issuer_id"))
+    receiver_id = _bytes(receiver_id, "receiver_id", PsamEF17.field_size("receiver_id"))
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= 0xFF:
         raise PsamStateError("version", f"{version!r} is not one byte")
     try:
