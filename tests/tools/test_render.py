@@ -6,6 +6,7 @@ for being the same bytes every time.
 """
 from __future__ import annotations
 
+import json
 import re
 
 from tests.reference import h
@@ -124,3 +125,19 @@ def test_card_text_shows_an_undecodable_file_raw_with_the_reason() -> None:
     text = render_card(dump)
     assert "cannot decode: " + dump["public_data"]["decode_error"] in text
     assert "cannot decode: " + dump["application"]["decode_error"] in text
+
+
+# -- the commands ------------------------------------------------------------------------------------------
+
+def test_the_commands_print_the_rendering_at_the_fixed_width(tmp_path) -> None:
+    from tests.tools.cli import ykt
+    image = tmp_path / "card.json"
+    assert ykt("card", "issue", "--keyset", "gd-test-3des", "--out", image, "--clock", "20261124090000").returncode == 0
+    text = ykt("card", "read", "--reader", f"image:{image}")
+    dump = ykt("card", "read", "--reader", f"image:{image}", "--json")
+    assert text.returncode == dump.returncode == 0
+    assert text.stdout == render_card(json.loads(dump.stdout)) + "\n"
+    body = EF1AOther.vectors[0][0]
+    shown = ykt("decode", "1A", body)
+    assert shown.stdout == render_decoded(decode_ef("1A", body)) + "\n"
+    assert max(len(line) for line in shown.stdout.splitlines()) <= WIDTH
