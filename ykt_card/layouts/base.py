@@ -80,7 +80,7 @@ class _Field(Adapter):
         if obj.__class__ is bytes or isinstance(obj, bytearray):
             if len(obj) != self.size:
                 raise FieldProblem(f"expected {self.size} bytes, got {len(obj)}")
-            return bytes(obj)
+            return obj if obj.__class__ is bytes else bytes(obj)
         return self._value_to_bytes(obj)
 
     def _encode(self, obj: Any, context: Any, path: str) -> bytes:
@@ -232,6 +232,11 @@ class UInt(_Field):
 
     def to_value(self, obj: bytes) -> int:
         return int.from_bytes(obj, "big", signed=self.signed)
+
+    def from_value(self, obj: Any) -> bytes:
+        if obj.__class__ is int and self.low <= obj <= self.high:   # the card OS's hot path: one call
+            return obj.to_bytes(self.size, "big", signed=self.signed)
+        return super().from_value(obj)
 
     def _value_to_bytes(self, obj: Any) -> bytes:
         if obj.__class__ is not int and (isinstance(obj, bool) or not isinstance(obj, int)):
