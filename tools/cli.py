@@ -17,6 +17,7 @@ from .doctor_cmd import doctor
 from .journal_cmd import journal
 from .terminal_cmd import terminal
 from .qr_cmd import qr
+from .conformance_cmd import conformance
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +40,7 @@ cli.add_command(doctor)
 cli.add_command(journal)
 cli.add_command(terminal)
 cli.add_command(qr)
+cli.add_command(conformance)
 
 
 def main(argv: list[str] | None = None) -> None:

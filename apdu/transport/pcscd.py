@@ -31,6 +31,8 @@ VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")
 VPCD_READERS: tuple[str, ...] = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 #: Lock file that serialises test sessions sharing this machine's pcscd and vpcd slots.
 SESSION_LOCK = Path(tempfile.gettempdir()) / "ykt-vpcd.lock"
+#: Set while a process holds SESSION_LOCK; its children see it and share the lock instead of waiting.
+LOCK_HOLDER_ENV = "YKT_VPCD_LOCK_HOLDER"
 
 
 class PcscdError(RuntimeError):
@@ -270,7 +272,15 @@ def session_lock(path: Path = SESSION_LOCK, timeout: float = 900.0) -> Iterator[
 
     Several engineers' test runs share one pcscd and two slots; without this, one run stops the
     pcscd another is using, or two cards queue on one slot. Waits up to `timeout` s, then raises.
+
+    The holder's child processes inherit the lock (environment variable `YKT_VPCD_LOCK_HOLDER`): a test
+    that runs a command using pcscd waits for that command, so the two never use the slots at once, and
+    the command must not wait for a lock its own parent holds.
     """
+    holder = os.environ.get(LOCK_HOLDER_ENV)
+    if holder is not None and holder != str(os.getpid()):
+        yield  # inherited from the process that started us
+        return
     handle = open(path, "a+")
     try:
         deadline = time.monotonic() + timeout
@@ -293,8 +303,11 @@ def session_lock(path: Path = SESSION_LOCK, timeout: float = 900.0) -> Iterator[
         handle.truncate()
         handle.write(f"pid {os.getpid()}\n")
         handle.flush()
+        os.environ[LOCK_HOLDER_ENV] = str(os.getpid())
         yield
     finally:
+        if os.environ.get(LOCK_HOLDER_ENV) == str(os.getpid()):
+            del os.environ[LOCK_HOLDER_ENV]
         handle.close()  # closing releases the lock
 
 
