@@ -777,9 +777,12 @@ def _append(writes: list[Write], f: CyclicFile, record: bytes, rings: dict[int, 
     rings[f.sfi] = (slot, count)
 
 
+_pack_log_record = EF18.packer()
+
+
 def _log_record(counter: int, overdraft_limit: int, amount: int, tx_type: int, terminal_id: bytes,
                 when: bytes) -> bytes:
     """The EF18 record the card writes for a load or purchase (the counter after it, D4), packed by the
-    EF18 layout; the date-time is stored as the terminal sent it (the card checks none, the TAC binds it)."""
-    return EF18.pack({"counter": counter, "overdraft_limit": overdraft_limit, "amount": amount,
-                      "type": bytes((tx_type,)), "terminal_id": terminal_id, "datetime": when})
+    EF18 layout's generated packer (counter, limit and amount are in range: INITIALIZE checked them);
+    the date-time is stored as the terminal sent it (the card checks none, the TAC binds it)."""
+    return _pack_log_record(counter, overdraft_limit, amount, bytes((tx_type,)), terminal_id, when)

@@ -126,17 +126,24 @@ class PublicData(LayoutView):
     """
 
     layout = EF15
+    __slots__ = ("_factors",)
 
     @property
     def factors(self) -> tuple[bytes, bytes]:
         """(issuer ID, serial8) as bytes: the diversification factors of D2 and of PSAM 8070."""
-        return bytes.fromhex(self.issuer_id), bytes.fromhex(self.serial8)
+        try:
+            return object.__getattribute__(self, "_factors")
+        except AttributeError:
+            factors = (bytes.fromhex(self.issuer_id), bytes.fromhex(self.serial8))
+            object.__setattr__(self, "_factors", factors)
+            return factors
 
 
 class Holder(LayoutView):
     """EF16, 持卡人基本信息, decoded by the EF16 layout (anonymous cards hold 00 then spaces)."""
 
     layout = EF16
+    __slots__ = ()
 
 
 class Management(LayoutView):
@@ -144,6 +151,7 @@ class Management(LayoutView):
     ``interoperable`` (互通卡种 0001: other cities' terminals accept the card), ``card_type``, ..."""
 
     layout = EF17
+    __slots__ = ()
 
 
 class LogRecord(LayoutView):
@@ -151,6 +159,7 @@ class LogRecord(LayoutView):
     ``overdraft_limit``, ``amount``, ``type`` (2 hex digits) and ``type_name``, ``terminal_id``, ``datetime``."""
 
     layout = EF18
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
