@@ -576,3 +576,12 @@ def test_adf_fci_encodes_the_bytes_a_card_holds_undecoded() -> None:
     with pytest.raises(LayoutError) as err:
         AdfFci.encode({**fields, "ef15": ef15[:29]})
     assert err.value.field == "ef15"
+
+
+@pytest.mark.parametrize("cls", [c for c in STRUCT_LAYOUTS if c is not EF1AOther], ids=lambda c: c.name)
+def test_the_generated_packer_gives_what_pack_gives(cls: type[StructLayout]) -> None:
+    for raw, fields in cls.vector_bytes():
+        values = [fields[name] if field.kind in ("uint", "amount") else raw[offset:offset + field.size]
+                  for name, field, offset in cls.field_specs()]
+        assert cls.packer()(*values) == cls.pack({n: v for (n, _, _), v in zip(cls.field_specs(), values)}) == raw
+    assert cls.packer() is cls.packer()

@@ -82,3 +82,11 @@ def test_writes_are_immutable_and_never_print_a_key() -> None:
         SAMPLES[0].value = 5  # type: ignore[misc]
     for write in SAMPLES:
         assert KEY.value.hex().upper() not in repr(write).upper()
+
+
+def test_writes_are_dataclasses_in_every_respect() -> None:
+    w = SlotWrite(0x18, 3, bytes(23))
+    assert dataclasses.is_dataclass(w) and dataclasses.astuple(w) == (0x18, 3, bytes(23))
+    assert dataclasses.replace(w, slot=4) == SlotWrite(sfi=0x18, slot=4, data=bytes(23))
+    assert w != RecordWrite(0x18, 3, bytes(23)) and hash(w) == hash(SlotWrite(0x18, 3, bytes(23)))
+    assert repr(w).startswith("SlotWrite(sfi=24, slot=3, data=") and not hasattr(w, "__dict__")
