@@ -44,7 +44,8 @@ from apdu.iso14443 import pseudo_atr
 from keysets import KeySet
 from keysets.randomness import RandomSource
 from ykt_card.card.cos import TUnionCardOS
-from ykt_card.card.state import SFI_CAPP, SFI_HISTORY, SFI_LOG, CardState, Lock, apply_write
+from ykt_card.card.state import SFI_CAPP, SFI_HISTORY, SFI_LOG, CardState, Lock
+from ykt_card.card.writes import LockWrite, PurseWrite, RecordWrite
 from ykt_card.issuance.personalise import issue_card
 from ykt_card.issuance.profile import CardProfile
 from ykt_card.layouts import EF1ABus, EF1AMetro
@@ -393,23 +394,23 @@ def _set_up(state: CardState, params: CardParams, terminal: Terminal, now: _dt.d
     """What issuance cannot give: locks, counters, records written by earlier terminals, another AID."""
     p = params.personality
     if p == "locked":
-        apply_write(state, ("lock", Lock.TEMPORARY))
+        LockWrite(Lock.TEMPORARY).apply(state)
     elif p == "locked_permanent":
-        apply_write(state, ("lock", Lock.PERMANENT))
+        LockWrite(Lock.PERMANENT).apply(state)
     elif p == "counter_max":
-        apply_write(state, ("purse", "offline_counter", 0xFFFF))
-        apply_write(state, ("purse", "online_counter", 0xFFFF))
+        PurseWrite("offline_counter", 0xFFFF).apply(state)
+        PurseWrite("online_counter", 0xFFFF).apply(state)
     elif p == "not_tunion":
         state.aid = OTHER_AID
     elif p == "foreign_keys":
         state.key_sets = {0x70 + i: ks for i, ks in enumerate(state.key_sets.values())}
     elif p == "ef1a_locked":
         for rid, record in list(state.files[SFI_CAPP].records.items()):  # type: ignore[union-attr]
-            apply_write(state, ("record", SFI_CAPP, rid, record[:5] + b"\x01" + record[6:]))
+            RecordWrite(SFI_CAPP, rid, record[:5] + b"\x01" + record[6:]).apply(state)
     elif p in ("entered", "boarded"):
         when = (now or _dt.datetime.now()) - _dt.timedelta(minutes=params.minutes_ago)
         rid, data = _history_record(p, params.station or "", terminal, when.replace(tzinfo=None))
-        apply_write(state, ("record", SFI_CAPP, rid, data))
+        RecordWrite(SFI_CAPP, rid, data).apply(state)
 
 
 def _history_record(personality: str, station: str, terminal: Terminal, when: _dt.datetime) -> tuple[int, bytes]:
