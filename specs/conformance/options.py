@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ykt_files.schema import load_document
-
 from .coverage import matrix
 from .results import CaseResult, Inconclusive, RunResult
 from .runner import SUITE_VERSION, environment, execute, select_cases, suite_by_name
-from .schema import CaseError, Ics
+from .schema import CaseError, Ics, load_ics
 
 __all__ = ["RunOptions", "run_suite", "load_ics"]
 
@@ -43,10 +41,6 @@ class RunOptions:
     def from_json(cls, doc: dict[str, Any]) -> "RunOptions":
         known = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
         return cls(**known)
-
-
-def load_ics(path: str) -> Ics:
-    return load_document(path, Ics, "yaml", "ICS", CaseError)
 
 
 def run_suite(options: RunOptions, progress: Callable[[CaseResult], None] | None = None,

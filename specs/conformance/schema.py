@@ -33,7 +33,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ykt_files.schema import (DocumentError, Model, NonEmpty, parse_document, problem, read_text, validate)
+from ykt_files.schema import (DocumentError, Model, NonEmpty, load_document, parse_document, problem, read_text,
+                              validate)
 
 __all__ = [
     "LoadedCase", "CaseError", "Expect", "Step", "Check", "Applies", "CardSetting", "Case", "CaseFile", "Ics",
@@ -349,3 +350,8 @@ def load_cases(folder: Path, actions: Mapping[str, type[Model] | None], checks: 
             out.append(entry)
     out.sort(key=lambda e: e.case.id)
     return out
+
+
+def load_ics(path: str) -> Ics:
+    """An implementation conformance statement (YAML) on the schema layer: what the DUT claims to support."""
+    return load_document(path, Ics, "yaml", "ICS", CaseError)

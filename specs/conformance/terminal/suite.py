@@ -21,7 +21,7 @@ from specs.catalog import keyset_path
 from ykt_card.clock import SimulatedClock, SystemClock, CHINA_TZ
 
 from ..results import CaseFailed, CaseResult, Inconclusive, NotApplicable
-from ..schema import CASES_DIR, Case, LoadedCase, Step, load_cases
+from ..schema import CASES_DIR, Case, LoadedCase, Step, load_cases, load_ics
 from .context import MODE_GROUPS, TerminalCase, TerminalSession
 from .dut import TerminalDut, open_terminal_dut
 from .personalities import CardParams
@@ -83,7 +83,6 @@ class TerminalSuite:
 
     def open_session(self, options: Any, dut: TerminalDut | None = None) -> tuple[TerminalSession, Any]:
         """The session of one run (RunOptions): the DUT adapter, key sets, ICS, clock, terminal ID."""
-        from ..options import load_ics
         keysets = [KeySet.load(keyset_path(k)) for k in options.keysets]
         ics = load_ics(options.ics) if options.ics else None
         dut = dut if dut is not None else open_terminal_dut(options.dut)
