@@ -20,6 +20,7 @@ from keysets import KeySet
 from specs.catalog import keyset_path
 from ykt_card.clock import SimulatedClock, SystemClock, CHINA_TZ
 
+from ..coverage import commands
 from ..results import CaseFailed, CaseResult, Inconclusive, NotApplicable
 from ..schema import CASES_DIR, Case, LoadedCase, Step, load_cases, load_ics
 from .context import MODE_GROUPS, TerminalCase, TerminalSession
@@ -29,14 +30,10 @@ from .vocabulary import ACTIONS, CHECKS, run_action, run_check
 
 __all__ = ["TerminalSuite", "COMMANDS", "CONDITIONS", "FLOWS"]
 
-COMMANDS: dict[str, str] = {
-    "select": "SELECT", "read_binary": "READ BINARY", "read_record": "READ RECORD",
-    "get_balance": "GET BALANCE", "verify": "VERIFY", "initialize_load": "INITIALIZE FOR LOAD",
-    "credit_load": "CREDIT FOR LOAD", "initialize_purchase": "INITIALIZE FOR PURCHASE",
-    "initialize_capp": "INITIALIZE FOR CAPP PURCHASE", "update_capp_cache": "UPDATE CAPP DATA CACHE",
-    "debit": "DEBIT FOR (CAPP) PURCHASE", "get_transaction_prove": "GET TRANSACTION PROVE",
-    "get_challenge": "GET CHALLENGE", "application_block": "APPLICATION BLOCK",
-}
+COMMANDS: dict[str, str] = commands(
+    "select", "read_binary", "read_record", "get_balance", "verify", "initialize_load", "credit_load",
+    "initialize_purchase", "initialize_capp", "update_capp_cache", "debit", "get_transaction_prove",
+    "get_challenge", "application_block")
 """The commands of tunion.md section 2 a terminal sends: the rows of the terminal coverage matrix."""
 CONDITIONS: dict[str, str] = {
     "normal": "normal", "refused": "card refuses", "unexpected": "unexpected answer",
