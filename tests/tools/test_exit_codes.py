@@ -28,7 +28,7 @@ def issue(tmp_path: Path, balance: int) -> tuple[Path, Path]:
 
 
 def test_the_documented_table_is_the_code():
-    doc = (ROOT / "docs" / "exit-codes.md").read_text(encoding="utf-8")
+    doc = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", doc, flags=re.M))
     assert {int(code) for code in rows} == {errors.EXIT_OK, errors.EXIT_FAILED, errors.EXIT_BAD_INPUT,
                                             errors.EXIT_DECLINED, errors.EXIT_INCOMPLETE, errors.EXIT_INTERRUPTED}
