@@ -161,12 +161,13 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
 def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str, *, uid: bytes | None = None) -> None:
     """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly.
 
-    `uid` is what the virtual reader answers to PC/SC's GET DATA (`FF CA 00 00`); None keeps vpcd's default.
+    `uid`: a contactless card's UID, which the virtual reader answers to PC/SC's GET DATA (`FF CA 00 00`);
+    None for a contact card (a PSAM), which has none: the reader answers GET DATA 6A81.
     """
     from apdu.transport.pcsc.vpcd import VpcdEndpoint, parse_endpoint
 
     host, port = parse_endpoint(endpoint_text)
-    endpoint = VpcdEndpoint(card_os, host, port, atr=atr, **({} if uid is None else {"uid": uid}))
+    endpoint = VpcdEndpoint(card_os, host, port, atr=atr, uid=uid)
     _run_until_signal(endpoint, what, f"to vpcd at {endpoint.host}:{endpoint.port}")
 
 

@@ -68,6 +68,12 @@ def test_historical_bytes_of_contact_atrs_and_broken_ones():
         atr_historical(b"\x3B")
 
 
+def test_a_contact_card_has_no_uid_for_the_reader_to_report():
+    contact = VpcdEndpoint(None, atr=bytes.fromhex("3B08594B545053414D01"), uid=None)  # type: ignore[arg-type]
+    assert contact._handle(bytes.fromhex("FFCA000000")) == b"\x6A\x81"
+    assert contact.historical == b"YKTPSAM\x01"
+
+
 def test_vpcd_refuses_a_uid_no_card_can_have():
     with pytest.raises(ValueError, match="UID: 5 bytes"):
         VpcdEndpoint(None, uid=b"\x01" * 5)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Protocol
 
 __all__ = ["CLA_READER", "INS_GET_DATA", "GET_UID", "GET_HISTORICAL", "is_get_data", "answer_get_data",
-           "get_data_command", "GetDataRefused", "read_uid", "read_historical", "atr_historical"]
+           "get_data_command", "GetDataRefused", "SW_NOT_SUPPORTED", "read_uid", "read_historical", "atr_historical"]
 
 #: CLA of the commands a PC/SC reader handles itself (ISO 7816-3 reserves FF for PPS).
 CLA_READER = 0xFF
