@@ -197,6 +197,24 @@ def rats(fsdi: int = 8, cid: int = 0) -> bytes:
     return bytes([0xE0, fsdi << 4 | cid])
 
 
+# --- UID (ISO/IEC 14443-3 6.5.4) ----------------------------------------------------------------------
+
+#: A 4-byte UID starting with 08: ISO 14443-3 reserves that first byte for random IDs, i.e. no vendor's.
+DEFAULT_UID = bytes.fromhex("08594B54")
+#: Cascade tag: a UID byte 0 of 88 announces a further cascade level, it is never a UID's first byte.
+CASCADE_TAG = 0x88
+
+
+def check_uid(uid: bytes) -> bytes:
+    """A Type A UID: single (4), double (7) or triple (10) size, not starting with the cascade tag."""
+    uid = bytes(uid)
+    if len(uid) not in (4, 7, 10):
+        raise ValueError(f"UID: {len(uid)} bytes, must be 4, 7 or 10 (ISO 14443-3 single, double, triple size)")
+    if uid[0] == CASCADE_TAG:
+        raise ValueError("UID: first byte 88 is the cascade tag, not a UID byte")
+    return uid
+
+
 # --- pseudo-ATR (PC/SC Part 3 §3.1.3.2.3) ------------------------------------------------------------
 
 

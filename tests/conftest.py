@@ -12,7 +12,8 @@ How to use them (any test under tests/ can):
   with `pcscd -f` (and stopped at the end) unless a usable one already runs. The session holds the
   machine-wide lock /tmp/ykt-vpcd.lock while it uses pcscd, so parallel test runs of several
   engineers queue instead of stealing each other's slots. A missing pcscd or vpcd driver FAILS.
-- `vpcd_card(card_os, slot=0, atr=DEFAULT_ATR, on_exchange=None, quickack=True) -> ServedCard`
+- `vpcd_card(card_os, slot=0, atr=DEFAULT_ATR, on_exchange=None, quickack=True, uid=DEFAULT_UID) -> ServedCard`
+  (`uid`: what the virtual reader answers to PC/SC's GET DATA `FF CA 00 00`)
   (DEFAULT_ATR = 3B 80 80 01 01, the pseudo-ATR of a contactless card without historical bytes; give a
   T-Union card `apdu.iso14443.pseudo_atr(Ats.parse(ats).historical)`):
   serves a Card OS on slot 0 (TCP 35963) or 1 (35964) in a thread, returns once pcscd reports the
@@ -31,6 +32,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from apdu.cardos import CardOS
+from apdu.iso14443 import DEFAULT_UID
 from apdu.transport.pcsc.daemon import Pcscd, card_state, vpcd_reader_name
 from apdu.transport.pcsc.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
 from specs.conformance.pcsc_session import vpcd_session
@@ -77,18 +79,19 @@ class ServedCard:
 
 @pytest.fixture
 def vpcd_card(pcscd: Pcscd) -> Iterator[Callable[..., ServedCard]]:
-    """Factory: `vpcd_card(card_os, slot=0, atr=DEFAULT_ATR, on_exchange=None, quickack=True)`."""
+    """Factory: `vpcd_card(card_os, slot=0, atr=DEFAULT_ATR, on_exchange=None, quickack=True, uid=DEFAULT_UID)`."""
     served: list[ServedCard] = []
 
     def serve(card_os: CardOS, slot: int = 0, atr: bytes = DEFAULT_ATR,
-              on_exchange: Callable[[], None] | None = None, quickack: bool = True) -> ServedCard:
+              on_exchange: Callable[[], None] | None = None, quickack: bool = True,
+              uid: bytes = DEFAULT_UID) -> ServedCard:
         reader = vpcd_reader_name(slot)
         present, other_atr = card_state(reader)
         if present:
             pytest.fail(f"slot {slot} ({reader}) already holds a card (ATR {other_atr.hex().upper()}): "
                         "a card process was left running; stop it by its PID")
         endpoint = VpcdEndpoint(card_os, "localhost", slot_port(slot), atr, on_exchange,
-                                quickack=quickack)
+                                quickack=quickack, uid=uid)
         card = ServedCard(endpoint, reader, slot, atr, pcscd)
         served.append(card)
         endpoint.serve_in_thread(name=f"vpcd-card-slot{slot}")

@@ -15,6 +15,7 @@ from keysets import KeySet
 from specs.catalog import DEFAULT_CARD_PROFILE, card_profile_path
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.host.dump import read_card, to_json
+from ykt_card.host.readers import card_uid
 from ykt_card.host.card import TUnionCard
 from ykt_card.card.image import load_card, save_card, saver
 from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank_card, issue_card, select_key_sets,
@@ -189,10 +190,10 @@ def serve(image: Path, endpoint: str | None, nfc_path: str | None, seed: int | N
     state = load_card(image)
     card_os = TUnionCardOS(state, rng=make_rng(seed).fork("card"), on_commit=saver(image))
     if nfc_path is not None:
-        serve_nfc_until_signal(card_os, nfc_path, f"card {state.card_no}")
+        serve_nfc_until_signal(card_os, nfc_path, f"card {state.card_no}", uid=state.uid)
     else:
         serve_until_signal(card_os, endpoint or f"localhost:{slot_port(0)}", pseudo_atr(state.ats_historical),
-                           f"card {state.card_no}")
+                           f"card {state.card_no}", uid=state.uid)
 
 
 @card.command("read")
@@ -206,5 +207,7 @@ def read(reader_spec: str, layout: str, as_json: bool, trace_path: Path | None) 
     """Decode all a terminal can read without keys: FCI, EF15/16/17, balance, EF18, EF1A, EF1E."""
     with reader(reader_spec, rng=make_rng(None), expect="card", option="--reader", trace=trace_path) as opened:
         opened.reader.connect()
+        uid = card_uid(opened)
         dump = read_card(TUnionCard(opened.reader), layout_1e=layout.upper())
+    dump = {"format": dump["format"], "uid": None if uid is None else uid.hex().upper(), **dump}
     click.echo(to_json(dump) if as_json else render_card(dump, output_width()))

@@ -158,21 +158,25 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
             tracer.close()
 
 
-def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str) -> None:
-    """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly."""
+def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str, *, uid: bytes | None = None) -> None:
+    """Serve a Card OS to vpcd at HOST:PORT until SIGTERM or SIGINT, then stop cleanly.
+
+    `uid`: a contactless card's UID, which the virtual reader answers to PC/SC's GET DATA (`FF CA 00 00`);
+    None for a contact card (a PSAM), which has none: the reader answers GET DATA 6A81.
+    """
     from apdu.transport.pcsc.vpcd import VpcdEndpoint, parse_endpoint
 
     host, port = parse_endpoint(endpoint_text)
-    endpoint = VpcdEndpoint(card_os, host, port, atr=atr)
+    endpoint = VpcdEndpoint(card_os, host, port, atr=atr, uid=uid)
     _run_until_signal(endpoint, what, f"to vpcd at {endpoint.host}:{endpoint.port}")
 
 
-def serve_nfc_until_signal(card_os, path: str, what: str) -> None:
+def serve_nfc_until_signal(card_os, path: str, what: str, *, uid: bytes | None = None) -> None:
     """Serve a contactless Card OS as an ISO 14443-4 card on nfcpy's udp driver until SIGTERM or SIGINT."""
     from apdu.transport.nfc.card import NfcCardEndpoint
 
     try:
-        endpoint = NfcCardEndpoint(card_os, path)
+        endpoint = NfcCardEndpoint(card_os, path, **({} if uid is None else {"uid": uid}))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--nfc") from None
     _run_until_signal(endpoint, what, f"as an NFC card on {endpoint.path}", ready=endpoint.wait_listening)

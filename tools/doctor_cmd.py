@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import importlib
 import shutil
+from pathlib import Path
 from typing import NamedTuple
 
 import click
 
-from apdu.transport.pcsc.daemon import PCSCD_SOCKET, VPCD_CONFIG, VPCD_DRIVER, listed_readers, read_pid
+from apdu.transport.pcsc.daemon import (PCSCD_SOCKET, VPCD_CONFIG, VPCD_DRIVER, VPCD_READERS, listed_readers,
+                                        read_pid)
+from apdu.transport.usb import (DEVFS_USB, SYSFS_USB, ccid_readers, nfcpy_driver_table, nfcpy_readers, permission_fix,
+                                usb_devices)
 
 from .output import emit_json
 
@@ -26,6 +30,34 @@ def _importable(module: str) -> tuple[bool, str]:
     except Exception as exc:  # any import failure is the finding
         return False, f"{type(exc).__name__}: {exc}"
     return True, getattr(imported, "__file__", module) or module
+
+
+def usb_readers_check(pcsc_readers: list[str] | None, *, sysfs: Path = SYSFS_USB,
+                      devfs: Path = DEVFS_USB) -> Check:
+    """The real readers this machine has: USB contactless readers nfcpy drives (from sysfs, against nfcpy's
+    own table; each with its `--reader nfc:usb:BBB:DDD`), USB smart-card (CCID) readers, and the readers
+    pcscd lists besides vpcd's virtual ones. None is no fault (virtual cards need none): it is said plainly.
+    A reader nfcpy drives but this user may not open fails the check, with the udev fix.
+    """
+    devices = usb_devices(sysfs, devfs)
+    table = nfcpy_driver_table()
+    found: list[str] = []
+    denied = []
+    for device, driver in nfcpy_readers(devices, table or {}):
+        found.append(f"{device.label} [nfcpy {driver}, --reader nfc:{device.nfcpy_path}]")
+        if not device.accessible():
+            denied.append(device)
+    contactless = {d for d, _ in nfcpy_readers(devices, table or {})}
+    found += [f"{d.label} [USB smart-card reader (CCID)]" for d in ccid_readers(devices) if d not in contactless]
+    found += [f"{name} [pcscd, --reader pcsc:{name}]" for name in pcsc_readers or [] if name not in VPCD_READERS]
+    if denied:
+        return Check("USB readers", False, permission_fix(denied[0]))
+    if found:
+        return Check("USB readers", True, "; ".join(found))
+    pcsc = ("pcscd lists none but vpcd's virtual readers" if pcsc_readers is not None
+            else "pcscd is not running to list any")
+    return Check("USB readers", True, f"none seen: no USB contactless reader nfcpy supports and no USB smart-card "
+                                      f"reader is plugged in, and {pcsc}")
 
 
 def _pcsc_checks() -> list[Check]:
@@ -52,6 +84,7 @@ def _pcsc_checks() -> list[Check]:
         checks.append(Check("readers listed", False,
                             "pcscd lists no readers: plug in a reader or install vsmartcard-vpcd and "
                             "restart pcscd" if readers is not None else "start pcscd first"))
+    checks.append(usb_readers_check(readers))
     return checks
 
 
@@ -68,7 +101,7 @@ def run_checks() -> list[Check]:
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def doctor(as_json: bool) -> None:
-    """Check pcscd, the vpcd driver, readers, pyscard, nfcpy and tshark; say how to fix each problem."""
+    """Check pcscd, the vpcd driver, readers (virtual and USB), pyscard, nfcpy and tshark; say how to fix each problem."""
     checks = run_checks()
     if as_json:
         emit_json([{"check": c.check, "ok": c.ok, "detail" if c.ok else "fix": c.fix} for c in checks])

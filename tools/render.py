@@ -155,6 +155,8 @@ def _card_header(dump: dict[str, Any]) -> Iterable[RenderableType]:
     yield Text(f"T-Union card {number}")
     state = "open" if app.get("locked") is None else f"LOCKED ({app['locked']}, SW {app.get('sw')})"
     rows = [("application", f"{app.get('aid', '?')} version {_value(app.get('app_version'))}, {state}")]
+    if "uid" in dump:
+        rows.append(("UID", dump["uid"] or "(the reader does not report it)"))
     if app.get("decode_error"):
         rows.append(("FCI", f"{app.get('fci')} cannot decode: {app['decode_error']}"))
     ppse = dump.get("ppse")

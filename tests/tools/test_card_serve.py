@@ -80,11 +80,16 @@ class Terminal:
         return ctr, mac2 + tac
 
 
+CHIP_UID = "04A1B2C3D4E5F6"
+
+
 @pytest.fixture
 def served_card(tmp_path, pcscd):
     image = tmp_path / "card.json"
     ykt("card", "issue", "--keyset", str(K3), "--keyset", str(K4), "--profile", "gd-shenzhen", "--out", str(image),
         "--clock", "20261124090000", "--registry", str(tmp_path / "reg.jsonl"))
+    doc = json.loads(image.read_text())
+    image.write_text(json.dumps({**doc, "uid": CHIP_UID}))    # a chip of its own: the reader reports this UID
     proc = subprocess.Popen([*YKT, "card", "serve", str(image), "--vpcd", "localhost:35963", "--seed", "7"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -132,6 +137,7 @@ def test_independent_terminal_through_pcscd(served_card, tmp_path):
 
     out = ykt("card", "read", "--reader", f"pcsc:{vpcd_reader_name(0)}", "--json")
     dump = json.loads(out.stdout)
+    assert dump["uid"] == CHIP_UID                     # the reader's GET DATA (FF CA 00 00), through pcscd
     text = json.dumps(dump)
     assert "9500" in text and ef15[10:20].hex() in text
     proc.send_signal(signal.SIGTERM)

@@ -34,6 +34,7 @@ def test_psam_served_to_slot_1_keeps_its_sequence(tmp_path, pcscd):
         first = psam.init_purchase(bytes(4), 0, 100, 0x06, bytes.fromhex("20261124080000"), 1, 0x00,
                                    bytes.fromhex("5810000000001234"), bytes.fromhex("58105810FFFFFFFF"))
         assert first.terminal_seq == 1
+        assert reader.transmit(bytes.fromhex("FFCA000000")) == b"\x6A\x81"  # a contact card: no UID to report
         reader.disconnect()
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -196,6 +196,9 @@ CORRUPTIONS = [
     ("files.15.colour", "red", "files.15.colour"),
     ("key_sets.01.keys.purchase.index", 256, "key_sets.01.keys.purchase.index"),
     ("extra", 1, "extra"),
+    ("uid", "0102030405", "uid"),                                   # 5 bytes: no ISO 14443-3 UID size
+    ("uid", "88010203", "uid"),                                     # starts with the cascade tag
+    ("uid", "XY", "uid"),
 ]
 
 
@@ -277,3 +280,14 @@ def test_a_card_key_set_may_be_partial_as_write_key_leaves_it():
     del doc["key_sets"]["01"]["keys"]["tac"]
     state = card_from_doc(doc, "card.json")
     assert "tac" not in state.key_sets[1].keys and card_to_doc(state) == doc
+
+
+def test_the_uid_round_trips_and_older_images_get_the_default(tmp_path):
+    from apdu.iso14443 import DEFAULT_UID
+    card, _ = used_card()
+    assert "uid" not in card_to_doc(card.state) and card.state.uid == DEFAULT_UID
+    card.state.uid = bytes.fromhex("04A1B2C3D4E5F6")
+    save_card(tmp_path / "c.json", card.state)
+    assert json.loads((tmp_path / "c.json").read_text())["uid"] == "04A1B2C3D4E5F6"
+    assert load_card(tmp_path / "c.json").uid == bytes.fromhex("04A1B2C3D4E5F6")
+    assert load_card(IMAGES / "card-used.json").uid == DEFAULT_UID

@@ -12,6 +12,8 @@ Format (`"format": 1, "kind": "card"`), hex upper case everywhere:
     lock         "none" | "temporary" | "permanent"
     proofs       {"load" | "purchase": {type, counter, mac2, tac}}
     journal      {complete, writes: [[tag, ...]]}   (non-empty only if saved between a torn commit and recovery)
+    uid          the chip's ISO 14443-3 UID, 4, 7 or 10 bytes; absent means the default 08594B54 (older
+                 images have none, and a card with the default is saved without it, byte for byte as before)
     card_no      informational: EF15's card number (checked against EF15 on load)
 
 Keys are stored in clear because these are TEST cards (D15: only test key sets go into images); each
@@ -33,6 +35,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from apdu.iso14443 import DEFAULT_UID
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, SecretKey
 from keysets.keyset import Role
 from ykt_files.atomic import write_json_atomic
@@ -451,6 +454,7 @@ class CardImage(Model):
     format: FormatOne
     kind: Literal["card"]
     card_no: str | None = None
+    uid: HexBytes(lo=4, hi=10) = DEFAULT_UID
     application: ApplicationDoc
     files: dict[SfiKey, FileDoc]
     purse: PurseDoc
@@ -475,6 +479,7 @@ class CardImage(Model):
             app_version=app.app_version,
             ats_interface=app.ats_interface,
             ats_historical=app.ats_historical,
+            uid=self.uid,
             ppse=tuple(PpseEntry(e.aid, e.label, e.priority) for e in app.ppse),
             transport_key=None if self.transport_key is None else self.transport_key.build(),
             journal=[w.build() for w in self.journal.writes],
@@ -494,6 +499,7 @@ def card_to_doc(state: CardState) -> dict[str, Any]:
         "format": FORMAT,
         "kind": "card",
         "card_no": state.card_no,
+        **({} if state.uid == DEFAULT_UID else {"uid": _h(state.uid)}),   # older images stay byte for byte
         "application": {
             "aid": _h(state.aid),
             "app_version": state.app_version,

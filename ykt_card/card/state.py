@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apdu.cardos import CardPowerLoss
+from apdu.iso14443 import DEFAULT_UID, check_uid
 from keysets import KeySet, SecretKey
 from keysets.keyset import Use
 
@@ -127,6 +128,8 @@ class CardState:
     app_version: int = 0x02
     ats_interface: bytes = DEFAULT_ATS_INTERFACE
     ats_historical: bytes = DEFAULT_ATS_HISTORICAL
+    #: the chip's ISO 14443-3 UID (anticollision; what a PC/SC reader answers to FF CA 00 00)
+    uid: bytes = DEFAULT_UID
     ppse: tuple[PpseEntry, ...] = DEFAULT_PPSE
     transport_key: SecretKey | None = None
     journal: list[Write] = field(default_factory=list)
@@ -155,6 +158,7 @@ class CardState:
         app_version: int = 0x02,
         ats_historical: bytes = DEFAULT_ATS_HISTORICAL,
         ats_interface: bytes = DEFAULT_ATS_INTERFACE,
+        uid: bytes = DEFAULT_UID,
         ppse: Sequence[PpseEntry] = DEFAULT_PPSE,
         transport_key: SecretKey | None = None,
         extra_files: Iterable[ElementaryFile] = (),
@@ -199,6 +203,7 @@ class CardState:
             app_version=app_version,
             ats_interface=bytes(ats_interface),
             ats_historical=bytes(ats_historical),
+            uid=bytes(uid),
             ppse=tuple(ppse),
             transport_key=transport_key,
         )
@@ -441,6 +446,10 @@ def _check_application(state: CardState) -> None:
         raise StateError("ppse", "must be a sequence of PPSE entries") from None
     if len(state.ats_historical) > 15:
         raise StateError("ats_historical", "at most 15 bytes fit a PC/SC pseudo-ATR")
+    try:
+        check_uid(state.uid)
+    except ValueError as exc:
+        raise StateError("uid", str(exc).removeprefix("UID: ")) from None
     if not state.ats_interface or state.ats_interface[0] & 0x80:
         raise StateError("ats_interface", "T0 must come first and have bit 8 clear")
     if len(state.ats_interface) != 1 + bin(state.ats_interface[0] & 0x70).count("1"):

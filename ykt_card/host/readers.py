@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apdu.transport.inprocess import InProcessReader
-from apdu.reader import Reader
+from apdu.transport.pcsc.pseudo import GetDataRefused, read_uid
+from apdu.reader import Reader, ReaderDecorator
 from keysets.randomness import RandomSource
 
 from ykt_card.card.cos import TUnionCardOS
@@ -76,9 +77,37 @@ def open_reader(spec: str, *, rng: RandomSource | None = None, expect: str | Non
             raise ReaderSpecError(f"{option} {spec!r}: nfc: needs an nfcpy device path (nfc:usb, nfc:udp:HOST:PORT)")
         from apdu.transport.nfc.reader import NfcReader  # needs nfcpy; only imported when asked for
         try:
-            return OpenedReader(NfcReader(rest), spec, "nfc")
+            nfc_reader = NfcReader(rest)
         except ValueError as exc:
             raise ReaderSpecError(f"{option} {spec!r}: {exc}") from None
+        nfc_reader.open()  # a reader that is not there (or not ours to open) is no "card absent": say so now
+        return OpenedReader(nfc_reader, spec, "nfc")
     raise ReaderSpecError(f"{option} {spec!r}: expected pcsc, pcsc:NAME, image:PATH or nfc:DEVICE")
 
 
+
+
+def innermost(reader: Reader) -> Reader:
+    """The reader under any decorators (tracing, link policies): where transport facts like the UID live."""
+    while isinstance(reader, ReaderDecorator):
+        reader = reader.inner
+    return reader
+
+
+def card_uid(opened: OpenedReader) -> bytes | None:
+    """The connected card's ISO 14443-3 UID, as the reader knows it; None when the reader cannot say.
+
+    PC/SC: the reader's GET DATA (`FF CA 00 00 00`, PC/SC Part 3), sent through `opened.reader` so a trace
+    records it; a reader that refuses it (a contact reader, a reader without the command) gives None. nfcpy:
+    the UID of the anticollision. An image: the UID the image holds, as a reader would have read it.
+    """
+    if opened.kind == "pcsc":
+        try:
+            return read_uid(opened.reader)
+        except GetDataRefused:
+            return None
+    if opened.kind == "nfc":
+        return getattr(innermost(opened.reader), "uid", None)
+    if isinstance(opened.card_os, TUnionCardOS):
+        return opened.card_os.state.uid
+    return None

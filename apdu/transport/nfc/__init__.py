@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 
+from apdu.iso14443 import DEFAULT_UID
+
 try:
     import nfc
     import nfc.clf
@@ -46,8 +48,6 @@ DEFAULT_UDP_PORT = 54321
 
 #: SAK of an ISO 14443-4 compliant Type A PICC (b6 set, no cascade bit), as transit cards answer.
 SAK_ISO_DEP = 0x20
-#: A 4-byte UID starting with 08: ISO 14443-3 reserves that first byte for random IDs, i.e. no vendor's.
-DEFAULT_UID = bytes.fromhex("08594B54")
 
 
 def parse_udp_path(path: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import socket
 import time
+from pathlib import Path
 
 import nfc
 import nfc.clf
@@ -19,8 +20,10 @@ from apdu.iso14443 import Ats, pseudo_atr
 from apdu.isodep import s_deselect
 from apdu.reader import ReaderError
 from apdu.transport.nfc import SAK_ISO_DEP, parse_udp_path
+from apdu.transport.usb import (DEVFS_USB, SYSFS_USB, UsbDevice, nfcpy_driver_table, nfcpy_readers, permission_fix,
+                                usb_devices)
 
-__all__ = ["NfcReader", "NfcError", "NfcDeviceError", "NoCard", "NotIsoDep", "CardRemoved", "FIELD_RESET_S"]
+__all__ = ["NfcReader", "NfcError", "NfcDeviceError", "device_error", "NoCard", "NotIsoDep", "CardRemoved", "FIELD_RESET_S"]
 
 #: How long the reader keeps its field off after releasing a card (ISO 14443-3 t_RESET ≥ 5.1 ms): the
 #: card gets time to go back to listening before the next poll.
@@ -175,6 +178,11 @@ class NfcReader:
 
     # --- extras -------------------------------------------------------------------------------------------
 
+    def open(self) -> None:
+        """Open the device now (else the first `connect`/`card_present` does): NfcDeviceError when nfcpy cannot
+        (no reader, no permission, busy), so a tool can tell a missing device from a missing card."""
+        self._frontend()
+
     def close(self) -> None:
         """Release the device (the USB reader, the udp socket)."""
         self.disconnect()
@@ -194,21 +202,10 @@ class NfcReader:
     def _frontend(self) -> _Frontend:
         if self._clf is not None:
             return self._clf
-        hint = "plug a reader in, or serve a card on nfcpy's udp driver and read it with udp:HOST:PORT"
         try:
             self._clf = _Frontend(self.path)
         except OSError as exc:
-            if exc.errno == errno.ENODEV:
-                raise NfcDeviceError(f"{self.name}: no NFC readers found on nfcpy path {self.path!r} "
-                                     f"({hint})") from None
-            if exc.errno == errno.EACCES:
-                raise NfcDeviceError(f"{self.name}: permission denied opening {self.path!r} (run as root or add "
-                                     "a udev rule for the reader)") from None
-            if exc.errno == errno.EBUSY:
-                raise NfcDeviceError(f"{self.name}: {self.path!r} is in use by another process") from None
-            if isinstance(exc, socket.gaierror):
-                raise NfcDeviceError(f"{self.name}: host of {self.path!r} not found ({exc.strerror})") from None
-            raise NfcDeviceError(f"{self.name}: nfcpy cannot open {self.path!r} ({exc.strerror or exc})") from None
+            raise device_error(self.path, exc) from None
         except (ValueError, TypeError, OverflowError) as exc:
             raise NfcDeviceError(f"{self.name}: nfcpy cannot open {self.path!r} ({exc})") from None
         return self._clf
@@ -259,6 +256,56 @@ class NfcReader:
         self.uid, self.sak, self.ats = bytes(target.sdd_res), sak, ats
         self._tag, self._gone = tag, False
         return tag
+
+
+_NO_DEVICE_HINT = "plug a reader in, or serve a card on nfcpy's udp driver and read it with udp:HOST:PORT"
+
+
+def device_error(path: str, exc: OSError, *, sysfs: Path = SYSFS_USB, devfs: Path = DEVFS_USB) -> NfcDeviceError:
+    """The one-line refusal for nfcpy failing to open `path` with `exc`, naming the cause and the fix.
+
+    nfcpy raises OSError(ENODEV) when nothing is found, and also when every reader it found was one this
+    user may not open (it skips those silently unless the path names the device, `usb:BBB:DDD`, when it
+    raises EACCES); sysfs tells these apart (apdu.transport.usb). EBUSY: another process holds the device.
+    """
+    name = f"nfc:{path}"
+    usb = path.split(":")[0] == "usb"
+    if exc.errno == errno.EACCES:
+        denied = _usb_denied(path, sysfs, devfs) if usb else []
+        fix = (permission_fix(denied[0]) if denied else
+               "run as root, or add a udev rule giving the plugdev group the reader (`python -m nfc` prints it) "
+               "and add your user to plugdev")
+        return NfcDeviceError(f"{name}: permission denied opening {path!r}: {fix}")
+    if exc.errno == errno.ENODEV:
+        if usb:
+            denied = _usb_denied(path, sysfs, devfs)
+            if denied:
+                return NfcDeviceError(f"{name}: nfcpy skipped the reader it may not open: {permission_fix(denied[0])}")
+            return NfcDeviceError(f"{name}: no NFC readers found on nfcpy path {path!r}: no USB contactless reader "
+                                  f"nfcpy supports is plugged in ({_supported_names()}); plug one in and check "
+                                  "with `ykt doctor`, or read a served card with nfc:udp:HOST:PORT")
+        return NfcDeviceError(f"{name}: no NFC readers found on nfcpy path {path!r} ({_NO_DEVICE_HINT})")
+    if exc.errno == errno.EBUSY:
+        return NfcDeviceError(f"{name}: {path!r} is in use by another process (pcscd holds readers it serves: "
+                              "stop it, or read through --reader pcsc)")
+    if isinstance(exc, socket.gaierror):
+        return NfcDeviceError(f"{name}: host of {path!r} not found ({exc.strerror})")
+    return NfcDeviceError(f"{name}: nfcpy cannot open {path!r} ({exc.strerror or exc})")
+
+
+def _usb_denied(path: str, sysfs: Path, devfs: Path) -> list[UsbDevice]:
+    """nfcpy-supported USB readers this user may not open (matching `usb:BBB:DDD` when the path names one)."""
+    table = nfcpy_driver_table() or {}
+    readers = [d for d, _ in nfcpy_readers(usb_devices(sysfs, devfs), table)]
+    parts = path.split(":")
+    if len(parts) == 3 and all(p.isdigit() for p in parts[1:]):
+        readers = [d for d in readers if (d.bus, d.address) == (int(parts[1]), int(parts[2]))]
+    return [d for d in readers if not d.accessible()]
+
+
+def _supported_names() -> str:
+    drivers = sorted(set((nfcpy_driver_table() or {}).values()))
+    return "readers with " + ", ".join(drivers) + " chips" if drivers else "nfcpy's driver table is unavailable"
 
 
 def _describe(exc: BaseException) -> str:

@@ -13,6 +13,10 @@ response APDU. Power on/off/reset get no answer.
 A card that closes its connection between a command and the answer makes Debian 12's vpcd report
 an empty response to pcscd; `apdu.transport.pcsc.reader.PcscReader` turns that into CardRemoved.
 
+The reader's own commands: a real contactless reader answers PC/SC's GET DATA (`FF CA`: the UID, the
+ATS historical bytes) itself; so does this endpoint, from `uid` and the ATR's historical bytes
+(`apdu.transport.pcsc.pseudo`). They never reach the Card OS.
+
 Latency: Debian 12's vpcd writes the length and the body in two send() calls; without TCP_QUICKACK
 before every recv() each APDU waits about 44 ms for a delayed ACK. We set it before every recv.
 """
@@ -26,7 +30,8 @@ from collections.abc import Callable
 
 from apdu.cardos import CardOS, CardPowerLoss
 from apdu.endpoint import EndpointBase
-from apdu.iso14443 import pseudo_atr
+from apdu.iso14443 import DEFAULT_UID, check_uid, pseudo_atr
+from apdu.transport.pcsc.pseudo import SW_NOT_SUPPORTED, answer_get_data, atr_historical, is_get_data
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +88,18 @@ class VpcdEndpoint(EndpointBase):
 
     def __init__(self, card_os: CardOS, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  atr: bytes = DEFAULT_ATR, on_exchange: Callable[[], None] | None = None,
-                 *, quickack: bool = True, backoff_max: float = 2.0, absence: float = 1.0) -> None:
+                 *, quickack: bool = True, backoff_max: float = 2.0, absence: float = 1.0,
+                 uid: bytes | None = DEFAULT_UID, historical: bytes | None = None) -> None:
         if not atr or len(atr) > 33:
             raise ValueError(f"ATR: {len(atr)} bytes, must be 1..33")
+        if uid is not None:
+            check_uid(uid)
         super().__init__(card_os, on_exchange=on_exchange, absence=absence)
         self.host = host
         self.port = port
         self.atr = bytes(atr)
+        self.uid = None if uid is None else bytes(uid)
+        self.historical = atr_historical(self.atr) if historical is None else bytes(historical)
         self.quickack = quickack
         self.backoff_max = backoff_max
         self._connected = threading.Event()
@@ -200,6 +210,10 @@ class VpcdEndpoint(EndpointBase):
         if not payload:
             log.warning("vpcd %s:%d sent an empty message; ignored", self.host, self.port)
             return None
+        if is_get_data(payload):  # the reader's own command (PC/SC Part 3 GET DATA): the card never sees it
+            if self.uid is None:
+                return SW_NOT_SUPPORTED  # a contact card: no UID, no ATS
+            return answer_get_data(payload, self.uid, self.historical)
         try:
             return self.answer(payload)
         except CardPowerLoss:
