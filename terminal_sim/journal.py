@@ -19,6 +19,16 @@ conflict and is refused.
 Card flags: after a MAC2 failure a terminal refuses the card on its next tap (tunion.md 5.5, SH's
 ``temp_uid``): :meth:`flag_card` remembers the card, :meth:`take_flag` consumes the flag.
 
+QR codes seen (mobile.md Q10, schema 2): every accepted QR code's SHA-256 with its account, when it was
+accepted and until when it is kept (the code's validity + 20 s), linked to its ride record.
+:meth:`Journal.append_ride` writes the ride and this entry in one transaction, so a kill between the
+verification and the journal can never let a code ride twice, nor forget one that rode; the replay and
+anti-pass-back checks read it back (:meth:`code_seen`, :meth:`last_accepted`). Entries are pruned once
+both their keep time and a day (the longest anti-pass-back interval a profile may set) have passed.
+
+Schema versions: 1 (outcomes, card flags), 2 (+ the QR table). A version-1 file is brought to 2 on
+open by adding the table; nothing else changes.
+
 `OutcomeJournal` is what the transactions need of a journal; `MemoryJournal` gives a validator run
 without a journal file the same semantics in memory (grey records and card flags only; other outcomes
 are not kept), so the transactions have one code path.
@@ -34,12 +44,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ykt_qr.policy import MAX_ANTI_PASSBACK_S
+
 from .outcome import Outcome
 
-__all__ = ["Journal", "JournalEntry", "JournalError", "OutcomeJournal", "MemoryJournal", "SCHEMA_VERSION",
-           "dedup_key"]
+__all__ = ["Journal", "JournalEntry", "JournalError", "CodeAlreadySeen", "OutcomeJournal", "RideJournal",
+           "MemoryJournal", "SeenCode", "SCHEMA_VERSION", "dedup_key"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (0, 1, 2)
+"""0: a new file; 1: before the QR table (added on open); 2: this code's."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -59,11 +73,33 @@ CREATE TABLE IF NOT EXISTS card_flags (
     card_no  TEXT PRIMARY KEY,
     reason   TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS qr_seen (
+    digest      TEXT    PRIMARY KEY,       -- SHA-256 of the accepted code, hex
+    account     TEXT    NOT NULL,          -- issuer ‖ platform ‖ user account number, hex (Q10)
+    at          INTEGER NOT NULL,          -- accepted at, Unix seconds
+    keep_until  INTEGER NOT NULL,          -- a repeat until then is a replay
+    record_id   INTEGER NOT NULL REFERENCES outcomes(id)
+);
+CREATE INDEX IF NOT EXISTS qr_seen_account ON qr_seen(account, at);
 """
 
 
 class JournalError(RuntimeError):
     """A journal operation refused (conflicting duplicate, unknown or settled grey record, bad DB)."""
+
+
+class CodeAlreadySeen(JournalError):
+    """A QR ride refused at commit: its code is already remembered (a replay)."""
+
+
+@dataclass(frozen=True)
+class SeenCode:
+    """An accepted QR code as the replay checks remember it (Unix seconds; `account` as ykt_qr keys it)."""
+
+    digest: bytes
+    account: str
+    at: int
+    keep_until: int
 
 
 @dataclass(frozen=True)
@@ -122,8 +158,9 @@ class Journal:
     def _migrate(self) -> None:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise JournalError(f"{self.path}: journal schema {version}, this code reads {SCHEMA_VERSION}")
+            if version not in READABLE_VERSIONS:
+                raise JournalError(f"{self.path}: journal schema {version}, this code reads "
+                                   f"{', '.join(map(str, READABLE_VERSIONS[1:]))}")
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -289,6 +326,35 @@ class Journal:
         with self._transaction() as db:
             self._flag(db, card_no, reason)
 
+    # -- QR codes seen ------------------------------------------------------------------------------
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int:
+        """Journal an accepted QR ride and remember its code, in one transaction; returns the record id.
+
+        Expired entries are pruned in the same transaction. Refused: a code already remembered (a replay
+        the verifier should have caught).
+        """
+        if not isinstance(seen, SeenCode):
+            raise ValueError(f"seen: expected a SeenCode, got {type(seen).__name__}")
+        with self._transaction() as db:
+            db.execute("DELETE FROM qr_seen WHERE keep_until < ? AND at < ?",
+                       (seen.at, seen.at - MAX_ANTI_PASSBACK_S))
+            if db.execute("SELECT 1 FROM qr_seen WHERE digest = ?", (seen.digest.hex().upper(),)).fetchone():
+                raise CodeAlreadySeen(f"QR code {seen.digest.hex().upper()[:16]}…: already rode (a replay)")
+            ident = self._insert(db, outcome, None)
+            db.execute("INSERT INTO qr_seen (digest, account, at, keep_until, record_id) VALUES (?, ?, ?, ?, ?)",
+                       (seen.digest.hex().upper(), seen.account, seen.at, seen.keep_until, ident))
+            return ident
+
+    def code_seen(self, digest: bytes, now: int) -> bool:
+        """This exact code was accepted and is still kept at `now` (the replay check)."""
+        row = self._db.execute("SELECT keep_until FROM qr_seen WHERE digest = ?", (digest.hex().upper(),)).fetchone()
+        return row is not None and now <= row[0]
+
+    def last_accepted(self, account: str, now: int) -> int | None:
+        """When this account's latest code was accepted (the anti-pass-back check), or None."""
+        row = self._db.execute("SELECT MAX(at) FROM qr_seen WHERE account = ?", (account,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     @staticmethod
     def _flag(db: sqlite3.Connection, card_no: str, reason: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
@@ -321,6 +387,16 @@ class OutcomeJournal(Protocol):
     def take_flag(self, card_no: str) -> str | None: ...
 
 
+class RideJournal(OutcomeJournal, Protocol):
+    """What a QR ride needs of a journal besides outcomes: the codes seen (Q10), written with the ride."""
+
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int: ...
+
+    def code_seen(self, digest: bytes, now: int) -> bool: ...
+
+    def last_accepted(self, account: str, now: int) -> int | None: ...
+
+
 class MemoryJournal:
     """The journal of a validator run without a journal file: pending grey records and card flags.
 
@@ -331,6 +407,7 @@ class MemoryJournal:
         self._ids = itertools.count(1)
         self._pending: dict[int, JournalEntry] = {}
         self._flags: dict[str, str] = {}
+        self._seen: dict[bytes, SeenCode] = {}
 
     def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
         ident = next(self._ids)
@@ -364,3 +441,18 @@ class MemoryJournal:
 
     def take_flag(self, card_no: str) -> str | None:
         return self._flags.pop(card_no, None)
+
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int:
+        self._seen = {d: e for d, e in self._seen.items()
+                      if e.keep_until >= seen.at or e.at >= seen.at - MAX_ANTI_PASSBACK_S}
+        if seen.digest in self._seen:
+            raise CodeAlreadySeen(f"QR code {seen.digest.hex().upper()[:16]}…: already rode (a replay)")
+        self._seen[seen.digest] = seen
+        return self.append(outcome)
+
+    def code_seen(self, digest: bytes, now: int) -> bool:
+        entry = self._seen.get(digest)
+        return entry is not None and now <= entry.keep_until
+
+    def last_accepted(self, account: str, now: int) -> int | None:
+        return max((e.at for e in self._seen.values() if e.account == account), default=None)

@@ -8,7 +8,7 @@ ends in exactly one journaled `Outcome`. What that takes is the same every time,
   card type) and the money part (amount, balance and counter before, key version, algorithm). A
   transaction starts with the terminal's part; each kind adds what it learns as it goes (a QR ride adds
   no card fields and no TAC: nothing here assumes a card).
-* **Stages** (`Stage`, `PURCHASE_STAGES`, `LOAD_STAGES`): a table from where the dialogue stands to the
+* **Stages** (`Stage`, `PURCHASE_STAGES`, `LOAD_STAGES`, `QR_STAGES`): a table from where the dialogue stands to the
   status and reason of the outcome when the medium leaves the field or the PSAM's link fails there.
   The dialogues only say `tx.at("initialized")`; the one exception boundary (`card_left`, `link_lost`)
   reads the table. After the write-ahead grey record, every failure leaves that record standing.
@@ -17,7 +17,8 @@ ends in exactly one journaled `Outcome`. What that takes is the same every time,
   it; a card leaving, a killed process or an answer of the wrong shape leaves it pending, for recovery
   on the card's return (terminal_sim.recovery) or for clearing.
 * **Endings** (`decline`, `fail`, `settle`): each builds the outcome from the fields so far, journals it
-  (settling the grey record when there is one, with an optional card flag) and returns it.
+  (settling the grey record when there is one, with an optional card flag; an accepted QR code's ride
+  together with the code's replay entry, `seen`) and returns it.
   `void` settles an earlier grey record that a re-run shows never happened.
 
 `Device` is the validator's side of every transaction it runs: profile, terminal ID (the PSAM's EF16),
@@ -33,12 +34,12 @@ from typing import Any
 from ykt_card.host.psam import Psam
 
 from . import records
-from .journal import JournalEntry, OutcomeJournal
+from .journal import JournalEntry, OutcomeJournal, SeenCode
 from .outcome import Outcome
 from .profile import TerminalProfile
 from .records import china_time
 
-__all__ = ["Stage", "GREY", "PURCHASE_STAGES", "LOAD_STAGES", "Transaction", "Device", "stamp",
+__all__ = ["Stage", "GREY", "PURCHASE_STAGES", "LOAD_STAGES", "QR_STAGES", "Transaction", "Device", "stamp",
            "terminal_fields", "card_fields", "money_fields", "VOID_REASON"]
 
 VOID_REASON = ("torn: the card shows the transaction never happened (counter unchanged); nothing charged, "
@@ -122,6 +123,12 @@ LOAD_STAGES: Mapping[str, Stage] = {
 }
 """An online load (5.7); it has no PSAM."""
 
+QR_STAGES: Mapping[str, Stage] = {
+    "scan": Stage("declined", "no code read: nothing charged"),
+    "verify": Stage("declined", "the code's checks did not finish: nothing charged"),
+}
+"""A QR-code ride (mobile.md §1.5): nothing is written to the medium, so no stage is grey."""
+
 
 # ---------------------------------------------------------------------------------------------------
 # The transaction
@@ -186,10 +193,12 @@ class Transaction:
         """An error after the dialogue began: journaled `failed` (settling the grey record, if any)."""
         return self._end(self.outcome("failed", reason=reason, **changes))
 
-    def settle(self, status: str, *, flag: str | None = None, **changes: Any) -> Outcome:
+    def settle(self, status: str, *, flag: str | None = None, seen: SeenCode | None = None,
+               **changes: Any) -> Outcome:
         """The money command answered: the final outcome settles the grey record; `flag` refuses the
-        card on its next tap (a MAC2 failure)."""
-        return self._end(self.outcome(status, **changes), flag)
+        card on its next tap (a MAC2 failure); `seen` is an accepted QR code, journaled with its ride
+        in one transaction (the journal must be a RideJournal)."""
+        return self._end(self.outcome(status, **changes), flag, seen)
 
     def keep_grey(self) -> Outcome:
         """The answer proves nothing (wrong shape): the grey record stands and is this tap's outcome."""
@@ -210,8 +219,11 @@ class Transaction:
             return self.keep_grey()
         return self._end(self.outcome(stage.psam_status, reason=stage.psam_reason.format(link=link)))
 
-    def _end(self, outcome: Outcome, flag: str | None = None) -> Outcome:
-        if self.grey_id is not None:
+    def _end(self, outcome: Outcome, flag: str | None = None, seen: SeenCode | None = None) -> Outcome:
+        if seen is not None:
+            assert self.grey_id is None, "a QR ride has no grey record"
+            self.journal.append_ride(outcome, seen)  # type: ignore[attr-defined]
+        elif self.grey_id is not None:
             self.journal.resolve(self.grey_id, outcome, flag=flag)
         else:
             self.journal.append(outcome)
