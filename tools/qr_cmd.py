@@ -234,8 +234,8 @@ def show(account_file: Path, at: str | None, png: Path | None, svg: Path | None,
 @click.argument("code_text", required=False, metavar="[CODE_HEX]")
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Read the code from a photo or screenshot instead.")
-@click.option("--roots", "roots_file", required=True, type=QR_ROOTS, metavar="FILE",
-              help="Root store (JSON, Q6), or a shipped name.")
+@click.option("--roots", "roots_file", default=None, type=QR_ROOTS, metavar="FILE",
+              help="Root store (JSON, Q6), or a shipped name; default: the --profile's qr.roots.")
 @click.option("--at", "at", default=None, metavar="TIME", help="Unix seconds or YYYYMMDDhhmmss China time (default now).")
 @click.option("--profile", default=None, metavar="T",
               help="Terminal profile with a qr table: runs checks 11-12 (white list, limit, replay).")
@@ -269,6 +269,11 @@ def verify(code_text: str | None, image: Path | None, roots_file: Path, at: str 
         raise click.BadParameter("remembering codes is part of checks 11-12: give --profile too", param_hint="--replay")
     elif amount is not None:
         raise click.BadParameter("the limit check is part of checks 11-12: give --profile too", param_hint="--amount")
+    if roots_file is None:
+        roots_file = prof.qr_roots if profile is not None else None
+        if roots_file is None:
+            raise click.BadParameter("give the root store, or a --profile whose qr table names one (qr.roots)",
+                                     param_hint="--roots")
     verdict = Verifier(RootStore.load(roots_file), policy, replay).verify(code, now, amount)
     if as_json:
         emit_json(verdict.to_json())

@@ -125,3 +125,12 @@ def test_errors_are_one_line_naming_the_option_or_file(tmp_path, args, message):
     line = one_line_error(ykt(*args, cwd=tmp_path))
     assert line.endswith(message), line
     _clean(line)
+
+
+def test_verify_takes_the_root_store_of_the_profile(tmp_path):
+    shown = ykt("qr", "show", "test-account", "--at", "20261124080000", "--seed", "1", "--no-symbol")
+    p = ykt("qr", "verify", shown.stdout.strip(), "--at", "20261124080010", "--profile", "bus-qr", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["accepted"] is True
+    line = one_line_error(ykt("qr", "verify", shown.stdout.strip()))
+    assert line == ("ykt: error: qr verify: Invalid value for --roots: give the root store, or a --profile whose qr "
+                    "table names one (qr.roots)")
