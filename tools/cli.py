@@ -17,6 +17,8 @@ from .doctor_cmd import doctor
 from .journal_cmd import journal
 from .terminal_cmd import terminal
 from .qr_cmd import qr
+from .host_cmd import host
+from .wallet_cmd import wallet
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -39,6 +41,8 @@ cli.add_command(doctor)
 cli.add_command(journal)
 cli.add_command(terminal)
 cli.add_command(qr)
+cli.add_command(host)
+cli.add_command(wallet)
 
 
 def main(argv: list[str] | None = None) -> None:
