@@ -57,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "HostServer"
     protocol_version = "HTTP/1.1"
     server_version = "ykt-ota-host"
+    timeout = 30                  # seconds a connection may stall before its thread lets go
 
     def _answer(self, status: int, message: dict[str, Any]) -> None:
         body = encode(message)
@@ -82,7 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         account = self.headers.get(ACCOUNT_HEADER)
         self.server.log(f"received {summary(body)} from {account or '(no account)'}")
-        status, message = self.server.host.respond(account, self.headers.get(SIGNATURE_HEADER), body)
+        try:
+            status, message = self.server.host.respond(account, self.headers.get(SIGNATURE_HEADER), body)
+        except Exception as exc:  # the journal or the disk failed: nothing was committed; the wallet retries
+            status, message = 500, {"error": f"host failure ({type(exc).__name__}); try again"}
         self._answer(status, message)
         detail = message.get("error") or message.get("state") or message.get("order") or ""
         self.server.log(f"answered {status} {summary(body)} {detail}".rstrip())

@@ -137,7 +137,7 @@ class Wallet:
             seen = self._contact()
             if isinstance(seen, str):
                 return TopUp("refused", amount, reason=seen)
-            settled = self._settle(seen)
+            settled, _ = self._settle(seen)
             credit = self._credit(seen, amount)
         except ReaderError as exc:
             return TopUp("refused", amount, reason=f"card removed before the load: nothing loaded ({exc})",
@@ -155,7 +155,8 @@ class Wallet:
             seen = self._contact()
             if isinstance(seen, str):
                 return None, (), seen
-            return seen, tuple(self._settle(seen)), None
+            settled, why = self._settle(seen)
+            return seen, tuple(settled), why
         except ReaderError as exc:
             return None, (), f"card removed: {exc}"
         finally:
@@ -180,12 +181,13 @@ class Wallet:
             return f"the card's answer is malformed: {exc.reason}"
         return CardSeen(public.card_no, public.issuer_id.hex().upper(), fci.aid.hex().upper())
 
-    def _settle(self, seen: CardSeen) -> list[Settlement]:
+    def _settle(self, seen: CardSeen) -> tuple[list[Settlement], str | None]:
+        """Prove or complete the card's pending orders: what became of each, and why none, if so."""
         try:
             orders = self.host.call({"op": "pending", "card_no": seen.card_no})["orders"]
         except (HostRefused, HostUnreachable) as exc:
-            return [Settlement("-", 0, "pending", f"pending orders unknown: {exc}")]
-        return [self._settle_one(seen, str(o["order"]), int(o["counter"]), int(o["amount"])) for o in orders]
+            return [], f"pending orders unknown: {exc}"
+        return [self._settle_one(seen, str(o["order"]), int(o["counter"]), int(o["amount"])) for o in orders], None
 
     def _settle_one(self, seen: CardSeen, order: str, counter: int, amount: int) -> Settlement:
         try:

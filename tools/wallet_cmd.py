@@ -129,6 +129,6 @@ def sync(card_spec, url, account, credentials_path, terminal_id, key_index, aid,
         if why is not None:
             click.echo(f"NOT SYNCED ({why})")
         _show_settled(settled)
-        if seen is not None and not settled:
+        if why is None and seen is not None and not settled:
             click.echo(f"card {seen.card_no[1:]}: no pending order")
     return 0 if why is None and all(s.result != "pending" for s in settled) else 1

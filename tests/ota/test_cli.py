@@ -74,8 +74,12 @@ def test_a_load_above_the_host_s_card_limit_and_bad_credentials_are_refused(host
     out = json.loads(bad.stdout)
     assert out["status"] == "refused" and out["reason"] == (
         "host refused (401): authentication failed: unknown account or bad signature: nothing loaded")
-    assert out["settled"] == [{"order": "-", "amount": 0, "result": "pending", "reason": "pending orders unknown: "
-                               "host refused (401): authentication failed: unknown account or bad signature"}]
+    assert out["settled"] == []
+    unsynced = ykt("wallet", "sync", "--card", f"image:{card}", "--host", host.url, "--account", "wallet-0001",
+                   "--credentials", forged)
+    assert unsynced.returncode == 1 and unsynced.stdout == (
+        "NOT SYNCED (pending orders unknown: host refused (401): authentication failed: unknown account or bad "
+        "signature)\n")
     assert "11" * 32 not in bad.stdout + bad.stderr
     line = one_line_error(ykt("wallet", "topup", "--card", f"image:{card}", "--host", host.url, "--amount", "100",
                               "--account", "wallet-0042"))
