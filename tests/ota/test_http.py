@@ -126,6 +126,7 @@ def test_a_host_killed_after_it_committed_answers_the_retry_from_its_journal(tmp
         return True
 
     proxy = Proxy(port, kill_after_commit)
+    restarted = None
     w = make_world()
     results = []
     worker = threading.Thread(target=lambda: results.append(
@@ -148,7 +149,7 @@ def test_a_host_killed_after_it_committed_answers_the_retry_from_its_journal(tmp
     finally:
         proxy.close()
         host.stop()
-        if "restarted" in locals():
+        if restarted is not None:
             restarted.stop()
     books(journal, w, 1000)
 
