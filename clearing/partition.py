@@ -9,7 +9,8 @@ Two passes, with memory bounded by one bucket, not by the input:
 
 1. **read** every new file once, keep the lines of this worker's cards: decode and check each
    (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
-   malformed lines are written out with their reason;
+   malformed lines are written out with their reason, and so are the lines not verified here (QR rides,
+   `records.NotVerified`);
 2. **judge** bucket by bucket: load it with the history of its cards from the store (earlier runs), sort by
    card, kind, counter and arrival, recompute the TACs card by card (one cipher context per card,
    `tac.TacVerifier`), judge each card (`judge.judge_card`), and write the records with their reason bits
@@ -37,7 +38,7 @@ from .tac import tac_input_padded
 from .judge import BIT, TAC, judge_card
 from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
                       KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
-                      card_of_json_line)
+                      NotVerified, card_of_json_line)
 from .records import CITY, OPERATOR
 from .sequences import SeqBits
 from .records import TAC as TAC_FIELD
@@ -91,8 +92,10 @@ class PartitionResult:
     records_csv: list[str]
     updates_csv: str
     malformed_csv: str
+    skipped_csv: str
     records: int = 0
     malformed: int = 0
+    skipped: int = 0                 # well-formed lines not verified here (QR rides)
     no_keyset: dict[str, int] = field(default_factory=dict)
     lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
     sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
@@ -142,22 +145,24 @@ class _Spill:
         return rows
 
 
-def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
-               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int]:
-    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed) and fills
-    `lines` with each file's number of record lines (all workers', not only this one's)."""
-    records = bad = 0
+def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out, skipped_out,
+               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int, int]:
+    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed, skipped)
+    and fills `lines` with each file's number of record lines (all workers', not only this one's)."""
+    records = bad = skipped = 0
     write_bad = csv.writer(malformed_out, lineterminator="\n").writerow
+    write_skipped = csv.writer(skipped_out, lineterminator="\n").writerow
     known = registry.acquirers if registry is not None else None
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
-                                 progress, result)
+            r, b, k, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add,
+                                    (write_bad, write_skipped), progress, result)
             records += r
             bad += b
+            skipped += k
             result.lines[f.idx] = n
-    return records, bad
+    return records, bad, skipped
 
 
 def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
@@ -172,12 +177,13 @@ def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], st
 
 
 def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
-               known: dict[str, str] | None, add, write_bad, progress,
-               result: PartitionResult) -> tuple[int, int, int]:
+               known: dict[str, str] | None, add, writers, progress,
+               result: PartitionResult) -> tuple[int, int, int, int]:
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
-    records = bad = done = blank = 0
+    write_bad, write_skipped = writers
+    records = bad = skipped = done = blank = 0
     number = first - 1
     sequences, collisions = result.sequences, result.collisions
     for number, line in enumerate(fh, first):
@@ -208,6 +214,10 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             write_bad((n, str(exc)))
             bad += 1
             continue
+        except NotVerified as exc:         # a QR ride: no card, routed by its line like a line without one
+            write_skipped((n, str(exc)))
+            skipped += 1
+            continue
         if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
             if partition_hash(p[CARD].encode()) % W != me:
                 # The owner of that card never takes this line; refuse it rather than split a card.
@@ -233,7 +243,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             if bits.add(seq):
                 collisions.add((p[TERMINAL], seq))
     progress(done)
-    return records, bad, number - first + 1 - blank
+    return records, bad, skipped, number - first + 1 - blank
 
 
 def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
@@ -311,11 +321,14 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
     registry = TerminalRegistry.load(job.terminals) if job.terminals else None
-    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"))
+    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"),
+                             str(folder / "skipped.csv"))
     spill = _Spill(folder, job.buckets)
-    with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out:
+    with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out, \
+            open(result.skipped_csv, "w", newline="", encoding="utf-8") as skipped_out:
         try:
-            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result)
+            result.records, result.malformed, result.skipped = _read_pass(job, registry, spill, bad_out,
+                                                                          skipped_out, progress, result)
         finally:
             spill.close()
     tacs = _Tacs(keysets)

@@ -8,8 +8,10 @@ so a run lands whole or not at all. SQLite, row by row from Python, measured 4x 
 and has no parallel scan.
 
 Layout: ``DIR/clearing.duckdb`` with tables ``files`` (one row per distinct file content: a rerun of the
-same file adds nothing), ``records`` (one row per record, reason bits, 0 = accepted), ``malformed`` and
-``sequences`` (per terminal, a bitmap of the PSAM sequences seen: `sequences`).
+same file adds nothing), ``records`` (one row per record, reason bits, 0 = accepted), ``malformed``,
+``skipped`` (well-formed lines not verified here, with why: QR rides) and ``sequences`` (per terminal, a
+bitmap of the PSAM sequences seen: `sequences`). A store written before ``skipped`` existed gains the
+table when it is next opened for writing.
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ _SCHEMA = [
     "format VARCHAR, size BIGINT, records BIGINT)",
     f"CREATE TABLE IF NOT EXISTS records ({', '.join(f'{c} {t}' for c, t in _TYPES.items())})",
     "CREATE TABLE IF NOT EXISTS malformed (n BIGINT, detail VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS skipped (n BIGINT, detail VARCHAR)",
     "CREATE TABLE IF NOT EXISTS sequences (terminal VARCHAR PRIMARY KEY, base BIGINT, bits BLOB, extra BIGINT[])",
 ]
 # Earlier records as spill tuples (partition.SPILL_COLUMNS): what the store does not keep is NULL.
@@ -116,12 +119,12 @@ class Store:
     # -- loading a run ------------------------------------------------------------------------------
     def discard_unfinished(self) -> None:
         """Undo a run that stopped while loading: records of files the store does not list yet."""
-        for table in ("records", "malformed"):
+        for table in ("records", "malformed", "skipped"):
             self.con.execute(f"DELETE FROM {table} WHERE (n >> {LINE_BITS}) NOT IN (SELECT idx FROM files)")
 
     def load_run(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
         """One transaction: the partitions' records (bucket files; DuckDB writes a large transaction's rows
-        to disk as it goes, so memory stays within its limit), malformed lines, changed verdicts, the
+        to disk as it goes, so memory stays within its limit), malformed and skipped lines, changed verdicts, the
         duplicate check across terminals, the terminal sequences, and the files."""
         con = self.con
         seen = self._sequences({t for r in results for t in r.sequences})
@@ -136,6 +139,8 @@ class Store:
             for r in results:
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
+                if os.path.getsize(r.skipped_csv):
+                    con.execute(f"COPY skipped FROM '{_sql_path(r.skipped_csv)}' (FORMAT csv, HEADER false)")
                 if os.path.getsize(r.updates_csv):
                     con.execute(f"CREATE OR REPLACE TEMP TABLE upd AS SELECT * FROM read_csv("
                                 f"'{_sql_path(r.updates_csv)}', header=false, "
@@ -197,6 +202,12 @@ class Store:
         malformed = dict(self.con.execute(
             f"SELECT n, detail FROM malformed WHERE (n >> {LINE_BITS}) IN (SELECT unnest(?))", [idxs]).fetchall())
         return rejected, malformed
+
+    def skipped(self, file_idxs: Sequence[int]) -> dict[int, str]:
+        """(n -> why) of the lines of these files that were well formed and not verified here (QR rides)."""
+        return dict(self.con.execute(
+            f"SELECT n, detail FROM skipped WHERE (n >> {LINE_BITS}) IN (SELECT unnest(?))",
+            [sorted(set(file_idxs))]).fetchall())
 
     def money_records(self, day: str) -> list[tuple]:
         """Accepted records that moved money on `day` (YYYYMMDD): issuer, acquirer, terminal, mode, type,

@@ -36,14 +36,18 @@ MALFORMED = BIT["malformed"]
 
 @dataclass(frozen=True)
 class Verdict:
+    """One line's verdict: ``accepted``, ``rejected`` (with its reasons), or ``skipped``: well formed and not
+    verified here (a QR ride, `records.NotVerified`; `detail` says why)."""
+
     file: str
     line: int
     reasons: tuple[str, ...]
     detail: str | None = None
+    skipped: bool = False
 
     @property
     def verdict(self) -> str:
-        return "rejected" if self.reasons else "accepted"
+        return "rejected" if self.reasons else "skipped" if self.skipped else "accepted"
 
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"file": self.file, "line": self.line, "verdict": self.verdict,
@@ -74,6 +78,7 @@ class VerifyRun:
     rejected: dict[int, int] = field(default_factory=dict)
     malformed: dict[int, str] = field(default_factory=dict)
     no_keyset: dict[str, int] = field(default_factory=dict)
+    skipped: dict[int, str] = field(default_factory=dict)
 
     def verdicts(self) -> Iterator[Verdict]:
         """One verdict per record line of every given file, in the order given (blank lines are no records)."""
@@ -87,14 +92,16 @@ class VerifyRun:
                     detail = self.malformed.get(n)
                     if detail is not None:
                         yield Verdict(str(item.path), number, ("malformed",), detail)
+                    elif n in self.skipped:
+                        yield Verdict(str(item.path), number, (), self.skipped[n], skipped=True)
                     else:
                         yield Verdict(str(item.path), number, tuple(reason_names(self.rejected.get(n, 0))))
 
     def summary(self) -> dict[str, object]:
         """Counts per verdict and per reason over the given files (a file given twice counts twice)."""
         counts = {name: 0 for name in REASONS}
-        total = rejected = 0
-        by_file: dict[int, tuple[int, int, dict[str, int]]] = {}
+        total = rejected = skipped = 0
+        by_file: dict[int, tuple[int, int, int, dict[str, int]]] = {}
         for item in self.inputs:
             idx = item.stored.idx
             if idx not in by_file:
@@ -103,13 +110,16 @@ class VerifyRun:
                 bad = sum(1 for n in self.malformed if lo <= n < hi)
                 per = {name: sum(1 for m in masks if m & BIT[name]) for name in REASONS}
                 per["malformed"] += bad
-                by_file[idx] = (item.stored.records, len(masks) + bad, per)
-            records, rej, per = by_file[idx]
+                by_file[idx] = (item.stored.records, len(masks) + bad, sum(1 for n in self.skipped if lo <= n < hi),
+                                per)
+            records, rej, skip, per = by_file[idx]
             total += records
             rejected += rej
+            skipped += skip
             for name, count in per.items():
                 counts[name] += count
-        return {"records": total, "verdicts": {"accepted": total - rejected, "rejected": rejected},
+        return {"records": total,
+                "verdicts": {"accepted": total - rejected - skipped, "rejected": rejected, "skipped": skipped},
                 "reasons": counts, "files": len(self.inputs), "new_files": self.new_files,
                 "new_records": self.new_records, "store": str(self.store) if self.store else None}
 
@@ -204,12 +214,13 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         item.stored = by_sha.get(item.sha256, item.stored)
     with Store(out, read_only=False) as store:
         rejected, malformed = store.rejections([i.stored.idx for i in items])
+        skipped = store.skipped([i.stored.idx for i in items])
     no_keyset: dict[str, int] = {}
     for r in results:
         for label, n in r.no_keyset.items():
             no_keyset[label] = no_keyset.get(label, 0) + n
-    run = VerifyRun(out, items, len(new), sum(r.records + r.malformed for r in results), count if jobs else 0,
-                    rejected, malformed, no_keyset)
+    run = VerifyRun(out, items, len(new), sum(r.records + r.malformed + r.skipped for r in results),
+                    count if jobs else 0, rejected, malformed, no_keyset, skipped)
     if scratch_root is not None:     # no --out: the verdicts are in memory, the store goes
         shutil.rmtree(scratch_root, ignore_errors=True)
         run.store = None

@@ -40,8 +40,10 @@ def verify(files: tuple[Path, ...], keysets: tuple[Path, ...], terminals: Path |
            workers: int | None, as_json: bool) -> None:
     """Verify clearing files (JSON Lines or CSV, any number, any order): every record accepted or rejected.
 
-    Reasons: tac, duplicate, counter-gap, balance-chain, grey-open, unknown-terminal, malformed. Exit status
-    0 when every record is accepted, 1 when any is rejected, 2 on bad input.
+    Reasons: tac, duplicate, counter-gap, balance-chain, grey-open, unknown-terminal, malformed. A QR ride
+    (medium qr) is checked for its form and then skipped: not verified here (its proof is the code's
+    signature chain; it is cleared with the code's platform). Exit status 0 when no record is rejected,
+    1 when any is rejected, 2 on bad input.
     """
     err = Console(stderr=True, highlight=False)
     if err.is_terminal:
@@ -71,7 +73,11 @@ def _show(run, summary: dict) -> None:
     c = Console(highlight=False)
     verdicts, reasons = summary["verdicts"], summary["reasons"]
     c.print(f"{summary['records']} records in {summary['files']} file(s) ({summary['new_files']} new): "
-            f"{verdicts['accepted']} accepted, {verdicts['rejected']} rejected")
+            f"{verdicts['accepted']} accepted, {verdicts['rejected']} rejected"
+            + (f", {verdicts['skipped']} skipped" if verdicts["skipped"] else ""))
+    if verdicts["skipped"]:
+        why = next(v.detail for v in run.verdicts() if v.skipped)
+        c.print(f"  skipped: {why}")
     rows = [[name, reasons[name]] for name in REASONS if reasons[name]]
     if rows:
         c.print(table("rejections by reason (a record may have several)", ["reason", "records"], rows))

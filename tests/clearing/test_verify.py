@@ -11,6 +11,7 @@ import random
 import duckdb
 import pytest
 
+from clearing.records import QR_NOT_VERIFIED
 from clearing.verify import verify
 from keysets import Algorithm, purchase_tac
 
@@ -213,7 +214,7 @@ def test_an_empty_file_has_no_records(tmp_path, keyset_paths):
 def test_real_validator_uploads_clear_and_tampering_is_caught(tmp_path, keysets, keyset_paths, fmt):
     day = real_day(tmp_path, keysets, cards=3, fmt=fmt)
     run = verify(day.files, keyset_paths, out=tmp_path / "store")
-    assert run.summary()["verdicts"] == {"accepted": 18, "rejected": 0}
+    assert run.summary()["verdicts"] == {"accepted": 18, "rejected": 0, "skipped": 0}
     # A forged TAC in one file, and a record replayed in a file of its own.
     bus = next(p for p in day.files if "upload-bus-flat." in p.name)
     lines = bus.read_text().splitlines(keepends=True)
@@ -231,6 +232,43 @@ def test_real_validator_uploads_clear_and_tampering_is_caught(tmp_path, keysets,
     run = verify(files, keyset_paths)
     rejected = {(v.file.rsplit("/", 1)[-1], v.line): v.reasons for v in run.verdicts() if v.reasons}
     assert rejected == {(tampered.name, header + 2): ("tac",), (replay.name, header + 1): ("duplicate",)}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_qr_rides_in_an_upload_are_skipped_with_their_reason_and_card_records_verify_as_before(
+        tmp_path, keysets, keyset_paths, fmt):
+    """The bus's validator also takes two QR codes (mobile.md): its upload gains two QR ride lines after the
+    same card lines; those are checked for their form and skipped, the card records judged exactly as in the
+    upload without them."""
+    (tmp_path / "plain").mkdir(), (tmp_path / "mixed").mkdir()
+    plain = real_day(tmp_path / "plain", keysets, cards=3, fmt=fmt)
+    mixed = real_day(tmp_path / "mixed", keysets, cards=3, fmt=fmt, qr_rides=2)
+    bus = next(p for p in mixed.files if "upload-bus-flat." in p.name)
+    for before, after in zip(plain.files, mixed.files):
+        if after != bus:
+            assert after.read_bytes() == before.read_bytes()
+    cards, lines = (tmp_path / "plain" / bus.name).read_text().splitlines(), bus.read_text().splitlines()
+    assert lines[:len(cards)] == cards and len(lines) == len(cards) + 2
+    rides = ([json.loads(line) for line in lines[len(cards):]] if fmt == "jsonl"
+             else [dict(zip(lines[0].split(","), line.split(","))) for line in lines[len(cards):]])
+    assert [(r["medium"], r["status"], r["card_no"] if fmt == "csv" else r.get("card_no")) for r in rides] == \
+        [("qr", "approved", "" if fmt == "csv" else None)] * 2
+
+    def by_line(run) -> dict:
+        return {(v.file.rsplit("/", 1)[-1], v.line): v.to_dict()["verdict"] + ":" + ",".join(v.reasons)
+                for v in run.verdicts()}
+
+    reference = verify(plain.files, keyset_paths)
+    for store in (None, tmp_path / "store", tmp_path / "store"):      # the last run reads the store back
+        run = verify(mixed.files, keyset_paths, out=store)
+        verdicts = by_line(run)
+        skipped = {key for key, verdict in verdicts.items() if verdict == "skipped:"}
+        assert skipped == {(bus.name, n) for n in (len(cards) + 1, len(cards) + 2)}
+        assert {k: v for k, v in verdicts.items() if k not in skipped} == by_line(reference)
+        assert all(v.detail == QR_NOT_VERIFIED for v in run.verdicts() if v.skipped)
+        assert run.summary()["verdicts"] == {"accepted": 18, "rejected": 0, "skipped": 2}
+        assert run.summary()["reasons"] == reference.summary()["reasons"]
+    assert stored_records(tmp_path / "store") == 18
 
 
 def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_paths):

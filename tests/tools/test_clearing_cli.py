@@ -27,7 +27,8 @@ def test_verify_settle_and_report(tmp_path):
     got = {(r["file"], r["line"]): set(r["reasons"]) for r in records if r["verdict"] == "rejected"}
     assert got == day.expected
     assert all(r["reasons"] == [] for r in records if r["verdict"] == "accepted")
-    assert summary["verdicts"] == {"accepted": len(records) - len(day.expected), "rejected": len(day.expected)}
+    assert summary["verdicts"] == {"accepted": len(records) - len(day.expected), "rejected": len(day.expected),
+                                   "skipped": 0}
     assert {k: v for k, v in summary["reasons"].items() if v} == day.planted
 
     again = ykt("clearing", "verify", *files, "--keyset", "gd-test-3des", "--keyset", "gd-test-sm4", "--out", store)
