@@ -8,7 +8,7 @@ labels are English: DejaVu Sans has no CJK glyphs; the tables beside them carry 
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -52,11 +52,13 @@ def issuance_chart(issuance: Mapping[str, Mapping[str, int | None]], issued: int
         return _svg(fig)
 
 
-def coverage_chart(coverage: Mapping[str, Mapping[str, tuple[int, int, int]]]) -> str:
-    """Per mode, the share of vehicles or gates and of terminals that accept the card, against 100%."""
-    from .report import COVERAGE_ROWS
+def coverage_chart(coverage: Mapping[str, Mapping[str, tuple[int, int, int]]],
+                   labels: Sequence[tuple[str, str]]) -> str:
+    """Per mode, the share of vehicles or gates and of terminals that accept the card, against 100%.
 
-    rows = [(label, coverage[key]) for key, _, label, _ in COVERAGE_ROWS if coverage[key]["all"][1]]
+    `labels` are the return's rows in order, (coverage key, label): the return owns its rows.
+    """
+    rows = [(label, coverage[key]) for key, label in labels if coverage[key]["all"][1]]
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(7.0, 0.5 + 0.45 * max(1, len(rows))))
         ax = fig.add_subplot()

@@ -168,7 +168,7 @@ class MonthlyReturn:
             "<h2>表1 发卡统计 Issuance</h2>", _html_table(self.ISSUANCE_HEADER, self.issuance_rows()),
             f"<figure>{issuance_chart(self.issuance, issued, self.target_cards, self.target_year)}</figure>",
             "<h2>表2 应用覆盖统计 Coverage by mode</h2>", _html_table(self.COVERAGE_HEADER, self.coverage_rows()),
-            f"<figure>{coverage_chart(self.coverage)}</figure>",
+            f"<figure>{coverage_chart(self.coverage, [(k, en) for k, _, en, _ in COVERAGE_ROWS])}</figure>",
         ]
         if self.notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")

@@ -306,7 +306,7 @@ def _load(tx: Transaction, card: TUnionCard, host: LoadHost, order: _LoadOrder, 
         refusal = order.settings.refusal(order.amount, init.balance)
         if refusal is not None:
             return tx.decline(refusal)
-    req = LoadRequest(selected.public.issuer_id, selected.public.serial8, order.key_index, init.key_version,
+    req = LoadRequest(*selected.public.factors, order.key_index, init.key_version,
                       init.algorithm, init.balance, init.online_counter, init.random, init.mac1, order.amount,
                       order.terminal_id)
     try:

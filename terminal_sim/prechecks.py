@@ -74,7 +74,7 @@ class Selected:
 
     @property
     def issuer_id(self) -> str:
-        return self.public.issuer_id.hex().upper()
+        return self.public.issuer_id
 
 
 @dataclass(frozen=True)
@@ -91,20 +91,20 @@ class CardView:
 
     @property
     def issuer_id8(self) -> bytes:
-        return self.public.issuer_id
+        return self.public.factors[0]
 
     @property
     def issuer_id(self) -> str:
-        return self.public.issuer_id.hex().upper()
+        return self.public.issuer_id
 
     @property
     def serial8(self) -> bytes:
-        return self.public.serial8
+        return self.public.factors[1]
 
     @property
     def card_type(self) -> str:
-        """EF17 byte 10 (卡种类型) as 2 hex digits: the key of the discount table."""
-        return f"{self.management.card_type:02X}"
+        """EF17's card type (卡种类型) as 2 hex digits: the key of the discount table."""
+        return self.management.card_type
 
     @property
     def card_city(self) -> str:
@@ -196,9 +196,9 @@ def select_card(card: TUnionCard) -> Selected | Refusal:
 # -- steps 2 to 5 -------------------------------------------------------------------------------------
 
 def _date_refusal(public: PublicData, today: _dt.date) -> str | None:
-    start, expiry = public.start_date, public.expiry_date
-    if not (start.isdigit() and expiry.isdigit()):
-        return f"EF15 dates are not BCD (start {start}, expiry {expiry})"
+    # the layout decodes the dates (a card with impossible ones is refused as malformed); an empty date
+    # (all zeros) reads as 00000000, as the card stores it
+    start, expiry = ((d or "0000-00-00").replace("-", "") for d in (public.start_date, public.expiry_date))
     day = today.strftime("%Y%m%d")
     if day < start:
         return f"card not valid before {start} (today {day})"
@@ -213,8 +213,8 @@ def check_card(card: TUnionCard, psam: Psam, profile: TerminalProfile, lists: Li
     writes one, and the APPLICATION BLOCK exchange for a black-listed card; nothing else."""
     public = selected.public
     # step 2: application type and dates
-    if public.app_type not in EP_APP_TYPES:
-        return Refusal(f"application type {public.app_type:02X} has no electronic purse (EF15 byte 8)")
+    if int(public.app_type, 16) not in EP_APP_TYPES:
+        return Refusal(f"application type {public.app_type} has no electronic purse (EF15 byte 8)")
     refusal = _date_refusal(public, today)
     if refusal is not None:
         return Refusal(refusal)
@@ -225,9 +225,8 @@ def check_card(card: TUnionCard, psam: Psam, profile: TerminalProfile, lists: Li
         return Refusal(f"EF17 unreadable: {_sw(exc)}")
     except CardResponseError as exc:
         return Refusal(f"EF17 malformed: {exc.reason}")
-    interop = management.raw[8:10].hex().upper()
-    refusal = acceptance_refusal(issuer_id=public.issuer_id.hex().upper(), card_city=management.city,
-                                 interop=interop, local_city=profile.local_city, whitelist=lists.whitelist)
+    refusal = acceptance_refusal(issuer_id=public.issuer_id, card_city=management.city,
+                                 interop=management.interop, local_city=profile.local_city, whitelist=lists.whitelist)
     if refusal is not None:
         return Refusal(refusal)
     # step 4: the black list, and the lock on the spot
@@ -262,7 +261,8 @@ def lock_card(card: TUnionCard, psam: Psam, public: PublicData, key_index: int, 
     except (CardError, CardResponseError) as exc:
         return f"{listed}; not locked: GET CHALLENGE failed ({_why(exc)})"
     try:
-        mac = psam.block_mac(public.serial8, public.issuer_id, challenge,
+        issuer_id8, serial8 = public.factors
+        mac = psam.block_mac(serial8, issuer_id8, challenge,
                              algorithm=algorithm_of_key_index(key_index), key_index=key_index)
     except (CardError, CardResponseError) as exc:
         return f"{listed}; not locked: the PSAM gave no block MAC ({_why(exc)})"

@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, settings
 from apdu.cardos import CardOS
 from apdu.transport.pcsc.daemon import Pcscd, card_state, vpcd_reader_name
 from apdu.transport.pcsc.vpcd import DEFAULT_ATR, VpcdEndpoint, slot_port
-from tools.pcsc_session import vpcd_session
+from specs.conformance.pcsc_session import vpcd_session
 
 
 # Property tests: no per-example deadline (CI machines are shared and slow at times); in CI the examples

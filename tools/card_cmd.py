@@ -14,7 +14,7 @@ from apdu.transport.pcsc.vpcd import slot_port
 from keysets import KeySet
 from specs.catalog import DEFAULT_CARD_PROFILE, card_profile_path
 from ykt_card.card.cos import TUnionCardOS
-from ykt_card.host.dump import read_card, render_text, to_json
+from ykt_card.host.dump import read_card, to_json
 from ykt_card.host.card import TUnionCard
 from ykt_card.card.image import load_card, save_card, saver
 from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank_card, issue_card, select_key_sets,
@@ -25,6 +25,7 @@ from ykt_card.host.script import Script, ScriptRefused, build_script, load_scrip
 from .common import (KEYSET, clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
                      serve_until_signal, trace_option, writable_folder, write_failure)
 from .output import emit_json
+from .render import output_width, render_card
 
 
 @click.group("card")
@@ -206,4 +207,4 @@ def read(reader_spec: str, layout: str, as_json: bool, trace_path: Path | None) 
     with reader(reader_spec, rng=make_rng(None), expect="card", option="--reader", trace=trace_path) as opened:
         opened.reader.connect()
         dump = read_card(TUnionCard(opened.reader), layout_1e=layout.upper())
-    click.echo(to_json(dump) if as_json else render_text(dump))
+    click.echo(to_json(dump) if as_json else render_card(dump, output_width()))

@@ -33,19 +33,21 @@ def _suite(name: str):
 
 
 @conformance.command("list")
-@click.option("--suite", "suite_name", type=SUITES, default="card", show_default=True)
+@click.option("--suite", "suite_name", type=SUITES, default=None, help="card or terminal (default: both).")
 @click.option("--tag", "tags", multiple=True, metavar="T", help="Only cases with this tag (repeatable: any of them).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {id, title, suite, tags, reference, …}.")
-def list_cases(suite_name: str, tags: tuple[str, ...], as_json: bool) -> None:
-    """The cases of a suite, with their tags and reference sections."""
-    cases = [lc.case for lc in _suite(suite_name).load()]
+def list_cases(suite_name: str | None, tags: tuple[str, ...], as_json: bool) -> None:
+    """The cases of a suite (or of both), with their tags and reference sections."""
+    names = [suite_name] if suite_name else ["card", "terminal"]
+    cases = [lc.case for name in names for lc in _suite(name).load()]
     if tags:
         cases = [c for c in cases if set(tags) & set(c.tags)]
     if as_json:
         click.echo(json.dumps([c.summary() for c in cases], ensure_ascii=False, indent=1))
         return
     rows = [[c.id, c.title, ", ".join(c.tags), ", ".join(c.reference)] for c in cases]
-    console().print(table(f"{suite_name} suite: {len(cases)} cases", ["id", "title", "tags", "reference"], rows))
+    title = f"{suite_name} suite" if suite_name else "card and terminal suites"
+    console().print(table(f"{title}: {len(cases)} cases", ["id", "title", "tags", "reference"], rows))
 
 
 def _run(options: RunOptions, report: Path) -> RunResult:
@@ -78,9 +80,11 @@ def _run(options: RunOptions, report: Path) -> RunResult:
 @conformance.command("run")
 @click.option("--suite", "suite_name", type=SUITES, required=True)
 @click.option("--dut", required=True, metavar="DUT",
-              help="Card suite: a reader (image:PATH, pcsc, pcsc:NAME, nfc:DEVICE).")
+              help="Card suite: a reader (image:PATH, pcsc, pcsc:NAME, nfc:DEVICE). Terminal suite: ykt[:PROFILE], "
+                   "python:MODULE:FACTORY or command:CMD ({reader} is replaced by the vpcd reader's name).")
 @click.option("--keyset", "keysets", multiple=True, metavar="K",
-              help="The card's TEST key set, by name or path (repeatable: one per algorithm).")
+              help="TEST key set, by name or path (repeatable: one per algorithm): the card's (card suite) or "
+                   "the one the test cards are issued with (terminal suite).")
 @click.option("--profile", default=None, metavar="P", help="Also check the personalisation against this card profile.")
 @click.option("--ics", default=None, metavar="FILE", help="Implementation conformance statement (YAML).")
 @click.option("--case", "cases", multiple=True, metavar="ID", help="Run only these cases (repeatable).")
@@ -94,13 +98,19 @@ def _run(options: RunOptions, report: Path) -> RunResult:
 @click.option("--ef1e-layout", type=click.Choice(["A", "B"]), default="A", show_default=True,
               help="EF1E layout of the cards' city (D8).")
 @click.option("--terminal-id", default="112233445566", show_default=True, metavar="HEX12",
-              help="Terminal number the suite's PSAM role uses.")
+              help="Terminal number of the suite's PSAM role (card suite) or of the PSAM it issues for an "
+                   "in-process terminal (terminal suite).")
+@click.option("--real-time", is_flag=True,
+              help="Terminal suite: let real time pass for the recovery-window cases of a command DUT "
+                   "whose ICS claims no clock option (minutes of waiting).")
 def run(suite_name, dut, keysets, profile, ics, cases, tags, exclude_tags, report, seed, clock, ef1e_layout,
-        terminal_id) -> None:
+        terminal_id, real_time) -> None:
     """Run a suite; exit 0 only when no applicable case failed or was inconclusive."""
     _suite(suite_name)
-    if suite_name == "card" and not keysets:
-        raise click.BadParameter("the card suite needs the card's key set (one per algorithm)", param_hint="--keyset")
+    if not keysets:
+        need = ("the card's key set (one per algorithm)" if suite_name == "card"
+                else "the key sets its test cards are issued with (one per algorithm)")
+        raise click.BadParameter(f"the {suite_name} suite needs {need}", param_hint="--keyset")
     if clock is not None:
         from ykt_card.clock import parse_datetime14
         try:
@@ -108,7 +118,7 @@ def run(suite_name, dut, keysets, profile, ics, cases, tags, exclude_tags, repor
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--clock") from None
     options = RunOptions(suite_name, dut, list(keysets), profile, ics, list(cases), list(tags), list(exclude_tags),
-                         seed, clock, ef1e_layout, terminal_id)
+                         seed, clock, ef1e_layout, terminal_id, real_time)
     result = _run(options, report)
     sys.exit(0 if result.passed else EXIT_FAILED)
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
-from ykt_card.layouts.decode import CHOICES, decode_ef, render_text
+from ykt_card.layouts.decode import CHOICES, decode_ef
 
 from .output import emit_json
+from .render import output_width, render_decoded
 
 
 @click.command("decode")
@@ -23,7 +24,7 @@ def decode(ef: str, hex_parts: tuple[str, ...], layout: str, as_json: bool) -> N
     if as_json:
         emit_json(decoded)
     else:
-        click.echo(render_text(decoded))
+        click.echo(render_decoded(decoded, output_width()))
 
 
 decode.help = (decode.help or "") + f"\n\nChoices for EF: {', '.join(CHOICES)}."

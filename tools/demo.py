@@ -35,6 +35,7 @@ from ykt_card.card.image import save_card, saver
 from ykt_card.card.image import load_card
 from ykt_card.issuance.personalise import issue_card
 from ykt_card.issuance.profile import load_card_profile
+from ykt_card.layouts import EF15
 from ykt_card.psam.cos import PsamOS
 from ykt_card.psam.issue import issue_psam, psam_saver, save_psam
 
@@ -121,7 +122,8 @@ def run_story(s: Story) -> None:
     issued = issue_card(profile, s.keysets, profile.card_number(1), s.clock.peek().date())
     save_card(s.card_path, issued.state)
     save_psam(s.psam_path, issue_psam(s.keysets, TERMINAL_ID))
-    c.print(f"card {issued.card_no[1:]} issuer {issued.registry['issuer_id']} city {profile.city}, "
+    printed = EF15.decode(issued.state.ef15)["card_no_printed"]
+    c.print(f"card {printed} issuer {issued.registry['issuer_id']} city {profile.city}, "
             f"key sets {', '.join(issued.registry['algorithms'])}, balance 0.00 → {s.card_path.name}")
     c.print(f"PSAM for terminal {TERMINAL_ID.hex().upper()} → {s.psam_path.name}")
 

@@ -11,11 +11,10 @@ from typing import Any
 
 _EXPORTS = {
     "CardState": "card.state", "FaultInjector": "card.state", "PowerLoss": "card.state", "Lock": "card.state",
-    "Proof": "card.state", "PpseEntry": "card.state", "PersistentStore": "card.state", "StateError": "card.state",
+    "PersistentStore": "card.state", "StateError": "card.state", "Proof": "proof", "PpseEntry": "layouts.fci",
     "TUnionCardOS": "card.cos",
     "ImageError": "card.image", "load_card": "card.image", "save_card": "card.image", "read_image": "card.image",
-    "saver": "card.image", "card_to_doc": "card.image",
-    "card_from_doc": "card.image", "DocReader": "card.image",
+    "saver": "card.image", "card_to_doc": "card.image", "card_from_doc": "card.image",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,7 +10,25 @@ from typing import Any
 
 from .results import CaseResult
 
-__all__ = ["matrix"]
+__all__ = ["matrix", "COMMAND_NAMES", "commands"]
+
+COMMAND_NAMES: dict[str, str] = {
+    "select": "SELECT", "read_binary": "READ BINARY", "read_record": "READ RECORD",
+    "get_balance": "GET BALANCE", "verify": "VERIFY", "initialize_load": "INITIALIZE FOR LOAD",
+    "credit_load": "CREDIT FOR LOAD", "initialize_purchase": "INITIALIZE FOR PURCHASE",
+    "initialize_capp": "INITIALIZE FOR CAPP PURCHASE", "update_capp_cache": "UPDATE CAPP DATA CACHE",
+    "debit": "DEBIT FOR (CAPP) PURCHASE", "get_transaction_prove": "GET TRANSACTION PROVE",
+    "get_challenge": "GET CHALLENGE", "external_authenticate": "EXTERNAL AUTHENTICATE",
+    "application_block": "APPLICATION BLOCK", "application_unblock": "APPLICATION UNBLOCK",
+    "update_binary_sm": "UPDATE BINARY (SM)", "update_record_sm": "UPDATE RECORD (SM)",
+    "write_key": "WRITE KEY", "card_block": "CARD BLOCK",
+}
+"""The commands of tunion.md section 2 by the key cases use in `covers:`; each suite's matrix takes its rows."""
+
+
+def commands(*keys: str) -> dict[str, str]:
+    """The rows of a suite's coverage matrix, in the order given."""
+    return {k: COMMAND_NAMES[k] for k in keys}
 
 
 def matrix(commands: Mapping[str, str], conditions: Mapping[str, str],

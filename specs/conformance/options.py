@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ykt_files.schema import load_document
-
 from .coverage import matrix
 from .results import CaseResult, Inconclusive, RunResult
 from .runner import SUITE_VERSION, environment, execute, select_cases, suite_by_name
-from .schema import CaseError, Ics
+from .schema import CaseError, Ics, load_ics
 
 __all__ = ["RunOptions", "run_suite", "load_ics"]
 
@@ -34,6 +32,7 @@ class RunOptions:
     clock: str | None = None
     ef1e_layout: str = "A"
     terminal_id: str = "112233445566"
+    real_time: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,16 +43,12 @@ class RunOptions:
         return cls(**known)
 
 
-def load_ics(path: str) -> Ics:
-    return load_document(path, Ics, "yaml", "ICS", CaseError)
-
-
 def run_suite(options: RunOptions, progress: Callable[[CaseResult], None] | None = None,
               on_selected: Callable[[int], None] | None = None, dut: Any = None) -> RunResult:
     """Run the chosen cases of `options.suite` against `options.dut` (or the DUT object given).
 
     The suite opens its own session (`suite.open_session(options, dut)`: the card suite opens a reader
-    and derives card keys; the terminal suite will start its adapter) and closes it at the end.
+    and derives card keys; the terminal suite makes its DUT adapter) and closes it at the end.
     """
     suite = suite_by_name(options.suite)
     cases = select_cases(suite.load(), options.cases, options.tags, options.exclude_tags)

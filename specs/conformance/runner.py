@@ -4,7 +4,7 @@ Suite-neutral. A suite object supplies `name`, `load()` (its cases), `open_sessi
 session of one run and a close function), `run_case(session, loaded) -> CaseResult`, and `commands` and
 `conditions` (the coverage axes). A session offers `start()` (raise Inconclusive when the DUT cannot be
 reached), `identity` (a dict for the report) and `run_record()`. The terminal suite plugs in with the
-same members and registers in `suite_by_name`.
+same members (specs.conformance.terminal) and both register in `suite_by_name`.
 """
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ class SelectionError(ValueError):
 
 
 def suite_by_name(name: str):
-    """The suite object for `--suite`; the terminal suite registers here when it lands."""
+    """The suite object for `--suite`: `card` or `terminal`."""
     if name == "card":
         from .card.suite import CardSuite
         return CardSuite()
-    raise SelectionError(f"--suite {name!r}: known suites: card")
+    if name == "terminal":
+        from .terminal.suite import TerminalSuite
+        return TerminalSuite()
+    raise SelectionError(f"--suite {name!r}: known suites: card, terminal")
 
 
 def select_cases(cases: Sequence[LoadedCase], ids: Iterable[str] = (), tags: Iterable[str] = (),

@@ -26,14 +26,15 @@ validates every step's parameters against it, so a typo is refused at load time 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ykt_files.schema import (DocumentError, Model, NonEmpty, parse_document, problem, read_text, validate)
+from ykt_files.schema import (DocumentError, Model, NonEmpty, load_document, parse_document, problem, read_text,
+                              validate)
 
 __all__ = [
     "LoadedCase", "CaseError", "Expect", "Step", "Check", "Applies", "CardSetting", "Case", "CaseFile", "Ics",
@@ -49,6 +50,7 @@ personalisation against `--profile`; destructive: leaves the card unusable, runs
 TOPIC_TAGS = (
     "identification", "files", "balance", "load", "purchase", "capp", "proof", "sm", "block", "pin",
     "commands", "tearing", "limits", "negative", "3des", "sm4", "dual", "counters", "terminal",
+    "prechecks", "recovery", "lists", "records", "fares", "robustness", "metro", "bus", "mac2",
 )
 STATUS_PATTERN = re.compile(r"[0-9A-F]{2}([0-9A-F]{2}|[0-9A-F]x|xx)")
 REFERENCE_PATTERN = re.compile(r"(D([1-9]|1[0-8])|§\d+(\.\d+)*)")
@@ -63,6 +65,7 @@ class LoadedCase:
     checks: dict[int, Any]
     cleanup: dict[int, Any]
     path: Path
+    cards: dict[str, Any] = field(default_factory=dict)
 
 
 class CaseError(DocumentError):
@@ -191,6 +194,7 @@ class Case(Model):
     applies: Applies = Field(default_factory=Applies)
     card: CardSetting = Field(default_factory=CardSetting)
     terminal: dict[str, Any] | None = None
+    cards: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(min_length=1)
     checks: list[Check] = Field(default_factory=list)
     cleanup: list[Step] = Field(default_factory=list)
@@ -232,7 +236,17 @@ class CaseFile(Model):
 
 
 class Ics(Model):
-    """Implementation conformance statement (`--ics FILE`): what the DUT claims."""
+    """Implementation conformance statement (`--ics FILE`): what the DUT claims.
+
+    name, vendor, version, notes: identity; algorithms: 3des/sm4; modes: the terminal profile names it
+    implements (bus-flat, …); fare: fen, the flat fare (or a taxi meter amount); optional: recovery,
+    blacklist, load, discounts, capp, clock (with `clock_option`, the option that sets its time).
+    Terminal suite extras: recovery_window (s, D12's 120 when absent), blacklisted_cards (card numbers
+    on its black list), list_version (the black list version its records carry), keeps_psam_session
+    (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
+    terminals do, a program run once per tap does not unless it says so), psam (a python: DUT's PSAM
+    reader).
+    """
 
     name: NonEmpty
     vendor: str | None = None
@@ -243,7 +257,23 @@ class Ics(Model):
     optional: list[Literal["recovery", "blacklist", "load", "discounts", "capp", "clock"]] = Field(
         default_factory=list)
     clock_option: str | None = None
+    recovery_window: int | None = Field(default=None, ge=1, le=86400)
+    blacklisted_cards: list[str] | None = None
+    list_version: str | None = None
+    keeps_psam_session: bool | None = None
+    psam: str | None = None
     notes: str | None = None
+
+    @model_validator(mode="after")
+    def _rules(self) -> "Ics":
+        for i, number in enumerate(self.blacklisted_cards or []):
+            if not re.fullmatch(r"\d{20}", str(number)):
+                raise problem(f"{number!r}: a card number is 20 digits (EF15 bytes 10..19)",
+                              at=f"blacklisted_cards[{i}]")
+        if "clock" in self.optional and not self.clock_option:
+            raise problem("the DUT claims `clock`: say which option takes the time (e.g. --clock)",
+                          at="clock_option")
+        return self
 
 
 def validate_params(models: Mapping[str, type[Model] | None], item: Step | Check, where: str,
@@ -268,8 +298,10 @@ def validate_params(models: Mapping[str, type[Model] | None], item: Step | Check
 
 
 def load_case_file(path: Path, actions: Mapping[str, type[Model] | None],
-                   checks: Mapping[str, type[Model] | None]) -> list[LoadedCase]:
-    """Parse and validate one case file: each case with its parsed step, check and cleanup parameters."""
+                   checks: Mapping[str, type[Model] | None],
+                   cards: type[Model] | None = None) -> list[LoadedCase]:
+    """Parse and validate one case file: each case with its parsed step, check and cleanup parameters
+    (and, for a suite that serves test cards, the parameters of each of the case's `cards`)."""
     source = str(path)
     doc = parse_document(read_text(path, "case", CaseError), "yaml", source, CaseError)
     parsed = validate(CaseFile, doc, source, CaseError)
@@ -280,17 +312,31 @@ def load_case_file(path: Path, actions: Mapping[str, type[Model] | None],
         cleanup = {i: validate_params(actions, s, f"{base}.cleanup[{i}]", source)
                    for i, s in enumerate(case.cleanup)}
         chk = {i: validate_params(checks, c, f"{base}.checks[{i}]", source) for i, c in enumerate(case.checks)}
-        out.append(LoadedCase(case, steps, chk, cleanup, path))
+        if case.cards and cards is None:
+            raise CaseError(source, f"{base}.cards", "this suite serves no test cards")
+        served = {name: _card_params(cards, params, f"{base}.cards.{name}", source)
+                  for name, params in case.cards.items()} if cards is not None else {}
+        out.append(LoadedCase(case, steps, chk, cleanup, path, served))
     return out
 
 
+def _card_params(model: type[Model], params: Any, where: str, source: str) -> Any:
+    if not isinstance(params, Mapping):
+        raise CaseError(source, where, "a test card is a mapping: {personality: NAME, ...}")
+    try:
+        return validate(model, dict(params), source, CaseError)
+    except CaseError as exc:
+        raise CaseError(source, where + (f".{exc.field}" if exc.field else ""), exc.reason) from None
+
+
 def load_cases(folder: Path, actions: Mapping[str, type[Model] | None], checks: Mapping[str, type[Model] | None],
-               coverage: Sequence[str] = (), conditions: Sequence[str] = ()) -> list[LoadedCase]:
+               coverage: Sequence[str] = (), conditions: Sequence[str] = (),
+               cards: type[Model] | None = None) -> list[LoadedCase]:
     """Every case of a suite folder, in ID order; IDs are unique and `covers` names matrix cells."""
     seen: dict[str, str] = {}
     out = []
     for path in sorted(folder.glob("*.yaml")):
-        for entry in load_case_file(path, actions, checks):
+        for entry in load_case_file(path, actions, checks, cards):
             case = entry.case
             if case.id in seen:
                 raise CaseError(str(path), "id", f"{case.id} is also defined in {seen[case.id]}")
@@ -304,3 +350,8 @@ def load_cases(folder: Path, actions: Mapping[str, type[Model] | None], checks: 
             out.append(entry)
     out.sort(key=lambda e: e.case.id)
     return out
+
+
+def load_ics(path: str) -> Ics:
+    """An implementation conformance statement (YAML) on the schema layer: what the DUT claims to support."""
+    return load_document(path, Ics, "yaml", "ICS", CaseError)

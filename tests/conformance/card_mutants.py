@@ -14,7 +14,8 @@ from apdu.command import CommandApdu
 from apdu.status import CardError
 from ykt_card.card import cos
 from ykt_card.card.cos import TUnionCardOS
-from ykt_card.card.state import PersistentStore, Write, apply_write
+from ykt_card.card.state import PersistentStore
+from ykt_card.card.writes import ProofWrite, PurseWrite, RecordWrite, RingWrite, SlotWrite, Write
 
 Rewrite = Callable[[list[Write]], list[list[Write]]]
 
@@ -68,11 +69,15 @@ def _drop(pred: Callable[[Write], bool]) -> Rewrite:
 
 
 def _purse(field: str) -> Callable[[Write], bool]:
-    return lambda w: w[0] == "purse" and w[1] == field
+    return lambda w: isinstance(w, PurseWrite) and w.field == field
 
 
 def _log(w: Write) -> bool:
-    return w[0] in ("slot", "ring") and w[1] == 0x18
+    return isinstance(w, (SlotWrite, RingWrite)) and w.sfi == 0x18
+
+
+def _proof(w: Write) -> bool:
+    return isinstance(w, ProofWrite)
 
 
 # -- the mutants ----------------------------------------------------------------------------------------
@@ -95,7 +100,7 @@ class Mac2Unchecked(Mutant):
 
     def credit_for_load(self, cmd):
         pending = self._live_pending
-        if isinstance(pending, cos._PendingLoad):
+        if isinstance(pending, cos._OpenLoad):
             real = pending.session
 
             class Lenient:
@@ -129,7 +134,7 @@ class BalanceFirst(Mutant):
 
     def debit(self, cmd):
         def split(writes):
-            first = [w for w in writes if w[0] == "purse" and w[1] == "balance"]
+            first = [w for w in writes if _purse("balance")(w)]
             return [first, [w for w in writes if w not in first]]
         with self.rewriting(split):
             return super().debit(cmd)
@@ -139,7 +144,7 @@ class PurchaseProofLost(Mutant):
     name, defect = "proof_not_kept", "the card keeps no proof of its purchases"
 
     def debit(self, cmd):
-        with self.rewriting(_drop(lambda w: w[0] == "proof")):
+        with self.rewriting(_drop(_proof)):
             return super().debit(cmd)
 
 
@@ -147,7 +152,7 @@ class LoadProofLost(Mutant):
     name, defect = "load_proof_not_kept", "the card keeps no proof of its loads"
 
     def credit_for_load(self, cmd):
-        with self.rewriting(_drop(lambda w: w[0] == "proof")):
+        with self.rewriting(_drop(_proof)):
             return super().credit_for_load(cmd)
 
 
@@ -210,7 +215,7 @@ class CappCommittedEarly(Mutant):
     def update_capp_data_cache(self, cmd):
         out = super().update_capp_data_cache(cmd)
         if cmd.p2 >> 3 == 0x1A:
-            self.store.commit([("record", 0x1A, cmd.p1, cmd.data)])
+            self.store.commit([RecordWrite(0x1A, cmd.p1, cmd.data)])
         return out
 
 
@@ -252,9 +257,9 @@ class LogsCounterBefore(Mutant):
         def rewrite(writes):
             out = []
             for w in writes:
-                if w[0] == "slot" and w[1] == 0x18:
-                    rec = w[3]
-                    w = ("slot", 0x18, w[2], (int.from_bytes(rec[0:2], "big") - 1).to_bytes(2, "big") + rec[2:])
+                if isinstance(w, SlotWrite) and w.sfi == 0x18:
+                    rec = w.data
+                    w = SlotWrite(0x18, w.slot, (int.from_bytes(rec[0:2], "big") - 1).to_bytes(2, "big") + rec[2:])
                 out.append(w)
             return [out]
         with self.rewriting(rewrite):
@@ -277,7 +282,7 @@ class ChargesTwice(Mutant):
         amount = pending.amount if pending is not None else 0
 
         def rewrite(writes):
-            return [[("purse", "balance", w[2] - amount) if w[:2] == ("purse", "balance") else w for w in writes]]
+            return [[PurseWrite("balance", w.value - amount) if _purse("balance")(w) else w for w in writes]]
         with self.rewriting(rewrite):
             return super().debit(cmd)
 
@@ -318,8 +323,8 @@ class NoJournal(PersistentStore):
     def commit(self, writes) -> None:
         for w in writes:  # applied one by one, each a point where power can go: no anti-tearing
             if self.fault is not None:
-                self.fault.checkpoint(f"apply {w[0]}")
-            apply_write(self.state, w)
+                self.fault.checkpoint(f"apply {w.tag}")
+            w.apply(self.state)
         if self.on_commit is not None:
             self.on_commit(self.state)
 

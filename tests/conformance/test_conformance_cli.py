@@ -19,7 +19,7 @@ def issue(tmp_path, *algorithms: str, name: str = "card.json"):
 
 
 def test_list_json_gives_id_title_suite_tags_reference():
-    proc = ykt("conformance", "list", "--json")
+    proc = ykt("conformance", "list", "--suite", "card", "--json")
     assert proc.returncode == 0, proc.stderr
     cases = json.loads(proc.stdout)
     assert len(cases) >= 60
@@ -28,6 +28,10 @@ def test_list_json_gives_id_title_suite_tags_reference():
         assert c["suite"] == "card" and c["id"].startswith("TU-CARD-")
     sm4 = json.loads(ykt("conformance", "list", "--json", "--tag", "sm4").stdout)
     assert sm4 and all("sm4" in c["tags"] for c in sm4)
+    terminal = json.loads(ykt("conformance", "list", "--suite", "terminal", "--json").stdout)
+    assert len(terminal) >= 40 and all(c["suite"] == "terminal" and c["id"].startswith("TU-TERM-") for c in terminal)
+    both = json.loads(ykt("conformance", "list", "--json").stdout)
+    assert {c["suite"] for c in both} == {"card", "terminal"} and len(both) == len(cases) + len(terminal)
 
 
 def test_run_writes_three_reports_that_repeat_byte_for_byte(tmp_path):
@@ -76,12 +80,33 @@ def test_a_failing_run_exits_1_names_the_failures_and_rerun_repeats_only_them(tm
     assert sorted(c["id"] for c in rerun["cases"]) == failed
 
 
+def test_terminal_run_against_ykt_writes_reports_that_repeat(tmp_path):
+    outputs = []
+    for n in (1, 2):
+        report = tmp_path / f"r{n}"
+        proc = ykt("conformance", "run", "--suite", "terminal", "--dut", "ykt:bus-flat", "--keyset", "gd-test-3des",
+                   "--keyset", "gd-test-sm4", "--seed", "5", "--clock", "20260301120000", "--report", str(report))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "terminal suite:" in proc.stdout and "0 fail, 0 inconclusive" in proc.stdout
+        outputs.append({f: (report / f).read_bytes() for f in ("report.json", "junit.xml", "report.html")})
+    assert outputs[0] == outputs[1]
+    doc = json.loads(outputs[0]["report.json"])
+    assert doc["suite"] == "terminal" and doc["dut"]["modes"] == ["bus-flat"] and doc["dut"]["kind"] == "ykt"
+    assert "virtual PSAM" in doc["dut"]["psam"]
+    assert "TU-TERM-041" in outputs[0]["report.html"].decode()
+
+
 def test_bad_input_is_one_line(tmp_path):
     line = one_line_error(ykt(*RUN, "--dut", f"image:{tmp_path}/none.json", "--keyset", "gd-test-3des",
                               "--report", str(tmp_path / "r")))
     assert "none.json" in line and "no such image" in line
     line = one_line_error(ykt(*RUN, "--dut", "image:x.json", "--report", str(tmp_path / "r")))
     assert "--keyset" in line
+    terminal = ["conformance", "run", "--suite", "terminal", "--keyset", "gd-test-3des", "--report", str(tmp_path / "t")]
+    line = one_line_error(ykt(*terminal, "--dut", "command:true"))
+    assert "--ics: a command: DUT needs its implementation conformance statement" in line
+    line = one_line_error(ykt(*terminal, "--dut", "ykt:no-such-profile"))
+    assert "no-such-profile" in line and "no terminal profile" in line
     line = one_line_error(ykt("conformance", "rerun", str(tmp_path)))
     assert "no report here" in line
     line = one_line_error(ykt(*RUN, "--dut", "image:x.json", "--keyset", "gd-test-3des", "--case", "TU-CARD-999",

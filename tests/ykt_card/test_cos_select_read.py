@@ -30,8 +30,9 @@ def test_ppse_then_aid_selection_byte_for_byte():
 
 
 def test_ppse_can_list_the_ep_only():
-    from ykt_card.card.state import PpseEntry, TUNION_EP_AID
-    c = card(ppse=[PpseEntry(TUNION_EP_AID, "MOT_T_EP", 1)])
+    from ykt_card.layouts.names import MOT_T_EP
+    from ykt_card.layouts.fci import PpseEntry
+    c = card(ppse=[PpseEntry(MOT_T_EP, "MOT_T_EP", 1)])
     run_table(c, [("00A404000E325041592E5359532E444446303100",
                    "6F2E840E325041592E5359532E4444463031A51CBF0C19"
                    "61174F08A00000063201010550084D4F545F545F4550870101" "9000")])

@@ -1,13 +1,13 @@
-"""`ykt decode EF HEX`: picking the layout, tolerant hex input, status words, errors by field, text."""
+"""`ykt decode EF HEX`: picking the layout, tolerant hex input, status words, errors by field (the text is
+tests/tools/test_render.py's)."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from tests.reference import h
-from ykt_card.layouts.decode import CHOICES, decode_bytes, decode_ef, parse_hex, render_text
+from ykt_card.layouts.decode import CHOICES, decode_bytes, decode_ef, parse_hex
 from ykt_card.layouts import (ALL, EF15, EF18, EF1ABus, EF1AMetro, EF1AOther, EF1EA, EF1EB, AdfFci,
                               FileLayout, LayoutError, PpseFci)
 
@@ -125,43 +125,3 @@ def test_parse_hex_refuses_non_text() -> None:
 def test_decode_bytes_takes_raw_bytes() -> None:
     raw, expected = EF15.vector_bytes()[0]
     assert decode_bytes("15", raw)["fields"] == expected
-
-
-# -- text rendering -------------------------------------------------------------------------------
-
-def _value_columns(text: str) -> set[int]:
-    """Column where the value starts on each 'field: value' line."""
-    return {m.end() for line in text.splitlines()[1:] for m in [re.match(r"\s+\S+:\s+", line)] if m}
-
-
-def test_render_text_aligns_fields_and_values() -> None:
-    out = decode_ef("18", EF18.vectors[3][0])
-    text = render_text(out)
-    lines = text.splitlines()
-    assert lines[0] == "EF18: transaction log record (交易明细), 23 bytes"
-    assert len(lines) == 1 + len(out["fields"])
-    assert len(_value_columns(text)) == 1
-    for name, value in out["fields"].items():
-        assert any(re.fullmatch(rf"  {name}:\s+{re.escape(str(value))}( \(.*\))?", line) for line in lines)
-    assert "  amount:" in text and "200 (2.00 yuan)" in text and "1000 (10.00 yuan)" in text
-
-
-def test_render_text_flattens_nested_fields_and_shows_empty_values() -> None:
-    text = render_text(decode_ef("fci", AdfFci.vectors[0][0] + "9000"))
-    assert text.splitlines()[0].endswith("51 bytes (SW 9000)")
-    assert re.search(r"^  ef15\.card_no_printed:\s+3105170010170907984$", text, re.M)
-    assert len(_value_columns(text)) == 1
-    text = render_text(decode_ef("ppse", PpseFci.vectors[2][0]))
-    assert re.search(r"^  entries\[0\]\.label:\s+-$", text, re.M)
-    text = render_text(decode_ef("1E", EF1EA.vectors[1][0]))
-    assert "-100 (-1.00 yuan)" in text
-    text = render_text(decode_ef("17", "00000156 1000 1000 0000 01 00000000" + "00" * 45))
-    assert re.search(r"^  interoperable:\s+no$", text, re.M)
-
-
-def test_render_text_of_a_bare_fields_dict() -> None:
-    fields = EF1AOther.decode(EF1AOther.vector_bytes()[1][0])
-    text = render_text(fields)
-    assert text.splitlines()[0].startswith("record_id:")
-    assert len(text.splitlines()) == len(fields)
-    assert render_text({"entries": []}) == "entries: (none)"

@@ -22,8 +22,9 @@ from tests.reference import h, vectors
 from tests.ykt_card.helpers import ScriptedRandom
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.host.card import (TUNION_AID, CardResponseError, Debit, Fci, LoadInit, PinRejected, Proof,
-                           PurchaseInit, TUnionCard, application_block_mac,
-                           application_unblock_mac, encode_pin, sm_mac)
+                                PublicData, PurchaseInit, TUnionCard, application_block_mac,
+                                application_unblock_mac, encode_pin, sm_mac)
+from ykt_card.layouts import EF15 as EF15_LAYOUT
 from ykt_card.layouts import EF16
 from ykt_card.card.state import CardState
 
@@ -131,7 +132,7 @@ def test_select_ppse_sends_the_reference_command_and_parses_the_directory(rig: R
     ppse = rig.card.select_ppse()
     assert rig.rec.exchanges == [("00A404000E325041592E5359532E444446303100",
                                   h(REFERENCE_PPSE).hex().upper() + "9000")]
-    assert ppse.df_name == b"2PAY.SYS.DDF01"
+    assert ppse.df_name == "2PAY.SYS.DDF01"
     assert [(e.aid.hex().upper(), e.label, e.priority) for e in ppse.entries] == [
         ("A000000632010106", "MOT_T_CASH", 1), ("A000000632010105", "MOT_T_EP", 2)]
     assert ppse.find(TUNION_AID).label == "MOT_T_EP"
@@ -143,8 +144,9 @@ def test_select_returns_the_fci_of_reference_1_2(rig: Rig) -> None:
     assert rig.rec.exchanges == [(
         "00A4040008A00000063201010500",
         "6F318408A000000632010105A5259F0801029F0C1E" + EF15.hex().upper() + "9000")]
-    assert fci == Fci(aid=TUNION_AID, app_version=0x02, ef15=EF15, locked=None, sw=0x9000)
-    assert fci.public_data.card_no == "03105810000000001234"
+    assert fci == Fci(aid="A000000632010105", app_version="02", public_data=PublicData(EF15), locked=None,
+                      sw=0x9000)
+    assert fci.public_data.card_no == "03105810000000001234" and fci.public_data.raw == EF15
 
 
 def test_select_of_an_absent_application_raises_card_error(rig: Rig) -> None:
@@ -172,16 +174,16 @@ def test_read_public_holder_and_management_data() -> None:
     holder = r.card.read_holder()
     management = r.card.read_management()
     assert r.rec.commands == ["00B095001E", "00B0960037", "00B097003C"]
-    assert public.raw == EF15
-    assert (public.issuer_id, public.serial8) == (h("58105810FFFFFFFF"), h("5810000000001234"))
+    assert public.raw == EF15 and public.fields() == EF15_LAYOUT.decode(EF15)
+    assert (public.issuer_id, public.serial8) == ("58105810FFFFFFFF", "5810000000001234")
+    assert public.factors == (h("58105810FFFFFFFF"), h("5810000000001234"))
     assert (public.card_no, public.card_no_printed) == ("03105810000000001234", "3105810000000001234")
-    assert (public.app_type, public.app_version) == (0x02, 0x01)
-    assert (public.start_date, public.expiry_date) == ("20240101", "20341231")
-    assert public.fields()["expiry_date"] == "2034-12-31"
-    assert holder.raw == ef16 and holder.fields()["name"] == "张三"
+    assert (public.app_type, public.app_version) == ("02", "01")
+    assert (public.start_date, public.expiry_date) == ("2024-01-01", "2034-12-31")
+    assert holder.raw == ef16 and holder.name == "张三" and holder.id_number == "110101199001011237"
     assert management.raw == ef17
     assert (management.country, management.province, management.city) == ("00000156", "5800", "5810")
-    assert management.interoperable is True and management.card_type == 0x01
+    assert management.interoperable is True and management.card_type == "01"
 
 
 def test_read_binary_and_read_record_primitives(rig: Rig) -> None:
@@ -256,10 +258,10 @@ def test_load_reproduces_the_real_card_log() -> None:
     r.rec.clear()
     log = r.card.read_transactions()
     assert [rec.raw for rec in log] == [h(v["ef18_record_after"])]
-    assert (log[0].counter, log[0].amount, log[0].tx_type) == (1, 0x1C37, TYPE_LOAD)
-    assert (log[0].terminal_id, log[0].datetime) == (h("000001000050"), "20140825103100")
+    assert (log[0].counter, log[0].amount, log[0].type, log[0].type_name) == (1, 0x1C37, "02", "ep_load")
+    assert (log[0].terminal_id, log[0].datetime) == ("000001000050", "2014-08-25 10:31:00")
     proof = r.card.get_transaction_prove(TYPE_LOAD, 1)
-    assert proof == Proof(mac2=h("0641DCD8"), tac=h("ED0F8755"))
+    assert proof == Proof(TYPE_LOAD, 1, mac2=h("0641DCD8"), tac=h("ED0F8755"))
     assert r.rec.commands[-1] == "805A0002020001" + "08"
 
 
@@ -332,7 +334,7 @@ def test_purchase_with_the_computed_vectors(alg: str) -> None:
     debit = r.card.debit(seq, h(v["datetime"]), h(v["mac1"]))
     assert debit == Debit(tac=h(v["tac"]), mac2=h(v["mac2"]))
     proof = r.card.get_transaction_prove(TYPE_PURCHASE, 8)
-    assert proof == Proof(mac2=h(v["mac2"]), tac=h(v["tac"]))
+    assert proof == Proof(TYPE_PURCHASE, 8, mac2=h(v["mac2"]), tac=h(v["tac"]))
     assert r.rec.exchanges == [
         (f"805001020B{index:02X}{v['amount']}{v['terminal_id']}0F",
          f"00000514 0007 00012C 01 {'00' if alg == '3des' else '04'} {v['random']} 9000".replace(" ", "")),
@@ -379,7 +381,7 @@ def test_capp_purchase_writes_ef1a_and_ef1e_with_the_reference_p2(rig: Rig) -> N
     assert rig.card.read_capp_record(0x01) == metro
     assert rig.card.read_history() == [history]
     log = rig.card.read_transactions()
-    assert [(e.counter, e.amount, e.tx_type) for e in log] == [(1, 0, TYPE_CAPP_PURCHASE)]
+    assert [(e.counter, e.amount, e.type) for e in log] == [(1, 0, f"{TYPE_CAPP_PURCHASE:02X}")]
     assert rig.rec.commands == ["00B201D400", "00B201F430", "00B202F430", "00B201C400",
                                 "00B202C400"]
 
@@ -398,7 +400,7 @@ def test_read_transactions_lists_newest_first(rig: Rig) -> None:
                                init.online_counter, amount, TERMINAL, when)
     log = rig.card.read_transactions()
     assert [(e.counter, e.amount) for e in log] == [(3, 3000), (2, 2000), (1, 1000)]
-    assert [e.fields()["datetime"] for e in log] == [
+    assert [e.datetime for e in log] == [
         "2026-11-23 09:00:02", "2026-11-23 09:00:01", "2026-11-23 09:00:00"]
 
 
@@ -548,7 +550,7 @@ def test_block_and_unblock_a_card(rig: Rig) -> None:
     assert rig.rec.exchanges == [("0084000004", "112233449000"),
                                  ("841E000004" + block_mac.hex().upper(), "9000")]
     fci = rig.card.select()
-    assert (fci.locked, fci.sw, fci.ef15) == ("temporary", 0x6283, EF15)
+    assert (fci.locked, fci.sw, fci.public_data.raw) == ("temporary", 0x6283, EF15)
     assert rig.card.read_public_data().card_no == "03105810000000001234"
     with pytest.raises(CardError) as err:
         rig.card.initialize_purchase(0x01, 0, TERMINAL)
@@ -572,7 +574,7 @@ def test_permanent_block_and_a_wrong_mac(rig: Rig) -> None:
     rig.card.application_block_with_key(key, permanent=True)
     assert rig.rec.commands[-1][:10] == "841E000104"
     fci = rig.card.select()
-    assert (fci.locked, fci.sw, fci.aid, fci.app_version) == ("permanent", 0x9303, TUNION_AID, 2)
+    assert (fci.locked, fci.sw, fci.aid, fci.app_version) == ("permanent", 0x9303, "A000000632010105", "02")
     with pytest.raises(CardError) as err:
         rig.card.read_public_data()
     assert err.value.sw == 0x9303
@@ -589,7 +591,7 @@ def test_update_binary_and_record_with_secure_messaging(rig: Rig) -> None:
     assert mac == secure_messaging_mac(Algorithm.TDES, key.value, h("0A0B0C0D"),
                                        h("04D696003B") + holder)
     assert rig.rec.commands == ["0084000004", "04D696003B" + holder.hex().upper() + mac.hex().upper()]
-    assert rig.card.read_holder().fields()["name"] == "LI SI"
+    assert rig.card.read_holder().name == "LI SI"
     bus = bytes((0x27, 0x02, 0x7D, 0x01, 0x01, 0x00)) + bytes([0x5A]) * 122
     rig.rec.clear()
     rig.card.update_record_with_key(key, 0x1A, 0x02, bus)
@@ -635,3 +637,64 @@ def test_card_errors_name_the_command_but_never_its_data(rig: Rig) -> None:
     text = str(err.value)
     assert "WRITE KEY" in text and "84 D4 3A 01" in text
     assert "DEADBEEF" not in text.upper() and "CAFEBABE" not in repr(err.value).upper()
+
+
+# -- decoded views ----------------------------------------------------------------------------------
+
+def test_views_are_the_layouts_decode_read_only() -> None:
+    from ykt_card.host.card import Holder, LogRecord, Management
+    from ykt_card.layouts import EF17, EF18
+    for view, layout in ((PublicData, EF15_LAYOUT), (Holder, EF16), (Management, EF17), (LogRecord, EF18)):
+        for raw, fields in layout.vector_bytes():
+            v = view(raw)
+            assert v.fields() == fields and v.raw == raw
+            assert all(getattr(v, name) == value for name, value in fields.items())
+            assert v == view(raw) and hash(v) == hash(view(raw)) and v == view.from_fields(fields)
+            with pytest.raises(AttributeError, match="read-only"):
+                v.raw = b""
+            with pytest.raises(AttributeError, match="has no field 'colour'"):
+                v.colour
+    assert "card_no='03105810000000001234'" in repr(PublicData(EF15))
+
+
+def test_bytes_a_layout_refuses_are_a_card_response_error_naming_the_field() -> None:
+    r = selected(Rig(ef17=h("00000156 5800 5810 0001 01 00000001") + bytes(45)))
+    assert r.card.read_management().settlement_unit == "00000001"
+    bad = EF15[:20] + h("20241301") + EF15[24:]                   # month 13
+    r = Rig(ef15=bad)
+    with pytest.raises(CardResponseError, match=r"SELECT: FCI\.ef15\.start_date: not a date: 20241301"):
+        r.card.select()
+    with pytest.raises(CardResponseError, match=r"READ BINARY 15 \(public data\): EF15\.start_date"):
+        r.card.read_public_data()
+    assert r.card.read_binary(0x15) == bad                        # the bytes themselves stay readable
+
+
+class NoEf15InFciCard(TUnionCardOS):
+    """A card whose FCI carries the application version but not EF15 (9F0C)."""
+
+    def select(self, cmd):
+        answer = super().select(cmd)
+        if cmd.data == TUNION_AID:
+            return h("6F10 8408A000000632010105 A504 9F080102")
+        return answer
+
+
+def test_an_fci_without_ef15_leaves_public_data_to_read_binary() -> None:
+    r = Rig(card_cls=NoEf15InFciCard)
+    fci = r.card.select()
+    assert (fci.aid, fci.app_version, fci.public_data) == ("A000000632010105", "02", None)
+    assert r.card.read_public_data() == PublicData(EF15)
+
+
+def test_log_records_come_raw_or_decoded(rig: Rig) -> None:
+    selected(rig)
+    keys = card_keys("3des")
+    init = rig.card.initialize_load(0x01, 700, TERMINAL)
+    when = h("20261123090000")
+    sess = LoadSession.derive(Algorithm.TDES, keys.entry("load").key.value, init.random, init.online_counter)
+    rig.card.credit_load(when, sess.mac2(700, TERMINAL, when))
+    raw = rig.card.read_transaction_records()
+    assert [r.raw for r in rig.card.read_transactions()] == raw
+    assert rig.card.read_transactions()[0].fields() == {
+        "counter": 1, "overdraft_limit": 0, "amount": 700, "type": "02", "type_name": "ep_load",
+        "terminal_id": "112233445566", "datetime": "2026-11-23 09:00:00"}

@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from ykt_card.card.image import (
     ImageError, card_from_doc, card_to_doc, load_card, read_image, save_card,
 )
 from ykt_card.card.state import BinaryFile, FaultInjector, Lock, PowerLoss
+from ykt_card.card.writes import WRITE_KINDS, KeyWrite
 from ykt_files.atomic import write_json_atomic
 
 from tests.ykt_card.helpers import (
@@ -24,7 +26,7 @@ def used_card():
     """A card with history in every file, both key sets, a transport key, proofs, a used PIN try."""
     card = make_card(rng=RandomSource(7), balance=3000, overdraft_limit=200,
                      transport_key=SecretKey(Algorithm.TDES, b"\xFF" * 16),
-                     capp_records={1: 128, 2: 128, 7: 112, 0x0D: 30},
+                     capp_records=[0x01, 0x02, 0x07, 0x0D],
                      extra_files=[BinaryFile(0x05, bytes(range(16)))], pin="2468")
     t = HostTerminal.for_card(card, [gd_keyset("3des"), gd_keyset("sm4")])
     t.select()
@@ -98,10 +100,11 @@ def test_atomic_write_keeps_the_old_file_on_failure_and_leaves_no_temp(tmp_path)
 
 def test_envelope_refusals(tmp_path):
     path = tmp_path / "c.json"
-    with pytest.raises(ImageError, match="no such image"):
+    with pytest.raises(ImageError, match="no such card image file"):
         read_image(path)
-    for text, field in [("", "file"), ("{", "file"), ("[]", "(top level)"), ('{"format": 2, "kind": "card"}', "format"),
-                        ('{"format": 1, "kind": "psam"}', "kind"), ('{"kind": "card"}', "format")]:
+    for text, field in [("", None), ("{", None), ("[]", None), ('{"format": 2, "kind": "card"}', "format"),
+                        ('{"format": 1, "kind": "psam"}', "kind"), ('{"kind": "card"}', "format"),
+                        ('{"format": true, "kind": "card"}', "format")]:
         path.write_text(text)
         with pytest.raises(ImageError) as err:
             load_card(path)
@@ -151,7 +154,7 @@ CORRUPTIONS = [
     ("files.15.data", "00" * 29, "files.15"),
     ("files.15.data", "XYZ", "files.15.data"),
     ("files.15.type", "tape", "files.15.type"),
-    ("files.18.slots.0", "00" * 22, "files.18.slots.0"),
+    ("files.18.slots.0", "00" * 22, "files.18.slots[0]"),
     ("files.18.count", 11, "files.18.count"),
     ("files.18.head", 10, "files.18.head"),
     ("files.1A.records.01", "ZZ", "files.1A.records.01"),
@@ -171,16 +174,28 @@ CORRUPTIONS = [
     ("lock", "sort of", "lock"),
     ("proofs.purchase.mac2", "0011", "proofs.purchase.mac2"),
     ("proofs.refund", {"type": "02", "counter": 1, "mac2": "00" * 4, "tac": "00" * 4}, "proofs.refund"),
-    ("journal.writes", [["balance", 5]], "journal.writes.0"),
-    ("journal.writes", [["binary", 21, 29, "0000"]], "journal.writes.0"),
-    ("journal.writes", [["slot", 24, 10, "00" * 23]], "journal.writes.0"),
-    ("journal.writes", [["record", 26, 3, "00" * 128]], "journal.writes.0"),
-    ("journal.writes", [["purse", "balance"]], "journal.writes.0"),
+    ("journal.writes", [["balance", 5]], "journal.writes[0]"),
+    ("journal.writes", [["binary", 21, 29, "0000"]], "journal.writes[0]"),
+    ("journal.writes", [["slot", 24, 10, "00" * 23]], "journal.writes[0]"),
+    ("journal.writes", [["record", 26, 3, "00" * 128]], "journal.writes[0]"),
+    ("journal.writes", [["purse", "balance"]], "journal.writes[0]"),
+    ("journal.writes", [["binary", 21, "0", "0000"]], "journal.writes[0].offset"),
+    ("journal.writes", [["proof", "purchase", {"type": "D6", "counter": 1, "mac2": "00" * 4, "tac": "00" * 4}]],
+     "journal.writes[0]"),
+    ("journal.writes", [["key", 1, {"role": "purchase", "index": 1, "version": 1, "algorithm": "3des",
+                                    "value": "00" * 16, "kcv": "000000"}]], "journal.writes[0].entry.kcv"),
     ("journal.complete", "yes", "journal.complete"),
     ("card_no", "03105810000000009999", "card_no"),
     ("application.aid", "A0", "application.aid"),
     ("application.ats_historical", "00" * 16, "application.ats_historical"),
-    ("application.ppse.0.label", 5, "application.ppse.0.label"),
+    ("application.ppse.0.label", 5, "application.ppse[0].label"),
+    ("application.ppse.0.label", "MOT\x01", "application.ppse[0].label"),
+    ("proofs.purchase.type", "D6", "proofs.purchase.type"),
+    ("proofs.load.type", "09", "proofs.load.type"),
+    ("purse.offline_counter", 70000, "purse.offline_counter"),
+    ("files.15.colour", "red", "files.15.colour"),
+    ("key_sets.01.keys.purchase.index", 256, "key_sets.01.keys.purchase.index"),
+    ("extra", 1, "extra"),
 ]
 
 
@@ -208,7 +223,7 @@ def test_key_values_never_in_repr_or_str():
     card, _ = used_card()
     # a WRITE KEY journal entry would hold a key: put one in the journal by hand and print everything
     from keysets import KeyEntry
-    card.state.journal.append(("key", 1, KeyEntry("purchase", 1, 9, card.state.key_sets[1].entry("tac").key)))
+    card.state.journal.append(KeyWrite(1, KeyEntry("purchase", 1, 9, card.state.key_sets[1].entry("tac").key)))
     for text in (repr(card.state), str(card.state), repr(card.state.key_sets), repr(card.state.journal),
                  repr(card.state.pin), str(card.state.snapshot())):
         assert_no_key_values(text, card)
@@ -220,3 +235,45 @@ def test_image_lock_and_states_round_trip(tmp_path):
     card.state.lock = Lock.PERMANENT
     save_card(tmp_path / "c.json", card.state)
     assert load_card(tmp_path / "c.json").lock is Lock.PERMANENT
+
+
+# -- format 1 stays format 1 ---------------------------------------------------------------------------
+
+IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
+"""Images written by the code before the schema layer (commit d0132f6): a used card, the same card saved
+torn inside a CAPP debit, one whose journal holds every kind of write, and a PSAM with MAC2 failures."""
+
+
+@pytest.mark.parametrize("name", ["card-used.json", "card-torn.json", "card-journal.json"])
+def test_images_of_the_previous_code_load_and_save_the_same_json(tmp_path, name):
+    state = load_card(IMAGES / name)
+    save_card(tmp_path / name, state)
+    assert (tmp_path / name).read_bytes() == (IMAGES / name).read_bytes()
+
+
+def test_a_journal_of_every_write_kind_loads_typed_and_rolls_forward():
+    state = load_card(IMAGES / "card-journal.json")
+    assert {w.tag for w in state.journal} == set(WRITE_KINDS)
+    assert all(isinstance(w, WRITE_KINDS[w.tag]) for w in state.journal)
+    card = TUnionCardOS(state)
+    card.power_on()
+    assert card.last_recovery == "rolled forward" and state.journal == []
+    assert state.files[0x16].data[:1] == b"\x01" and state.pin.tries_left == 2
+
+
+def test_psam_image_of_the_previous_code_loads_and_saves_the_same_json(tmp_path):
+    from ykt_card.psam.issue import load_psam, save_psam
+    state = load_psam(IMAGES / "psam.json")
+    assert state.next_terminal_seq == 42 and state.mac2_failures.count == 3
+    save_psam(tmp_path / "psam.json", state)
+    assert (tmp_path / "psam.json").read_bytes() == (IMAGES / "psam.json").read_bytes()
+
+
+def test_a_card_key_set_may_be_partial_as_write_key_leaves_it():
+    """WRITE KEY adds one key at a time, so a card saved during its personalisation holds a key set
+    without (say) its TAC key; the image keeps it as it is."""
+    card, _ = used_card()
+    doc = card_to_doc(card.state)
+    del doc["key_sets"]["01"]["keys"]["tac"]
+    state = card_from_doc(doc, "card.json")
+    assert "tac" not in state.key_sets[1].keys and card_to_doc(state) == doc

@@ -348,14 +348,15 @@ def test_opaque_ef1a_takes_its_size_from_the_record_number() -> None:
 
 @pytest.mark.parametrize("cls,hex_text,field,reason", [
     (AdfFci, "7003800100", None, "expected tag 6F"),
-    (AdfFci, "6F0A 8408A000000632010105", "6F", "expected tag A5, nothing left"),
+    (AdfFci, "6F0C 8408A000000632010105 8800", "6F", "unexpected tag 88"),
     (AdfFci, "6F11 8408A000000632010105 A505 9F08010288 00", None, "length"),
-    (AdfFci, "6F10 8408A000000632010105 A504 9F080102", "A5", "expected tag 9F0C, nothing left"),
-    (AdfFci, "6F14 8408A000000632010105 A508 9F080102 88010100", "A5", "expected tag 9F0C, found 88"),
-    (AdfFci, "6F14 8408A000000632010105 A508 9F0C0100 9F080102", "A5", "expected tag 9F08, found 9F0C"),
+    (AdfFci, "6F0C 8408A000000632010105 A500", "A5", "empty proprietary template"),
+    (AdfFci, "6F14 8408A000000632010105 A508 9F080102 88010100", "A5", "unexpected tag 88"),
+    (AdfFci, "6F14 8408A000000632010105 A508 9F0C0100 9F080102", "A5", "unexpected tag 9F08"),
     (AdfFci, "6F15 8408A000000632010105 A509 9F080102 9F0C021234", "ef15", "wrong length 2 bytes"),
     (AdfFci, "6F10 8405A000000632 A507 9F080102 9F0C00", "ef15", "wrong length 0 bytes"),
-    (AdfFci, "6F06 8401A0 A501 00", "A5", "expected tag 9F08"),
+    (AdfFci, "6F06 8401A0 A501 00", "A5", "empty proprietary template"),
+    (AdfFci, "6F03 8401A0", "aid", "AID of 1 bytes"),
     (AdfFci, "6F05 8403A000", None, "runs past the end"),
     (PpseFci, "6F0A 840141 A505 BF0C026100", "entries[0]", "expected tag 4F"),
     (PpseFci, "6F0A 840141 A505 BF0C028400", "BF0C", "expected tag 61"),
@@ -507,3 +508,80 @@ def test_public_api_is_exported() -> None:
         assert hasattr(layouts, name), name
     assert inspect.signature(EF15.decode).parameters.keys() == {"raw"}
     assert inspect.signature(EF15.encode).parameters.keys() == {"fields"}
+
+
+# -- the layouts as the single definition -------------------------------------------------------------
+
+@pytest.mark.parametrize("cls,index", [c for c in VECTOR_CASES if issubclass(c.values[0], StructLayout)])
+def test_the_field_loop_is_the_construct_codec(cls: type[StructLayout], index: int) -> None:
+    """decode/encode run the Struct's field adapters in a plain loop: the same as construct's parse/build."""
+    raw, _ = cls.vector_bytes()[index]
+    codec = cls.codec_for(raw=raw)
+    parsed = {k: v for k, v in codec.parse(raw).items() if not k.startswith("_")}
+    assert cls._parse_fields(codec, raw) == parsed
+    assert codec.build(parsed) == cls._build_fields(codec, parsed) == raw
+    assert cls.pack(parsed) == raw
+
+
+def test_pack_takes_raw_field_bytes_and_names_a_bad_field() -> None:
+    raw, fields = EF18.vector_bytes()[3]
+    assert EF18.pack({**fields, "terminal_id": h("112233445566"), "datetime": h("20261123081530")}) == raw
+    with pytest.raises(LayoutError) as err:
+        EF18.pack({**fields, "amount": 1 << 32})
+    assert (err.value.field, err.value.offset) == ("amount", None)
+
+
+def test_names_are_the_layouts_own() -> None:
+    from ykt_card.layouts import EF17, EF1EA
+    from ykt_card.layouts import names
+    assert (names.SFI_PUBLIC, names.SFI_HOLDER, names.SFI_MANAGEMENT, names.SFI_LOG, names.SFI_CAPP,
+            names.SFI_HISTORY) == (EF15.sfi, EF16.sfi, EF17.sfi, EF18.sfi, EF1AMetro.sfi, EF1EA.sfi)
+    assert names.FILE_NAMES[0x1A] == "EF1A" and EF1EB.sfi == EF1EA.sfi and EF1EB.capacity == EF1EA.capacity == 30
+    assert (names.PSAM_MF, names.PSAM_DF_TUNION) == (0x3F00, 0x8011) == (PsamEF16.df, PsamEF17.df)
+    assert PpseFci.encode({"df_name": names.PPSE_NAME.decode(), "entries": [e.fields() for e in names.DEFAULT_PPSE]}) \
+        == PpseFci.vector_bytes()[0][0]
+    assert {role: p1 for p1, role in names.WRITE_KEY_TYPES.items()} == names.WRITE_KEY_TYPE_OF
+    assert len(names.WRITE_KEY_TYPE_OF) == len(names.WRITE_KEY_TYPES)
+
+
+def test_field_bytes_and_the_ef15_factors() -> None:
+    raw, fields = EF15.vector_bytes()[0]
+    assert EF15.field_bytes(raw, "issuer_id") == EF15.issuer_id_of(raw) == bytes.fromhex(fields["issuer_id"])
+    assert EF15.serial8_of(raw) == bytes.fromhex(fields["serial8"])
+    assert EF15.card_no_of(raw) == fields["card_no"] and EF15.field_size("card_no") == 10
+    bad = raw[:19] + b"\x3A" + raw[20:]                  # a card number that does not decode
+    assert EF15.card_no_of(bad).endswith("3A")
+    with pytest.raises(LayoutError):
+        EF15.field_bytes(raw, "colour")
+
+
+def test_blank_records_come_from_the_layouts() -> None:
+    from ykt_card.layouts import EF17, blank_record
+    assert EF16.encode(EF16.blank()) == b"\x00\x00" + b" " * 52 + b"\x00"     # anonymous: 00 then spaces
+    assert EF17.encode(EF17.blank()) == bytes(60)
+    for record_no, size in ((0x01, 128), (0x02, 128), (0x07, 112), (0x0D, 30), (0x0E, 128)):
+        record = blank_record(record_no)
+        assert record == bytes((0x27, record_no, size - 3, 0x01, 0x01, 0x00)) + bytes(size - 6)
+    with pytest.raises(LayoutError, match="out of range 01..FE"):
+        blank_record(0)
+
+
+def test_adf_fci_encodes_the_bytes_a_card_holds_undecoded() -> None:
+    """A card answers SELECT with whatever its EF15 holds, even bytes the EF15 layout refuses."""
+    raw, fields = AdfFci.vector_bytes()[0]
+    ef15 = EF15.vector_bytes()[0][0]
+    assert AdfFci.encode({**fields, "ef15": ef15}) == raw
+    bad = ef15[:12] + b"\xA1" + ef15[13:]
+    assert AdfFci.encode({**fields, "ef15": bad}) == raw[:21 + 12] + b"\xA1" + raw[21 + 13:]
+    with pytest.raises(LayoutError) as err:
+        AdfFci.encode({**fields, "ef15": ef15[:29]})
+    assert err.value.field == "ef15"
+
+
+@pytest.mark.parametrize("cls", [c for c in STRUCT_LAYOUTS if c is not EF1AOther], ids=lambda c: c.name)
+def test_the_generated_packer_gives_what_pack_gives(cls: type[StructLayout]) -> None:
+    for raw, fields in cls.vector_bytes():
+        values = [fields[name] if field.kind in ("uint", "amount") else raw[offset:offset + field.size]
+                  for name, field, offset in cls.field_specs()]
+        assert cls.packer()(*values) == cls.pack({n: v for (n, _, _), v in zip(cls.field_specs(), values)}) == raw
+    assert cls.packer() is cls.packer()

@@ -68,6 +68,11 @@ BAD = [
     ({"ats_historical": "ZZ"}, "ats_historical: must be hex"),
     ({"medium": "paper"}, "medium: must be one of"),
     ({"valid_years": 0}, "valid_years"),
+    ({"keys": [{"algorithm": "3des", "index": 1, "kernel": 2}]}, "keys[0].kernel: unknown field"),
+    ({"name": ""}, "name: must be a non-empty string"),
+    ({"ef18_records": 256}, "ef18_records: must be an integer 1..255, got 256"),
+    ({"ats_historical": "00" * 16}, "ats_historical: at most 15 historical bytes"),
+    ({"capp_records": [1, True]}, "capp_records[1]: must be an integer"),
 ]
 
 
@@ -92,3 +97,18 @@ def test_serial_overflow_is_refused():
     p = load_card_profile(card_profile_path("reference"))
     with pytest.raises(ProfileError, match="does not fit"):
         p.card_number(10**10)
+
+
+def test_a_profile_is_a_mapping_and_its_file_must_exist(tmp_path):
+    with pytest.raises(ProfileError, match="^x.yaml: must be a table of fields"):
+        card_profile_from_dict(["reference"], "x.yaml")
+    with pytest.raises(ProfileError, match="no such card profile file"):
+        load_card_profile(tmp_path / "nothere.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ProfileError, match="bad.yaml: not valid YAML"):
+        load_card_profile(tmp_path / "bad.yaml")
+
+
+def test_the_profile_error_is_the_schema_layers():
+    from ykt_files.schema import ProfileError as SchemaProfileError
+    assert ProfileError is SchemaProfileError

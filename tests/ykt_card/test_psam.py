@@ -20,8 +20,9 @@ from keysets.ciphers import tdes
 from tests.reference import h, vectors
 from ykt_card.card.image import ImageError
 from ykt_card.layouts.psam import PsamEF15, PsamEF17
-from ykt_card.psam.cos import (ATR, KEY_TYPE_APP_BLOCK, SEQ_EXHAUSTED, PsamOS, PsamState, PsamStateError,
-                           raw_mac, state_summary)
+from ykt_card.layouts.names import KEY_TYPE_APP_BLOCK
+from ykt_card.psam.cos import (ATR, SEQ_EXHAUSTED, PsamOS, PsamState, PsamStateError, raw_mac,
+                               state_summary)
 from ykt_card.psam.issue import (issue_psam, load_psam, psam_from_doc, psam_saver, psam_to_doc,
                                  save_psam)
 
@@ -163,6 +164,19 @@ def test_wrong_mac2_is_refused_remembered_and_the_session_kept(tmp_path):
         1, h(vector("3des")["serial8"]), h(vector("3des")["issuer_id"]), 0x102)
     run(psam, [("8072000004" + p["mac2"], "9000")])    # BJ retries 8072: the session survived
     assert load_psam(path).mac2_failures.count == 1
+
+
+def test_the_wrong_mac2_count_stops_at_its_four_bytes(tmp_path):
+    from ykt_card.psam.cos import MAC2_FAILURES_MAX, Mac2Failures
+    p = vector("3des")["purchase"]
+    path = tmp_path / "psam.json"
+    psam = make_psam([vector_keyset("3des")], seq=0x102)
+    psam.state.mac2_failures = Mac2Failures(MAC2_FAILURES_MAX)
+    save_psam(path, psam.state)
+    psam.on_change = psam_saver(path)
+    bad = bytes([h(p["mac2"])[0] ^ 1]) + h(p["mac2"])[1:]
+    run(psam, [SELECT_DF, ("8070000024" + init_data("3des"), "6108"), ("8072000004" + bad.hex(), "9302")])
+    assert load_psam(path).mac2_failures.count == MAC2_FAILURES_MAX == 0xFFFFFFFF
 
 
 def test_8072_without_a_pending_purchase_and_after_power_off():
@@ -518,7 +532,7 @@ def test_truncated_and_foreign_images_are_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ImageError, match="truncated or corrupt"):
         load_psam(path)
-    with pytest.raises(ImageError, match="no such image"):
+    with pytest.raises(ImageError, match="no such PSAM image file"):
         load_psam(tmp_path / "missing.json")
     assert "kind" in _corrupt(tmp_path, lambda d: d.update(kind="card"))
     assert "format" in _corrupt(tmp_path, lambda d: d.update(format=2))
@@ -534,9 +548,17 @@ def test_truncated_and_foreign_images_are_refused(tmp_path):
     (lambda d: d["mac2_failures"].pop("count"), "mac2_failures.count: missing"),
     (lambda d: d.update(keysets=[]), "keysets"),
     (lambda d: d["keysets"][0].update(test_only=False), "keysets[0].test_only"),
-    (lambda d: d["keysets"][0]["keys"]["purchase"].update(kcv="000000"), "keysets[0]: keys.purchase.kcv: KCV mismatch"),
+    (lambda d: d["keysets"][0]["keys"]["purchase"].update(kcv="000000"), "keysets[0].keys.purchase.kcv: KCV mismatch"),
     (lambda d: d["keysets"][0]["keys"]["tac"].update(value="00" * 15), "keys.tac.value: must be 16 bytes"),
-    (lambda d: d["files"].update(EF17="07" + d["files"]["EF17"][2:]), "ef17: key index 07"),
+    (lambda d: d["files"].update(EF17="07" + d["files"]["EF17"][2:]), "files.EF17: key index 07"),
+    (lambda d: d["keysets"][0]["keys"].pop("tac"), "keysets[0].keys.tac: required role missing"),
+    (lambda d: d["keysets"][0].update(diversification=[]), "diversification must not be []"),
+    (lambda d: d["mac2_failures"].update(count=4294967296), "mac2_failures.count: 4294967296 out of range"),
+    (lambda d: d["mac2_failures"].update(count=-1), "mac2_failures.count: -1 out of range"),
+    (lambda d: d["mac2_failures"].update(last_terminal_seq=2**32), "mac2_failures.last_terminal_seq"),
+    (lambda d: d["files"].update(EF18="00"), "files.EF18: unknown field"),
+    (lambda d: d["keysets"][0].update(colour="red"), "keysets[0].colour: unknown field"),
+    (lambda d: d.update(kind="psam", format=True), "format: must be 1, got True"),
     (lambda d: d.update(extra=1), "extra: unknown field"),
 ])
 def test_corrupt_image_fields_are_named(tmp_path, mutate, field):

@@ -333,7 +333,7 @@ def test_a_malformed_script_is_refused_by_line_and_field(edit, message):
 def test_empty_and_headerless_scripts_are_refused():
     with pytest.raises(ScriptError, match=r"^s: empty"):
         parse_script("\n", "s")
-    with pytest.raises(ScriptError, match=r"^s: line 1: \(line\): not JSON"):
+    with pytest.raises(ScriptError, match=r"^s: line 1: not JSON \(Expecting property name"):
         parse_script("{oops\n", "s")
     with pytest.raises(ScriptError, match=r"^s: no steps after the header"):
         parse_script(_text(_lines()[:1]), "s")

@@ -61,37 +61,28 @@ from keysets import (
     PurchaseSession, SecretKey, load_tac, purchase_tac, secure_messaging_iv, secure_messaging_mac,
 )
 
-from ykt_card.card.state import (
-    PPSE_NAME, SFI_LOG, BinaryFile, CardState, CyclicFile, FaultInjector, Lock, PersistentStore,
-    PowerLoss, Proof, RecordFile, Write, _is_bcd_pin,
-)
+from ykt_card.card.files import BinaryFile, CyclicFile, RecordFile
+from ykt_card.card.state import CardState, FaultInjector, Lock, PersistentStore, PowerLoss, _is_bcd_pin
+from ykt_card.card.writes import (BinaryWrite, KeyWrite, LockWrite, PinTriesWrite, ProofWrite, PurseWrite,
+                                  RecordWrite, RingWrite, SlotWrite, TransportKeyWrite, Write)
+from ykt_card.layouts import EF18
+from ykt_card.layouts.names import PPSE_NAME, SFI_LOG, WRITE_KEY_TYPES
+from ykt_card.proof import Proof
 
-__all__ = ["TUnionCardOS", "KEY_TYPES", "SW_AUTH_FAILED", "MAX_CAPP_WRITES"]
+__all__ = ["TUnionCardOS", "SW_AUTH_FAILED", "MAX_CAPP_WRITES"]
 
 SW_AUTH_FAILED = 0x6300
 """EXTERNAL AUTHENTICATE with a wrong cryptogram (ISO 7816-4: authentication failed)."""
 MAX_CAPP_WRITES = 8
 """UPDATE CAPP DATA CACHE writes one transaction may hold."""
 
-KEY_TYPES: dict[int, str] = {
-    0x30: "card_master",
-    0x34: "tac",
-    0x36: "app_maintenance",
-    0x37: "pin_unblock",
-    0x38: "pin_reload",
-    0x39: "external_auth",
-    0x3A: "app_block",
-    0x3B: "app_unblock",
-    0x3E: "purchase",
-    0x3F: "load",
-}
-"""P1 of WRITE KEY → key role. FMCOS-style key-type bytes; the table is this project's choice."""
-
 _NONE, _PPSE, _APP = 0, 1, 2
 
 
 @dataclass(slots=True)
-class _PendingLoad:
+class _OpenLoad:
+    """A load INITIALIZE FOR LOAD opened: what CREDIT FOR LOAD checks MAC2 against and commits."""
+
     key_set: KeySet
     session: LoadSession
     amount: int
@@ -100,7 +91,10 @@ class _PendingLoad:
 
 
 @dataclass(slots=True)
-class _PendingPurchase:
+class _OpenPurchase:
+    """A purchase INITIALIZE FOR (CAPP) PURCHASE opened: what DEBIT checks MAC1 against, with the
+    UPDATE CAPP DATA CACHE writes it holds until then (D6)."""
+
     key_set: KeySet
     tx_type: int
     amount: int
@@ -213,8 +207,8 @@ class TUnionCardOS(CardApplication):
         self._current_ef: int | None = None
         self._challenge: bytes | None = None
         self._live_challenge: bytes | None = None
-        self._pending: _PendingLoad | _PendingPurchase | None = None
-        self._live_pending: _PendingLoad | _PendingPurchase | None = None
+        self._pending: _OpenLoad | _OpenPurchase | None = None
+        self._live_pending: _OpenLoad | _OpenPurchase | None = None
         self._pin_verified = False
         self._authenticated: set[int] = set()
 
@@ -224,7 +218,7 @@ class TUnionCardOS(CardApplication):
         p = self._pending
         if p is None:
             return None
-        if isinstance(p, _PendingLoad):
+        if isinstance(p, _OpenLoad):
             return "load"
         return "capp" if p.tx_type == TYPE_CAPP_PURCHASE else "purchase"
 
@@ -428,9 +422,9 @@ class TUnionCardOS(CardApplication):
         if pin.tries_left == 0:
             raise CardError(SW_AUTH_BLOCKED)
         left = pin.tries_left - 1
-        self.store.commit([("pin_tries", left)])  # count first: tearing cannot give a free try
+        self.store.commit([PinTriesWrite(left)])  # count first: tearing cannot give a free try
         if hmac.compare_digest(data, pin.value):
-            self.store.commit([("pin_tries", pin.max_tries)])
+            self.store.commit([PinTriesWrite(pin.max_tries)])
             self._pin_verified = True
             return None
         self._pin_verified = False
@@ -467,7 +461,7 @@ class TUnionCardOS(CardApplication):
             session = LoadSession.derive(ks.algorithm, entry.key.value, random4, counter)
             total = purse.balance + purse.overdraft_limit
             mac1 = session.mac1(total, amount, terminal_id)
-            self._pending = _PendingLoad(ks, session, amount, terminal_id, counter)
+            self._pending = _OpenLoad(ks, session, amount, terminal_id, counter)
             return (total.to_bytes(4, "big") + counter.to_bytes(2, "big")
                     + bytes((entry.version, ks.algorithm.wire_id)) + random4 + mac1)
         ks = state.key_sets.get(data[0])
@@ -480,7 +474,7 @@ class TUnionCardOS(CardApplication):
             raise CardError(SW_INSUFFICIENT_BALANCE)
         random4 = self.rng(4)
         tx_type = TYPE_PURCHASE if p1 == 0x01 else TYPE_CAPP_PURCHASE
-        self._pending = _PendingPurchase(ks, tx_type, amount, terminal_id, counter, random4)
+        self._pending = _OpenPurchase(ks, tx_type, amount, terminal_id, counter, random4)
         return ((purse.balance + purse.overdraft_limit).to_bytes(4, "big") + counter.to_bytes(2, "big")
                 + purse.overdraft_limit.to_bytes(3, "big")
                 + bytes((ks.keys["purchase"].version, ks.algorithm.wire_id)) + random4)
@@ -496,7 +490,7 @@ class TUnionCardOS(CardApplication):
         _check_le_case4(cmd, 4)
         state = self._require_app(temp_ok=False)
         pending = self._live_pending
-        if not isinstance(pending, _PendingLoad):
+        if not isinstance(pending, _OpenLoad):
             raise CardError(SW_CONDITIONS, "no INITIALIZE FOR LOAD before")
         when, mac2 = data[0:7], data[7:11]
         amount, terminal_id = pending.amount, pending.terminal_id
@@ -508,11 +502,10 @@ class TUnionCardOS(CardApplication):
         ks = pending.key_set
         tac = load_tac(ks.algorithm, ks.keys["tac"].key.value, balance + purse.overdraft_limit, counter,
                        amount, terminal_id, when)
-        record = ((counter + 1).to_bytes(2, "big") + purse.overdraft_limit.to_bytes(3, "big")
-                  + amount.to_bytes(4, "big") + b"\x02" + terminal_id + when)
-        writes: list[Write] = [("purse", "balance", balance), ("purse", "online_counter", counter + 1)]
+        record = _log_record(counter + 1, purse.overdraft_limit, amount, TYPE_LOAD, terminal_id, when)
+        writes: list[Write] = [PurseWrite("balance", balance), PurseWrite("online_counter", counter + 1)]
         _append(writes, state.files[SFI_LOG], record, {})  # type: ignore[arg-type]
-        writes.append(("proof", "load", Proof(TYPE_LOAD, counter + 1, mac2, tac)))
+        writes.append(ProofWrite("load", Proof(TYPE_LOAD, counter + 1, mac2, tac)))
         self.store.commit(writes)
         return tac
 
@@ -528,7 +521,7 @@ class TUnionCardOS(CardApplication):
             raise CardError(SW_WRONG_LENGTH)
         state = self._require_app(temp_ok=False)
         pending = self._live_pending
-        if not isinstance(pending, _PendingPurchase) or pending.tx_type != TYPE_CAPP_PURCHASE:
+        if not isinstance(pending, _OpenPurchase) or pending.tx_type != TYPE_CAPP_PURCHASE:
             raise CardError(SW_CONDITIONS, "no INITIALIZE FOR CAPP PURCHASE before")
         sfi = p2 >> 3
         f = self._file(state, sfi)
@@ -566,7 +559,7 @@ class TUnionCardOS(CardApplication):
         _check_le_case4(cmd, 8)
         state = self._require_app(temp_ok=False)
         pending = self._live_pending
-        if not isinstance(pending, _PendingPurchase):
+        if not isinstance(pending, _OpenPurchase):
             raise CardError(SW_CONDITIONS, "no INITIALIZE FOR PURCHASE before")
         terminal_seq = int.from_bytes(data[0:4], "big")
         when, mac1 = data[4:11], data[11:15]
@@ -583,9 +576,8 @@ class TUnionCardOS(CardApplication):
             raise CardError(SW_INSUFFICIENT_BALANCE)
         tac = purchase_tac(alg, ks.keys["tac"].key.value, amount, tx_type, terminal_id, terminal_seq, when)
         mac2 = session.mac2(amount)
-        record = ((counter + 1).to_bytes(2, "big") + purse.overdraft_limit.to_bytes(3, "big")
-                  + amount.to_bytes(4, "big") + bytes((tx_type,)) + terminal_id + when)
-        writes: list[Write] = [("purse", "balance", balance), ("purse", "offline_counter", counter + 1)]
+        record = _log_record(counter + 1, purse.overdraft_limit, amount, tx_type, terminal_id, when)
+        writes: list[Write] = [PurseWrite("balance", balance), PurseWrite("offline_counter", counter + 1)]
         files = state.files
         rings: dict[int, tuple[int, int]] = {}
         _append(writes, files[SFI_LOG], record, rings)  # type: ignore[arg-type]
@@ -594,8 +586,8 @@ class TUnionCardOS(CardApplication):
             if isinstance(f, CyclicFile):
                 _append(writes, f, rec, rings)
             else:
-                writes.append(("record", sfi, p1, rec))
-        writes.append(("proof", "purchase", Proof(tx_type, counter + 1, mac2, tac)))
+                writes.append(RecordWrite(sfi, p1, rec))
+        writes.append(ProofWrite("purchase", Proof(tx_type, counter + 1, mac2, tac)))
         self.store.commit(writes)
         return tac + mac2
 
@@ -633,7 +625,7 @@ class TUnionCardOS(CardApplication):
         self._check_sm(cmd, self._sm_keys(state, "app_block"))
         lock = Lock.TEMPORARY if cmd.p2 == 0x00 else Lock.PERMANENT
         if state.lock is not lock:
-            self.store.commit([("lock", lock)])
+            self.store.commit([LockWrite(lock)])
 
     @instruction(0x18, cla=0x84)
     def application_unblock(self, cmd: CommandApdu) -> None:
@@ -645,7 +637,7 @@ class TUnionCardOS(CardApplication):
         state = self._require_app(temp_ok=True)
         self._check_sm(cmd, self._sm_keys(state, "app_unblock"))
         if state.lock is not Lock.NONE:
-            self.store.commit([("lock", Lock.NONE)])
+            self.store.commit([LockWrite(Lock.NONE)])
 
     @instruction(0xD6, cla=0x04)
     def update_binary(self, cmd: CommandApdu) -> None:
@@ -662,7 +654,7 @@ class TUnionCardOS(CardApplication):
         if offset + len(cmd.data) - 4 > len(f.data):
             raise CardError(SW_WRONG_LENGTH, "data runs past the end of the file")
         body = self._check_sm(cmd, self._sm_keys(state, "app_maintenance"))
-        self.store.commit([("binary", sfi, offset, body)])
+        self.store.commit([BinaryWrite(sfi, offset, body)])
         self._current_ef = sfi
 
     @instruction(0xDC, cla=0x04)
@@ -686,7 +678,7 @@ class TUnionCardOS(CardApplication):
             if size != len(rec):
                 raise CardError(SW_WRONG_LENGTH, f"record is {len(rec)} bytes")
             body = self._check_sm(cmd, self._sm_keys(state, "app_maintenance"))
-            write: Write = ("record", sfi, cmd.p1, body)
+            write: Write = RecordWrite(sfi, cmd.p1, body)
         elif isinstance(f, CyclicFile):
             if sfi == SFI_LOG:
                 raise CardError(SW_SECURITY_STATUS, "EF18 is written by the card only")
@@ -695,7 +687,7 @@ class TUnionCardOS(CardApplication):
             if size != f.record_size:
                 raise CardError(SW_WRONG_LENGTH, f"records are {f.record_size} bytes")
             body = self._check_sm(cmd, self._sm_keys(state, "app_maintenance"))
-            write = ("slot", sfi, f.slot_of(cmd.p1), body)
+            write = SlotWrite(sfi, f.slot_of(cmd.p1), body)
         else:
             raise CardError(SW_FILE_INCOMPATIBLE, "not a record file")
         self.store.commit([write])
@@ -711,7 +703,7 @@ class TUnionCardOS(CardApplication):
     def write_key(self, cmd: CommandApdu) -> None:
         """WRITE KEY `84 D4 type index Lc E ‖ MAC4` (FMCOS style; the exact format is this project's).
 
-        P1 = key type (`KEY_TYPES`: 30 card_master, 34 tac, 36 app_maintenance, 37 pin_unblock,
+        P1 = key type (`names.WRITE_KEY_TYPES`: 30 card_master, 34 tac, 36 app_maintenance, 37 pin_unblock,
         38 pin_reload, 39 external_auth, 3A app_block, 3B app_unblock, 3E purchase, 3F load).
         P2 = key index (the key set it belongs to, e.g. 01 3DES, 02 SM4); P2 00 with type 30 replaces
         the card transport key.
@@ -725,7 +717,7 @@ class TUnionCardOS(CardApplication):
         Refusals: 6A86 unknown type or P2 00 with a non-transport type; 6700 length; 6984 no
         challenge; 6988 MAC; 6A80 bad plaintext, or an algorithm different from key set P2's.
         """
-        role = KEY_TYPES.get(cmd.p1)
+        role = WRITE_KEY_TYPES.get(cmd.p1)
         index = cmd.p2
         if role is None or (index == 0 and role != "card_master"):
             raise CardError(SW_WRONG_P1P2, "unknown key type or index")
@@ -750,9 +742,9 @@ class TUnionCardOS(CardApplication):
             raise CardError(SW_WRONG_DATA, "key algorithm differs from the key set's")
         key = SecretKey(new_alg, plain[5:21])
         if index == 0:
-            self.store.commit([("transport_key", key)])
+            self.store.commit([TransportKeyWrite(key)])
         else:
-            self.store.commit([("key", index, KeyEntry(role, index, plain[2], key))])
+            self.store.commit([KeyWrite(index, KeyEntry(role, index, plain[2], key))])
 
     # -- wrong class for a known instruction ------------------------------------------------------
     @instruction(0xA4)
@@ -780,6 +772,17 @@ def _append(writes: list[Write], f: CyclicFile, record: bytes, rings: dict[int, 
     """Add the writes that append `record` to cyclic file `f` (several appends chain through `rings`)."""
     head, count = rings.get(f.sfi, (f.head, f.count))
     slot, count = f.next_position(head, count)
-    writes.append(("slot", f.sfi, slot, record))
-    writes.append(("ring", f.sfi, slot, count))
+    writes.append(SlotWrite(f.sfi, slot, record))
+    writes.append(RingWrite(f.sfi, slot, count))
     rings[f.sfi] = (slot, count)
+
+
+_pack_log_record = EF18.packer()
+
+
+def _log_record(counter: int, overdraft_limit: int, amount: int, tx_type: int, terminal_id: bytes,
+                when: bytes) -> bytes:
+    """The EF18 record the card writes for a load or purchase (the counter after it, D4), packed by the
+    EF18 layout's generated packer (counter, limit and amount are in range: INITIALIZE checked them);
+    the date-time is stored as the terminal sent it (the card checks none, the TAC binds it)."""
+    return _pack_log_record(counter, overdraft_limit, amount, bytes((tx_type,)), terminal_id, when)

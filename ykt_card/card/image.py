@@ -6,195 +6,491 @@ Format (`"format": 1, "kind": "card"`), hex upper case everywhere:
     files        {"15": {"type": "binary", "data"}, "18": {"type": "cyclic", "record_size", "capacity",
                   "head", "count", "slots": [hex | null]}, "1A": {"type": "records", "records": {"01": hex}}}
     purse        balance (real, signed), overdraft_limit, max_balance, online_counter, offline_counter
-    key_sets     {"01": {"name", "source", "algorithm", "keys": {role: {index, version, value, kcv}}}}
+    key_sets     {"01": {"name", "source", "test_only", "algorithm", "keys": {role: {index, version, value, kcv}}}}
     transport_key null | {algorithm, value, kcv}
     pin          value (digits), tries_left, max_tries, required_for_load
     lock         "none" | "temporary" | "permanent"
     proofs       {"load" | "purchase": {type, counter, mac2, tac}}
     journal      {complete, writes: [[tag, ...]]}   (non-empty only if saved between a torn commit and recovery)
-    card_no      informational: EF15 bytes 10..19 (checked against EF15 on load)
+    card_no      informational: EF15's card number (checked against EF15 on load)
 
 Keys are stored in clear because these are TEST cards (D15: only test key sets go into images); each
-key carries its KCV, checked on load. Loading validates every field and builds the whole state before
-returning it, so a corrupt or truncated image is refused with an `ImageError` naming the field and is
-never half-loaded. No message ever contains a key value.
+key carries its KCV, checked on load. A key set may hold only some roles: WRITE KEY adds one key at a
+time, so a card saved in the middle of its personalisation holds a partial key set.
 
-`write_json_atomic` and `read_image` are generic: the PSAM image reuses them with `kind="psam"`, and
-`DocReader` gives the same field-naming validation to any image kind.
+Loading is the schema layer's (ykt_files.schema): the models below check every field (types, ranges,
+hex lengths, KCVs, unknown fields), then the state's own rules run (`CardState.validate`: file sizes per
+layout, the purse within its limits, each journal write fitting the files). A bad image is refused with
+one `ImageError` (`<file>: <field>: <reason>`) and never half-loaded; no message contains a key value.
+`read_image` checks only the envelope and is shared with the PSAM image (ykt_card.psam.issue).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
-from ykt_files.atomic import write_json_atomic
+from pydantic import BeforeValidator, ConfigDict, ValidationInfo, field_validator, model_validator
+
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, SecretKey
+from keysets.keyset import Role
+from ykt_files.atomic import write_json_atomic
+from ykt_files.schema import (Byte, DocumentError, HexBytes, HexString, IntRange, Model, parse_document, problem,
+                              read_text, validate)
 
-from ykt_card.card.state import (
-    PROOF_KINDS, PURSE_FIELDS, BinaryFile, CardState, CyclicFile, ElementaryFile, Lock, Pin, PpseEntry,
-    Proof, Purse, RecordFile, StateError, Write, pin_bcd,
-)
+from ykt_card.card.files import BinaryFile, CyclicFile, ElementaryFile, RecordFile
+from ykt_card.card.state import CardState, Lock, Pin, Purse, StateError, pin_bcd
+from ykt_card.card.writes import (PURSE_FIELDS, WRITE_KINDS, BinaryWrite, KeyWrite, LockWrite, PinTriesWrite,
+                                  ProofWrite, PurseWrite, RecordWrite, RingWrite, SlotWrite, TransportKeyWrite,
+                                  Write, key_doc, proof_doc)
+from ykt_card.layouts.fci import PpseEntry
+from ykt_card.proof import PROOF_KINDS, Proof
 
 __all__ = [
-    "FORMAT", "ImageError", "DocReader", "read_image", "card_to_doc",
-    "card_from_doc", "save_card", "load_card",
+    "FORMAT", "KINDS", "ImageError", "read_image", "card_to_doc", "card_from_doc", "save_card", "load_card",
+    "saver", "KeyDoc",
 ]
 
 FORMAT = 1
 KINDS = ("card", "psam")
 
 
-class ImageError(ValueError):
-    """An image refused: `field` is the dotted path of the culprit (e.g. "purse.balance")."""
-
-    def __init__(self, source: str, field: str, reason: str) -> None:
-        super().__init__(f"{source}: {field}: {reason}")
-        self.source = source
-        self.field = field
-        self.reason = reason
+class ImageError(DocumentError):
+    """An image refused: `source`, the dotted `field` of the culprit (e.g. "purse.balance") and `reason`."""
 
 
-# --- generic I/O ---------------------------------------------------------------------------------
+# --- the envelope, shared with PSAM images ---------------------------------------------------------------
+
+def _format_one(value: Any) -> int:
+    if value != FORMAT or isinstance(value, bool) or not isinstance(value, int):
+        raise problem(f"must be {FORMAT}, got {value!r}")
+    return value
+
+
+FormatOne = Annotated[int, BeforeValidator(_format_one)]
+
+
+class Envelope(Model):
+    """What every image starts with: the format version and the kind (the rest is the kind's)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, hide_input_in_errors=True)
+
+    format: FormatOne
+    kind: str
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str, info: ValidationInfo) -> str:
+        expected = (info.context or {}).get("kind")
+        if expected is not None and value != expected:
+            raise problem(f"must be {expected!r}, got {value!r}")
+        return value
+
 
 def read_image(path: str | os.PathLike[str], kind: str = "card") -> dict[str, Any]:
     """Read a JSON image and check its envelope (`format` 1, `kind`); the body is the caller's."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ImageError(source, "file", "no such image") from None
-    except OSError as exc:
-        raise ImageError(source, "file", f"cannot read: {exc.strerror or type(exc).__name__}") from None
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ImageError(source, "file", "not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ImageError(source, "file", f"not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                                         f"{exc.msg}); truncated or corrupt") from None
-    return check_envelope(doc, kind, source)
-
-
-def check_envelope(doc: Any, kind: str, source: str = "<image>") -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise ImageError(source, "(top level)", "must be a JSON object")
-    if doc.get("format") != FORMAT:
-        raise ImageError(source, "format", f"must be {FORMAT}, got {doc.get('format')!r}")
-    if doc.get("kind") != kind:
-        raise ImageError(source, "kind", f"must be {kind!r}, got {doc.get('kind')!r}")
+    what = "card image" if kind == "card" else "PSAM image"
+    doc = parse_document(read_text(path, what, ImageError), "json", source, ImageError)
+    check_envelope(doc, kind, source)
     return doc
 
 
-class DocReader:
-    """Typed, path-tracking access to a JSON document: every failure names the dotted field."""
+def check_envelope(doc: Any, kind: str, source: str = "<image>") -> None:
+    """Refuse a document that is not an image of `kind` in format 1 (the field and the reason)."""
+    validate(Envelope, doc, source, ImageError, {"kind": kind})
 
-    def __init__(self, doc: Mapping[str, Any], source: str = "<image>", prefix: str = "") -> None:
-        self.doc = doc
-        self.source = source
-        self.prefix = prefix
 
-    def path(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
+# --- field types and parts shared with the PSAM image -----------------------------------------------------
 
-    def fail(self, key: str, reason: str) -> ImageError:
-        return ImageError(self.source, self.path(key), reason)
+def _two_hex(lo: int, hi: int, what: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if not isinstance(value, str) or len(value) != 2 or value != value.upper():
+            raise problem(f"{what} must be 2 upper-case hex digits {lo:02X}..{hi:02X}, got {value!r}")
+        try:
+            number = int(value, 16)
+        except ValueError:
+            raise problem(f"{what} must be 2 upper-case hex digits {lo:02X}..{hi:02X}, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise problem(f"{what} {value} out of range {lo:02X}..{hi:02X}")
+        return number
+    return parse
 
-    def has(self, key: str) -> bool:
-        return key in self.doc
 
-    def raw(self, key: str) -> Any:
-        if key not in self.doc:
-            raise self.fail(key, "missing")
-        return self.doc[key]
+SfiKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0x1E, "SFI"))]
+RecordKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0xFE, "record ID"))]
+KeyIndexKey = Annotated[int, BeforeValidator(_two_hex(0x01, 0xFF, "key index"))]
+AlgorithmName = Literal["3des", "sm4"]
+ProofKind = Literal[PROOF_KINDS]
+LockName = Literal[tuple(lock.value for lock in Lock)]
+Key16 = HexBytes(16)
 
-    def at(self, key: str) -> DocReader:
-        value = self.raw(key)
+
+def _kcv_problem(algorithm: str, value: bytes, kcv: str) -> None:
+    actual = SecretKey(Algorithm.parse(algorithm), value).kcv
+    if kcv != actual:
+        raise problem(f"KCV mismatch: image says {kcv}, key gives {actual}", at="kcv")
+
+
+class KeyDoc(Model):
+    """A key with its algorithm and KCV (transport key, a key in the journal)."""
+
+    algorithm: AlgorithmName
+    value: Key16
+    kcv: HexString(6)
+
+    @model_validator(mode="after")
+    def _kcv(self) -> "KeyDoc":
+        _kcv_problem(self.algorithm, self.value, self.kcv)
+        return self
+
+    def build(self) -> SecretKey:
+        return SecretKey(Algorithm.parse(self.algorithm), self.value)
+
+
+class ProofDoc(Model):
+    type: HexBytes(1)
+    counter: IntRange(0, 0xFFFF)
+    mac2: HexBytes(4)
+    tac: HexBytes(4)
+
+    def build(self) -> Proof:
+        return Proof(self.type[0], self.counter, self.mac2, self.tac)
+
+
+# --- the card image's parts -----------------------------------------------------------------------------
+
+class PpseEntryDoc(Model):
+    aid: HexBytes(lo=5, hi=16)
+    label: str
+    priority: Byte
+
+    @field_validator("label")
+    @classmethod
+    def _ascii(cls, value: str) -> str:
+        if not value.isascii():
+            raise problem("must be ASCII")
+        return value
+
+
+class ApplicationDoc(Model):
+    aid: HexBytes(lo=5, hi=16)
+    app_version: Byte
+    ats_interface: HexBytes(lo=1, hi=4)
+    ats_historical: HexBytes(lo=0, hi=15)
+    ppse: list[PpseEntryDoc]
+
+
+class BinaryFileDoc(Model):
+    type: Literal["binary"]
+    data: HexBytes(lo=1, hi=0x7FFF)
+
+    def build(self, sfi: int) -> ElementaryFile:
+        return BinaryFile(sfi, self.data)
+
+
+class CyclicFileDoc(Model):
+    type: Literal["cyclic"]
+    record_size: IntRange(1, 255)
+    capacity: IntRange(1, 254)
+    head: IntRange(-1, 253)
+    count: IntRange(0, 254)
+    slots: list[Union[HexBytes(lo=1, hi=255), None]]
+
+    @model_validator(mode="after")
+    def _fits(self) -> "CyclicFileDoc":
+        if len(self.slots) != self.capacity:
+            raise problem(f"must list {self.capacity} slots, got {len(self.slots)}", at="slots")
+        for i, slot in enumerate(self.slots):
+            if slot is not None and len(slot) != self.record_size:
+                raise problem(f"must be {self.record_size} bytes, got {len(slot)}", at=f"slots[{i}]")
+        if self.head >= self.capacity:
+            raise problem(f"{self.head} out of range -1..{self.capacity - 1}", at="head")
+        if self.count > self.capacity:
+            raise problem(f"{self.count} out of range 0..{self.capacity}", at="count")
+        return self
+
+    def build(self, sfi: int) -> ElementaryFile:
+        return CyclicFile(sfi, self.record_size, self.capacity, list(self.slots), self.head, self.count)
+
+
+class RecordsFileDoc(Model):
+    type: Literal["records"]
+    records: dict[RecordKey, HexBytes(lo=1, hi=255)]
+
+    def build(self, sfi: int) -> ElementaryFile:
+        return RecordFile(sfi, dict(self.records))
+
+
+def _tagged(models: Mapping[str, type[Model]], tag: str) -> Callable[[Any], Model]:
+    """Validate with the model the document's `tag` field names (a union whose errors keep plain paths)."""
+    def pick(value: Any) -> Model:
         if not isinstance(value, dict):
-            raise self.fail(key, "must be an object")
-        return DocReader(value, self.source, self.path(key))
-
-    def list(self, key: str) -> list[Any]:
-        value = self.raw(key)
-        if not isinstance(value, list):
-            raise self.fail(key, "must be a list")
-        return value
-
-    def int(self, key: str, lo: int, hi: int) -> int:
-        value = self.raw(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self.fail(key, "must be an integer")
-        if not lo <= value <= hi:
-            raise self.fail(key, f"{value} out of range {lo}..{hi}")
-        return value
-
-    def bool(self, key: str) -> bool:
-        value = self.raw(key)
-        if not isinstance(value, bool):
-            raise self.fail(key, "must be true or false")
-        return value
-
-    def str(self, key: str, choices: tuple[str, ...] | None = None) -> str:
-        value = self.raw(key)
-        if not isinstance(value, str):
-            raise self.fail(key, "must be a string")
-        if choices is not None and value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}")
-        return value
-
-    def hex(self, key: str, length: int | None = None, lo: int = 0, hi: int = 65536) -> bytes:
-        return parse_hex(self.raw(key), self.path(key), self.source, length, lo, hi)
-
-    def key(self, key: str, kcv_key: str = "kcv", alg_key: str | None = None,
-             algorithm: Algorithm | None = None) -> SecretKey:
-        """A key object {value, kcv[, algorithm]}: checks length and KCV, never echoes the value."""
-        sub = self
-        if alg_key is not None:
-            try:
-                algorithm = Algorithm.parse(sub.str(alg_key))
-            except ValueError:
-                raise sub.fail(alg_key, "must be '3des' or 'sm4'") from None
-        assert algorithm is not None
-        value = sub.hex(key, 16)
-        key_obj = SecretKey(algorithm, value)
-        check = sub.str(kcv_key).upper()
-        if check != key_obj.kcv:
-            raise sub.fail(kcv_key, f"KCV mismatch: image says {check}, key gives {key_obj.kcv}")
-        return key_obj
+            raise problem("must be a table of fields")
+        if tag not in value:
+            raise problem("missing", at=tag)
+        model = models.get(value[tag]) if isinstance(value[tag], str) else None
+        if model is None:
+            raise problem(f"must be one of {', '.join(models)}", at=tag)
+        return model.model_validate(value)
+    return pick
 
 
-def parse_hex(value: Any, field: str, source: str, length: int | None = None, lo: int = 0,
-              hi: int = 65536) -> bytes:
-    """Hex text to bytes with a field-naming error that never repeats the text (it may be a key)."""
+FILE_DOCS: dict[str, type[Model]] = {"binary": BinaryFileDoc, "cyclic": CyclicFileDoc, "records": RecordsFileDoc}
+FileDoc = Annotated[Any, BeforeValidator(_tagged(FILE_DOCS, "type"))]
+
+
+class PurseDoc(Model):
+    balance: IntRange(-0xFFFFFF, 0x7FFFFFFF)
+    overdraft_limit: IntRange(0, 0xFFFFFF)
+    max_balance: IntRange(0, 0x7FFFFFFF)
+    online_counter: IntRange(0, 0xFFFF)
+    offline_counter: IntRange(0, 0xFFFF)
+
+    def build(self) -> Purse:
+        return Purse(**{name: getattr(self, name) for name in PURSE_FIELDS})
+
+
+class CardKeyDoc(Model):
+    index: Byte
+    version: Byte
+    value: Key16
+    kcv: HexString(6)
+
+
+class CardKeySetDoc(Model):
+    """A key set of card keys (already diversified): partial while WRITE KEY personalises the card."""
+
+    name: str
+    source: str
+    test_only: bool
+    algorithm: AlgorithmName
+    keys: dict[Role, CardKeyDoc]
+
+    @model_validator(mode="after")
+    def _rules(self) -> "CardKeySetDoc":
+        if not self.test_only:
+            raise problem("card images hold TEST key sets only (D15)", at="test_only")
+        for role, entry in self.keys.items():
+            actual = SecretKey(Algorithm.parse(self.algorithm), entry.value).kcv
+            if entry.kcv != actual:
+                raise problem(f"KCV mismatch: image says {entry.kcv}, key gives {actual}", at=f"keys.{role}.kcv")
+        return self
+
+    def build(self) -> KeySet:
+        algorithm = Algorithm.parse(self.algorithm)
+        entries = {role: KeyEntry(role, e.index, e.version, SecretKey(algorithm, e.value))
+                   for role, e in self.keys.items()}
+        return KeySet(self.name, True, algorithm, (), entries, self.source)
+
+
+def _pin_digits(value: Any) -> bytes:
     if not isinstance(value, str):
-        raise ImageError(source, field, "must be a hex string")
+        raise problem("must be a string of 4..12 decimal digits")
     try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise ImageError(source, field, "not hexadecimal") from None
-    if length is not None and len(data) != length:
-        raise ImageError(source, field, f"must be {length} bytes, got {len(data)}")
-    if not lo <= len(data) <= hi:
-        raise ImageError(source, field, f"must be {lo}..{hi} bytes, got {len(data)}")
-    return data
+        return pin_bcd(value)
+    except StateError:
+        raise problem("must be 4..12 decimal digits") from None
 
+
+class PinDoc(Model):
+    value: Annotated[bytes, BeforeValidator(_pin_digits)]
+    tries_left: IntRange(0, 15)
+    max_tries: IntRange(1, 15)
+    required_for_load: bool
+
+    @model_validator(mode="after")
+    def _tries(self) -> "PinDoc":
+        if self.tries_left > self.max_tries:
+            raise problem(f"{self.tries_left} out of range 0..{self.max_tries} (max_tries)", at="tries_left")
+        return self
+
+
+# --- the journal's writes: [tag, ...] lists, read into the write types of ykt_card.card.writes -----------
+
+def _write_fields(value: Any) -> Any:
+    """[tag, a, b, ...] -> {"tag": tag, <the write type's field names>: a, b, ...}."""
+    if not isinstance(value, list) or not value or not isinstance(value[0], str):
+        raise problem("must be a list starting with a write tag")
+    tag, args = value[0], value[1:]
+    kind = WRITE_KINDS.get(tag)
+    if kind is None:
+        raise problem(f"unknown write tag {tag!r} (known: {', '.join(WRITE_KINDS)})")
+    names = [f.name for f in dataclasses.fields(kind)]
+    if len(args) != len(names):
+        raise problem(f"malformed {tag} write: it is [{', '.join([repr(tag), *names])}]")
+    return {"tag": tag, **dict(zip(names, args))}
+
+
+class _WriteDoc(Model):
+    def build(self) -> Write:
+        raise NotImplementedError
+
+
+class PurseWriteDoc(_WriteDoc):
+    tag: Literal["purse"]
+    field: Literal[PURSE_FIELDS]
+    value: IntRange(-0xFFFFFF, 0x7FFFFFFF)
+
+    def build(self) -> Write:
+        return PurseWrite(self.field, self.value)
+
+
+class BinaryWriteDoc(_WriteDoc):
+    tag: Literal["binary"]
+    sfi: IntRange(1, 30)
+    offset: IntRange(0, 0x7FFF)
+    data: HexBytes(lo=1, hi=0x7FFF)
+
+    def build(self) -> Write:
+        return BinaryWrite(self.sfi, self.offset, self.data)
+
+
+class SlotWriteDoc(_WriteDoc):
+    tag: Literal["slot"]
+    sfi: IntRange(1, 30)
+    slot: IntRange(0, 253)
+    data: HexBytes(lo=1, hi=255)
+
+    def build(self) -> Write:
+        return SlotWrite(self.sfi, self.slot, self.data)
+
+
+class RingWriteDoc(_WriteDoc):
+    tag: Literal["ring"]
+    sfi: IntRange(1, 30)
+    head: IntRange(0, 253)
+    count: IntRange(1, 254)
+
+    def build(self) -> Write:
+        return RingWrite(self.sfi, self.head, self.count)
+
+
+class RecordWriteDoc(_WriteDoc):
+    tag: Literal["record"]
+    sfi: IntRange(1, 30)
+    record_id: IntRange(1, 0xFE)
+    data: HexBytes(lo=1, hi=255)
+
+    def build(self) -> Write:
+        return RecordWrite(self.sfi, self.record_id, self.data)
+
+
+class ProofWriteDoc(_WriteDoc):
+    tag: Literal["proof"]
+    kind: ProofKind
+    proof: ProofDoc
+
+    def build(self) -> Write:
+        return ProofWrite(self.kind, self.proof.build())
+
+
+class PinTriesWriteDoc(_WriteDoc):
+    tag: Literal["pin_tries"]
+    tries_left: IntRange(0, 15)
+
+    def build(self) -> Write:
+        return PinTriesWrite(self.tries_left)
+
+
+class LockWriteDoc(_WriteDoc):
+    tag: Literal["lock"]
+    lock: LockName
+
+    def build(self) -> Write:
+        return LockWrite(Lock(self.lock))
+
+
+class KeyEntryDoc(KeyDoc):
+    role: Role
+    index: Byte
+    version: Byte
+
+
+class KeyWriteDoc(_WriteDoc):
+    tag: Literal["key"]
+    index: IntRange(1, 0xFF)
+    entry: KeyEntryDoc
+
+    def build(self) -> Write:
+        e = self.entry
+        return KeyWrite(self.index, KeyEntry(e.role, e.index, e.version, e.build()))
+
+
+class TransportKeyWriteDoc(_WriteDoc):
+    tag: Literal["transport_key"]
+    key: KeyDoc
+
+    def build(self) -> Write:
+        return TransportKeyWrite(self.key.build())
+
+
+WRITE_DOCS: dict[str, type[_WriteDoc]] = {
+    "purse": PurseWriteDoc, "binary": BinaryWriteDoc, "slot": SlotWriteDoc, "ring": RingWriteDoc,
+    "record": RecordWriteDoc, "proof": ProofWriteDoc, "pin_tries": PinTriesWriteDoc, "lock": LockWriteDoc,
+    "key": KeyWriteDoc, "transport_key": TransportKeyWriteDoc,
+}
+"""The JSON model of each kind of write, by tag (a test checks it matches ykt_card.card.writes.WRITE_KINDS)."""
+
+WriteDoc = Annotated[Any, BeforeValidator(_tagged(WRITE_DOCS, "tag")), BeforeValidator(_write_fields)]
+
+
+class JournalDoc(Model):
+    complete: bool
+    writes: list[WriteDoc]
+
+
+# --- the whole image ------------------------------------------------------------------------------------
+
+class CardImage(Model):
+    """A card image as written (format 1); `build()` makes the `CardState` (then validated by the caller)."""
+
+    format: FormatOne
+    kind: Literal["card"]
+    card_no: str | None = None
+    application: ApplicationDoc
+    files: dict[SfiKey, FileDoc]
+    purse: PurseDoc
+    key_sets: dict[KeyIndexKey, CardKeySetDoc]
+    transport_key: KeyDoc | None
+    pin: PinDoc
+    lock: LockName
+    proofs: dict[ProofKind, ProofDoc]
+    journal: JournalDoc
+
+    def build(self) -> CardState:
+        app = self.application
+        return CardState(
+            files={sfi: f.build(sfi) for sfi, f in self.files.items()},
+            key_sets={index: ks.build() for index, ks in sorted(self.key_sets.items())},
+            purse=self.purse.build(),
+            pin=Pin(self.pin.value, self.pin.tries_left, self.pin.max_tries),
+            pin_required_for_load=self.pin.required_for_load,
+            lock=Lock(self.lock),
+            proofs={kind: p.build() for kind, p in self.proofs.items()},
+            aid=app.aid,
+            app_version=app.app_version,
+            ats_interface=app.ats_interface,
+            ats_historical=app.ats_historical,
+            ppse=tuple(PpseEntry(e.aid, e.label, e.priority) for e in app.ppse),
+            transport_key=None if self.transport_key is None else self.transport_key.build(),
+            journal=[w.build() for w in self.journal.writes],
+            journal_complete=self.journal.complete,
+        )
+
+
+# --- card state -> document -----------------------------------------------------------------------------
 
 def _h(b: bytes) -> str:
     return b.hex().upper()
 
 
-# --- card state → document -----------------------------------------------------------------------
-
 def card_to_doc(state: CardState) -> dict[str, Any]:
     """The JSON document of a card state (keys in clear: test cards only)."""
-    files: dict[str, Any] = {}
-    for sfi, f in sorted(state.files.items()):
-        files[f"{sfi:02X}"] = _file_doc(f)
-    doc: dict[str, Any] = {
+    return {
         "format": FORMAT,
         "kind": "card",
         "card_no": state.card_no,
@@ -205,10 +501,10 @@ def card_to_doc(state: CardState) -> dict[str, Any]:
             "ats_historical": _h(state.ats_historical),
             "ppse": [{"aid": _h(e.aid), "label": e.label, "priority": e.priority} for e in state.ppse],
         },
-        "files": files,
+        "files": {f"{sfi:02X}": _file_doc(f) for sfi, f in sorted(state.files.items())},
         "purse": {name: getattr(state.purse, name) for name in PURSE_FIELDS},
         "key_sets": {f"{i:02X}": _keyset_doc(ks) for i, ks in sorted(state.key_sets.items())},
-        "transport_key": None if state.transport_key is None else _key_doc(state.transport_key),
+        "transport_key": None if state.transport_key is None else key_doc(state.transport_key),
         "pin": {
             "value": state.pin.value.hex().upper().rstrip("F"),
             "tries_left": state.pin.tries_left,
@@ -216,10 +512,9 @@ def card_to_doc(state: CardState) -> dict[str, Any]:
             "required_for_load": state.pin_required_for_load,
         },
         "lock": state.lock.value,
-        "proofs": {kind: _proof_doc(p) for kind, p in sorted(state.proofs.items())},
-        "journal": {"complete": state.journal_complete, "writes": [_write_doc(w) for w in state.journal]},
+        "proofs": {kind: proof_doc(p) for kind, p in sorted(state.proofs.items())},
+        "journal": {"complete": state.journal_complete, "writes": [w.to_doc() for w in state.journal]},
     }
-    return doc
 
 
 def _file_doc(f: ElementaryFile) -> dict[str, Any]:
@@ -231,10 +526,6 @@ def _file_doc(f: ElementaryFile) -> dict[str, Any]:
     return {"type": "records", "records": {f"{rid:02X}": _h(r) for rid, r in sorted(f.records.items())}}
 
 
-def _key_doc(key: SecretKey) -> dict[str, Any]:
-    return {"algorithm": key.algorithm.value, "value": _h(key.value), "kcv": key.kcv}
-
-
 def _keyset_doc(ks: KeySet) -> dict[str, Any]:
     keys = {}
     for role in sorted(ks.keys, key=lambda r: ALL_ROLES.index(r) if r in ALL_ROLES else 99):
@@ -244,215 +535,27 @@ def _keyset_doc(ks: KeySet) -> dict[str, Any]:
             "algorithm": ks.algorithm.value, "keys": keys}
 
 
-def _proof_doc(p: Proof) -> dict[str, Any]:
-    return {"type": f"{p.tx_type:02X}", "counter": p.counter, "mac2": _h(p.mac2), "tac": _h(p.tac)}
-
-
-def _write_doc(w: Write) -> list[Any]:
-    tag = w[0]
-    if tag in ("binary", "slot", "record"):
-        return [tag, w[1], w[2], _h(w[3])]
-    if tag == "proof":
-        return [tag, w[1], _proof_doc(w[2])]
-    if tag == "lock":
-        return [tag, w[1].value]
-    if tag == "key":
-        e: KeyEntry = w[2]
-        return [tag, w[1], {"role": e.role, "index": e.index, "version": e.version, **_key_doc(e.key)}]
-    if tag == "transport_key":
-        return [tag, _key_doc(w[1])]
-    return list(w)
-
-
-# --- document → card state -----------------------------------------------------------------------
+# --- document -> card state -----------------------------------------------------------------------------
 
 def card_from_doc(doc: Mapping[str, Any], source: str = "<image>") -> CardState:
     """Rebuild a card from its document, validating every field; nothing is returned half-built."""
-    doc = check_envelope(doc, "card", source)
-    r = DocReader(doc, source)
-    app = r.at("application")
-    ppse = []
-    for i, item in enumerate(app.list("ppse")):
-        if not isinstance(item, dict):
-            raise app.fail(f"ppse.{i}", "must be an object")
-        e = DocReader(item, source, app.path(f"ppse.{i}"))
-        label = e.str("label")
-        if not label.isascii():
-            raise e.fail("label", "must be ASCII")
-        ppse.append(PpseEntry(e.hex("aid", lo=5, hi=16), label, e.int("priority", 0, 255)))
-
-    files_r = r.at("files")
-    files: dict[int, ElementaryFile] = {}
-    for name in files_r.doc:
-        sfi = _id(name, files_r, 1, 30)
-        files[sfi] = _file_from(files_r.at(name), sfi)
-
-    purse_r = r.at("purse")
-    purse = Purse(
-        balance=purse_r.int("balance", -0xFFFFFF, 0x7FFFFFFF),
-        overdraft_limit=purse_r.int("overdraft_limit", 0, 0xFFFFFF),
-        max_balance=purse_r.int("max_balance", 0, 0x7FFFFFFF),
-        online_counter=purse_r.int("online_counter", 0, 0xFFFF),
-        offline_counter=purse_r.int("offline_counter", 0, 0xFFFF),
-    )
-
-    ks_r = r.at("key_sets")
-    key_sets: dict[int, KeySet] = {}
-    for name in ks_r.doc:
-        index = _id(name, ks_r, 1, 255)
-        key_sets[index] = _keyset_from(ks_r.at(name))
-
-    transport_key = None
-    if r.raw("transport_key") is not None:
-        transport_key = r.at("transport_key").key("value", alg_key="algorithm")
-
-    pin_r = r.at("pin")
-    digits = pin_r.str("value")
-    try:
-        pin_value = pin_bcd(digits)
-    except StateError:
-        raise pin_r.fail("value", "must be 4..12 decimal digits") from None
-    max_tries = pin_r.int("max_tries", 1, 15)
-    pin = Pin(pin_value, pin_r.int("tries_left", 0, max_tries), max_tries)
-
-    lock = Lock(r.str("lock", tuple(x.value for x in Lock)))
-
-    proofs_r = r.at("proofs")
-    proofs = {}
-    for kind in proofs_r.doc:
-        if kind not in PROOF_KINDS:
-            raise proofs_r.fail(kind, f"unknown proof kind (known: {', '.join(PROOF_KINDS)})")
-        proofs[kind] = _proof_from(proofs_r.at(kind))
-
-    journal_r = r.at("journal")
-    complete = journal_r.bool("complete")
-    writes = [_write_from(w, journal_r, i) for i, w in enumerate(journal_r.list("writes"))]
-
-    state = CardState(
-        files=files,
-        key_sets=dict(sorted(key_sets.items())),
-        purse=purse,
-        pin=pin,
-        pin_required_for_load=pin_r.bool("required_for_load"),
-        lock=lock,
-        proofs=proofs,
-        aid=app.hex("aid", lo=5, hi=16),
-        app_version=app.int("app_version", 0, 255),
-        ats_interface=app.hex("ats_interface", lo=1, hi=4),
-        ats_historical=app.hex("ats_historical", lo=0, hi=15),
-        ppse=tuple(ppse),
-        transport_key=transport_key,
-        journal=writes,
-        journal_complete=complete,
-    )
+    check_envelope(doc, "card", source)
+    state = validate(CardImage, doc, source, ImageError).build()
     try:
         state.validate()
     except StateError as exc:
-        field, _, reason = str(exc).partition(": ")
-        if field.startswith("journal.") and field[8:].isdigit():
-            field = "journal.writes." + field[8:]     # the state's journal list is the image's journal.writes
-        raise ImageError(source, field, reason or str(exc)) from None
-    if "card_no" in doc and doc["card_no"] != state.card_no:
-        raise r.fail("card_no", "does not match EF15 bytes 10..19")
+        field = exc.field
+        if field.startswith("journal["):            # the state's journal list is the image's journal.writes
+            field = "journal.writes" + field[len("journal"):]
+        elif field in ("aid", "app_version", "ats_interface", "ats_historical") or field.startswith("ppse"):
+            field = f"application.{field}"
+        raise ImageError(source, field, exc.reason) from None
+    if doc.get("card_no") is not None and doc["card_no"] != state.card_no:
+        raise ImageError(source, "card_no", "does not match the card number in EF15")
     return state
 
 
-def _id(name: str, r: DocReader, lo: int, hi: int) -> int:
-    try:
-        value = int(name, 16)
-    except ValueError:
-        raise r.fail(name, "key must be a hex number") from None
-    if not lo <= value <= hi or name != f"{value:02X}":
-        raise r.fail(name, f"key must be 2 upper-case hex digits {lo:02X}..{hi:02X}")
-    return value
-
-
-def _file_from(f: DocReader, sfi: int) -> ElementaryFile:
-    kind = f.str("type", ("binary", "cyclic", "records"))
-    if kind == "binary":
-        return BinaryFile(sfi, f.hex("data", lo=1, hi=0x7FFF))
-    if kind == "cyclic":
-        size = f.int("record_size", 1, 255)
-        capacity = f.int("capacity", 1, 254)
-        slots_raw = f.list("slots")
-        if len(slots_raw) != capacity:
-            raise f.fail("slots", f"must list {capacity} slots, got {len(slots_raw)}")
-        slots = [None if s is None else parse_hex(s, f.path(f"slots.{i}"), f.source, size)
-                 for i, s in enumerate(slots_raw)]
-        return CyclicFile(sfi, size, capacity, slots, f.int("head", -1, capacity - 1),
-                          f.int("count", 0, capacity))
-    recs = f.at("records")
-    records = {}
-    for name in recs.doc:
-        rid = _id(name, recs, 1, 0xFE)
-        records[rid] = recs.hex(name, lo=1, hi=255)
-    return RecordFile(sfi, records)
-
-
-def _keyset_from(k: DocReader) -> KeySet:
-    try:
-        algorithm = Algorithm.parse(k.str("algorithm"))
-    except ValueError:
-        raise k.fail("algorithm", "must be '3des' or 'sm4'") from None
-    if not k.bool("test_only"):
-        raise k.fail("test_only", "card images hold TEST key sets only (D15)")
-    keys_r = k.at("keys")
-    entries = {}
-    for role in keys_r.doc:
-        if role not in ALL_ROLES:
-            raise keys_r.fail(role, f"unknown role (known: {', '.join(ALL_ROLES)})")
-        e = keys_r.at(role)
-        entries[role] = KeyEntry(role, e.int("index", 0, 255), e.int("version", 0, 255),
-                                 e.key("value", algorithm=algorithm))
-    return KeySet(k.str("name"), True, algorithm, (), entries, k.str("source"))
-
-
-def _proof_from(p: DocReader) -> Proof:
-    tx_type = p.hex("type", 1)[0]
-    return Proof(tx_type, p.int("counter", 0, 0xFFFF), p.hex("mac2", 4), p.hex("tac", 4))
-
-
-def _write_from(w: Any, journal: DocReader, i: int) -> Write:
-    where = f"writes.{i}"
-    if not isinstance(w, list) or not w or not isinstance(w[0], str):
-        raise journal.fail(where, "must be a list starting with a tag")
-    tag = w[0]
-    src = journal.source
-    path = journal.path(where)
-    try:
-        if tag in ("binary", "slot", "record"):
-            return (tag, _plain_int(w[1]), _plain_int(w[2]), parse_hex(w[3], path, src))
-        if tag in ("purse",):
-            return (tag, str(w[1]), _plain_int(w[2]))
-        if tag == "ring":
-            return (tag, _plain_int(w[1]), _plain_int(w[2]), _plain_int(w[3]))
-        if tag == "pin_tries":
-            return (tag, _plain_int(w[1]))
-        if tag == "proof":
-            return (tag, str(w[1]), _proof_from(DocReader(w[2], src, f"{path}.2")))
-        if tag == "lock":
-            return (tag, Lock(w[1]))
-        if tag == "key":
-            e = DocReader(w[2], src, f"{path}.2")
-            key = e.key("value", alg_key="algorithm")
-            return (tag, _plain_int(w[1]), KeyEntry(e.str("role", ALL_ROLES), e.int("index", 0, 255),
-                                                    e.int("version", 0, 255), key))
-        if tag == "transport_key":
-            return (tag, DocReader(w[1], src, f"{path}.1").key("value", alg_key="algorithm"))
-    except ImageError:
-        raise
-    except (IndexError, TypeError, ValueError, AttributeError):
-        raise journal.fail(where, f"malformed {tag} write") from None
-    raise journal.fail(where, f"unknown write tag {tag!r}")
-
-
-def _plain_int(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise TypeError("not an integer")
-    return v
-
-
-# --- files ---------------------------------------------------------------------------------------
+# --- files ----------------------------------------------------------------------------------------------
 
 def save_card(path: str | os.PathLike[str], state: CardState) -> None:
     """Write the card image atomically."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from apdu.command import ApduError, CommandApdu
 from apdu.status import describe
 
-_SFI_NAMES = {0x15: "EF15", 0x16: "EF16", 0x17: "EF17", 0x18: "EF18", 0x1A: "EF1A", 0x1E: "EF1E"}
+from ykt_card.layouts.names import FILE_NAMES as _SFI_NAMES
 
 
 def _yuan(raw: bytes) -> str:

@@ -3,8 +3,11 @@
 Terminals, load hosts, personalisation scripts and `ykt card read` talk to a card only through
 `TUnionCard`, so the APDU bytes of the reference live in this one module. Each method builds exactly
 the command the reference lists, sends it through `apdu.t0.Channel` (which alone deals with 61xx and
-6Cxx), checks the length of the answer and returns a frozen dataclass. A refusal is a `CardError`
-carrying the status word; an answer of the wrong shape is a `CardResponseError` naming the command.
+6Cxx), checks the length of the answer and returns a typed result: files come back as views decoded
+by their layouts (`PublicData.card_no`, `Management.interoperable`, `LogRecord.amount`; `.raw` keeps
+the bytes), the FCI and the PPSE as `AdfFci` and `PpseFci` decode them; nothing here knows an offset.
+A refusal is a `CardError` carrying the status word; an answer of the wrong shape, or bytes a layout
+cannot decode, is a `CardResponseError` naming the command (and the field).
 The documented warnings are results, not exceptions: SELECT of a locked application answers its FCI
 with 6283 (temporary) or 9303/6284 (permanent), and `Fci.locked` says so, so that a terminal can refuse
 the card with a reason; reading records stops at 6A83 (no more records).
@@ -17,34 +20,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from apdu import tlv
 from apdu.command import CommandApdu
 from apdu.reader import Reader
 from apdu.status import SW_FCI_NOT_FORMATTED, SW_OK, SW_RECORD_NOT_FOUND, CardError, ResponseApdu
-from ykt_card.status import SW_APP_LOCKED, SW_APP_LOCKED_PERM
 from apdu.t0 import Channel
 from keysets import Algorithm, SecretKey, secure_messaging_mac
+
 from ykt_card.host.args import bytes_of, int_in
+from ykt_card.layouts import EF15, EF16, EF17, EF18, EF1EA, AdfFci, LayoutError, LayoutView, PpseEntry, PpseFci
+from ykt_card.layouts.names import (MOT_T_EP, PPSE_NAME, SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG,
+                                    SFI_MANAGEMENT, SFI_PUBLIC)
+from ykt_card.proof import Proof
+from ykt_card.status import SW_APP_LOCKED, SW_APP_LOCKED_PERM
 
 __all__ = [
     "TUNION_AID", "PPSE_NAME", "SFI_PUBLIC", "SFI_HOLDER", "SFI_MANAGEMENT", "SFI_LOG", "SFI_CAPP",
     "SFI_HISTORY", "BALANCE_KINDS", "CardResponseError", "PinRejected",
-    "PpseEntry", "Ppse", "Fci", "PublicData", "Holder", "Management", "LogRecord",
+    "PpseEntry", "Ppse", "SelectResponse", "Fci", "PublicData", "Holder", "Management", "LogRecord",
     "LoadInit", "PurchaseInit", "Debit", "Proof",
     "TUnionCard", "sm_mac", "application_block_mac", "application_unblock_mac", "encode_pin",
 ]
 
-TUNION_AID = bytes.fromhex("A000000632010105")     # MOT_T_EP, the T-Union electronic purse (1.2)
-PPSE_NAME = b"2PAY.SYS.DDF01"
-
-SFI_PUBLIC = 0x15        # public application data, 30 bytes
-SFI_HOLDER = 0x16        # cardholder data, 55 bytes
-SFI_MANAGEMENT = 0x17    # management data, 60 bytes
-SFI_LOG = 0x18           # EP transaction log, cyclic 23-byte records, record 1 newest
-SFI_CAPP = 0x1A          # transit CAPP records, one per record ID
-SFI_HISTORY = 0x1E       # transit history, cyclic 48-byte records
-
-PUBLIC_SIZE, HOLDER_SIZE, MANAGEMENT_SIZE, LOG_RECORD_SIZE, HISTORY_RECORD_SIZE = 30, 55, 60, 23, 48
+TUNION_AID = MOT_T_EP     # the T-Union electronic purse (1.2), the AID `select` uses by default
 
 #: GET BALANCE P1 per decision D3.
 BALANCE_KINDS: dict[str, int] = {"total": 0x00, "limit": 0x01, "real": 0x03}
@@ -110,183 +107,90 @@ def encode_pin(pin: str) -> bytes:
 # -- typed results ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PpseEntry:
-    """One application of the PPSE directory (tag 61): AID (4F), label (50), priority (87)."""
-
-    aid: bytes
-    label: str | None
-    priority: int | None
-
-
-@dataclass(frozen=True)
 class Ppse:
-    """The answer to SELECT 2PAY.SYS.DDF01: the directory of contactless payment applications."""
+    """The answer to SELECT 2PAY.SYS.DDF01 as `PpseFci` decodes it: the directory of payment applications."""
 
-    df_name: bytes
+    df_name: str
     entries: tuple[PpseEntry, ...]
 
     def find(self, aid: bytes) -> PpseEntry | None:
         return next((e for e in self.entries if e.aid == aid), None)
 
 
-@dataclass(frozen=True)
-class Fci:
-    """The answer to SELECT of the T-Union application.
+class PublicData(LayoutView):
+    """EF15, 公共应用基本数据, decoded by the EF15 layout: ``issuer_id``, ``org_code``, ``city_code``,
+    ``app_type``, ``app_version``, ``card_no`` (20 digits), ``card_no_printed``, ``serial8`` (the last 8
+    bytes of the card number, hex), ``start_date``/``expiry_date`` (``YYYY-MM-DD`` or None), ``issuer_data``.
 
-    `locked` is None for an open application, 'temporary' for SW 6283 (black-listed, unblockable) and
-    'permanent' for SW 9303 or 6284. A locked application still answers its FCI; fields the card did
-    not send are None. `sw` is the status word as received.
+    `factors` gives the issuer ID and serial as bytes, as the PSAM and diversification take them (D2).
     """
 
-    aid: bytes
-    app_version: int | None
-    ef15: bytes | None
-    locked: Literal["temporary", "permanent"] | None
-    sw: int
+    layout = EF15
+    __slots__ = ("_factors",)
 
     @property
-    def public_data(self) -> PublicData | None:
-        """EF15 as carried in the FCI (tag 9F0C), when it has the 30 bytes of the file."""
-        if self.ef15 is None or len(self.ef15) != PUBLIC_SIZE:
-            return None
-        return PublicData(self.ef15)
+    def factors(self) -> tuple[bytes, bytes]:
+        """(issuer ID, serial8) as bytes: the diversification factors of D2 and of PSAM 8070."""
+        try:
+            return object.__getattribute__(self, "_factors")
+        except AttributeError:
+            factors = (bytes.fromhex(self.issuer_id), bytes.fromhex(self.serial8))
+            object.__setattr__(self, "_factors", factors)
+            return factors
+
+
+class Holder(LayoutView):
+    """EF16, 持卡人基本信息, decoded by the EF16 layout (anonymous cards hold 00 then spaces)."""
+
+    layout = EF16
+    __slots__ = ()
+
+
+class Management(LayoutView):
+    """EF17, 管理信息, decoded by the EF17 layout: ``country``, ``province``, ``city``, ``interop``,
+    ``interoperable`` (互通卡种 0001: other cities' terminals accept the card), ``card_type``, ..."""
+
+    layout = EF17
+    __slots__ = ()
+
+
+class LogRecord(LayoutView):
+    """One EF18 record, decoded by the EF18 layout: ``counter`` (after the transaction, D4),
+    ``overdraft_limit``, ``amount``, ``type`` (2 hex digits) and ``type_name``, ``terminal_id``, ``datetime``."""
+
+    layout = EF18
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class SelectResponse:
+    """What SELECT of an application answered, undecoded: the FCI bytes (empty when a locked
+    application sent none), the status word and the lock it signals."""
+
+    fci: bytes
+    sw: int
+    locked: Literal["temporary", "permanent"] | None
+
+
+@dataclass(frozen=True)
+class Fci:
+    """The answer to SELECT of the T-Union application, as `AdfFci` decodes it.
+
+    `aid` and `app_version` are hex; `public_data` is EF15 from tag 9F0C (None when the card left it
+    out: READ BINARY 15 then). `locked` is None for an open application, 'temporary' for SW 6283
+    (black-listed, unblockable) and 'permanent' for SW 9303 or 6284; a locked application that sent no
+    FCI leaves `app_version` and `public_data` None. `sw` is the status word as received.
+    """
+
+    aid: str
+    app_version: str | None
+    public_data: PublicData | None
+    locked: Literal["temporary", "permanent"] | None
+    sw: int
 
 
 def _bytes_text(n: int) -> str:
     return "1 byte" if n == 1 else f"{n} bytes"
-
-
-def _bcd_text(raw: bytes) -> str:
-    """Digits of BCD bytes; a non-decimal nibble shows as its hex digit (the layout reports it)."""
-    return raw.hex().upper()
-
-
-@dataclass(frozen=True)
-class PublicData:
-    """EF15, 公共应用基本数据 (30 bytes). Properties read the bytes directly and never fail;
-    `fields()` is the full, checked decoding of ykt_card.layouts."""
-
-    raw: bytes
-
-    @property
-    def issuer_id(self) -> bytes:
-        """8 bytes, org code ‖ city code ‖ FFFFFFFF: the first diversification factor (D2)."""
-        return self.raw[0:8]
-
-    @property
-    def app_type(self) -> int:
-        return self.raw[8]
-
-    @property
-    def app_version(self) -> int:
-        return self.raw[9]
-
-    @property
-    def card_no(self) -> str:
-        """The 20-digit card number of bytes 10..19 (design.md: the form in every record)."""
-        return _bcd_text(self.raw[10:20])
-
-    @property
-    def card_no_printed(self) -> str:
-        """As printed on the card: the 20 digits without the first."""
-        return self.card_no[1:]
-
-    @property
-    def serial8(self) -> bytes:
-        """Bytes 12..19, the card serial for diversification and PSAM 8070."""
-        return self.raw[12:20]
-
-    @property
-    def start_date(self) -> str:
-        """YYYYMMDD as stored (BCD)."""
-        return _bcd_text(self.raw[20:24])
-
-    @property
-    def expiry_date(self) -> str:
-        return _bcd_text(self.raw[24:28])
-
-    def fields(self) -> dict[str, Any]:
-        from ykt_card.layouts.ef15 import EF15
-        return EF15.decode(self.raw)
-
-
-@dataclass(frozen=True)
-class Holder:
-    """EF16, 持卡人基本信息 (55 bytes); anonymous cards hold 00 then spaces."""
-
-    raw: bytes
-
-    def fields(self) -> dict[str, Any]:
-        from ykt_card.layouts.ef16 import EF16
-        return EF16.decode(self.raw)
-
-
-@dataclass(frozen=True)
-class Management:
-    """EF17, 管理信息 (60 bytes): where the card belongs and whether it interoperates."""
-
-    raw: bytes
-
-    @property
-    def country(self) -> str:
-        return self.raw[0:4].hex().upper()
-
-    @property
-    def province(self) -> str:
-        return self.raw[4:6].hex().upper()
-
-    @property
-    def city(self) -> str:
-        return self.raw[6:8].hex().upper()
-
-    @property
-    def interoperable(self) -> bool:
-        """互通卡种 0001: other cities' terminals accept the card (5.1 step 3)."""
-        return self.raw[8:10] == b"\x00\x01"
-
-    @property
-    def card_type(self) -> int:
-        return self.raw[10]
-
-    def fields(self) -> dict[str, Any]:
-        from ykt_card.layouts.ef17 import EF17
-        return EF17.decode(self.raw)
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One EF18 record: the card's own log of a load or purchase (counter after the increment, D4)."""
-
-    raw: bytes
-
-    @property
-    def counter(self) -> int:
-        return int.from_bytes(self.raw[0:2], "big")
-
-    @property
-    def overdraft_limit(self) -> int:
-        return int.from_bytes(self.raw[2:5], "big")
-
-    @property
-    def amount(self) -> int:
-        return int.from_bytes(self.raw[5:9], "big")
-
-    @property
-    def tx_type(self) -> int:
-        return self.raw[9]
-
-    @property
-    def terminal_id(self) -> bytes:
-        return self.raw[10:16]
-
-    @property
-    def datetime(self) -> str:
-        """YYYYMMDDhhmmss as stored."""
-        return _bcd_text(self.raw[16:23])
-
-    def fields(self) -> dict[str, Any]:
-        from ykt_card.layouts.ef18 import EF18
-        return EF18.decode(self.raw)
 
 
 @dataclass(frozen=True)
@@ -326,14 +230,6 @@ class Debit:
     mac2: bytes
 
 
-@dataclass(frozen=True)
-class Proof:
-    """GET TRANSACTION PROVE answer (D5): MAC2 ‖ TAC of a completed transaction."""
-
-    mac2: bytes
-    tac: bytes
-
-
 # -- secure messaging ---------------------------------------------------------------------------------
 
 def sm_mac(key: SecretKey, challenge: bytes, cla: int, ins: int, p1: int, p2: int,
@@ -366,24 +262,6 @@ def application_unblock_mac(key: SecretKey, challenge: bytes) -> bytes:
 
 
 # -- the card -----------------------------------------------------------------------------------------
-
-def _parse_fci(data: bytes, command: str) -> tlv.Tlv:
-    try:
-        top = tlv.parse_one(data)
-    except tlv.TlvError as exc:
-        raise CardResponseError(command, f"FCI is not one BER-TLV object ({exc})", len(data)) from None
-    if top.tag != 0x6F:
-        raise CardResponseError(command, f"FCI template is tag {tlv.tag_hex(top.tag)}, expected 6F",
-                                len(data))
-    return top
-
-
-def _child(parent: tlv.Tlv | None, tag: int) -> tlv.Tlv | None:
-    """A direct child of a constructed object (FCI fields are positional, not searched deeply)."""
-    if parent is None or parent.children is None:
-        return None
-    return next((c for c in parent.children if c.tag == tag), None)
-
 
 class TUnionCard:
     """The T-Union EP application of one card behind a Reader.
@@ -425,35 +303,28 @@ class TUnionCard:
 
     # -- selection --------------------------------------------------------------------------------
     def select_ppse(self) -> Ppse:
-        """SELECT 2PAY.SYS.DDF01: the contactless directory (cards that have one)."""
+        """SELECT 2PAY.SYS.DDF01: the contactless directory (cards that have one), decoded by `PpseFci`."""
         name = "SELECT PPSE"
         cmd = CommandApdu(0x00, 0xA4, 0x04, 0x00, PPSE_NAME, le=256)
-        data = self._run(name, cmd, expected=None)
-        top = _parse_fci(data, name)
-        df = _child(top, 0x84)
-        directory = _child(_child(top, 0xA5), 0xBF0C)
-        entries: list[PpseEntry] = []
-        for item in (directory.children or []) if directory is not None else []:
-            if item.tag != 0x61:
-                continue
-            aid = _child(item, 0x4F)
-            if aid is None:
-                raise CardResponseError(name, f"directory entry {len(entries) + 1} has no AID (4F)")
-            label = _child(item, 0x50)
-            prio = _child(item, 0x87)
-            entries.append(PpseEntry(
-                aid=aid.value,
-                label=label.value.decode("ascii", "replace") if label is not None else None,
-                priority=int.from_bytes(prio.value, "big") if prio is not None and prio.value else None,
-            ))
-        return Ppse(df.value if df is not None else b"", tuple(entries))
+        fields = self._decoded(name, PpseFci, self._run(name, cmd, expected=None))
+        return Ppse(fields["df_name"], tuple(PpseEntry.from_fields(e) for e in fields["entries"]))
 
     def select(self, aid: bytes = TUNION_AID) -> Fci:
         """SELECT by name `00 A4 04 00 Lc AID 00`; a locked application is a result, not an error.
 
         6283 -> locked 'temporary'; 9303 or 6284 -> 'permanent'; any other refusal (6A82: not a
-        T-Union card) raises CardError.
+        T-Union card) raises CardError. The FCI is decoded by `AdfFci`; one that does not decode is a
+        CardResponseError naming the tag or field.
         """
+        answer = self.select_response(aid)
+        if not answer.fci:
+            return Fci(aid.hex().upper(), None, None, answer.locked, answer.sw)
+        fields = self._decoded("SELECT", AdfFci, answer.fci)
+        public = PublicData.from_fields(fields["ef15"]) if fields["ef15"] is not None else None
+        return Fci(fields["aid"], fields["app_version"], public, answer.locked, answer.sw)
+
+    def select_response(self, aid: bytes = TUNION_AID) -> SelectResponse:
+        """SELECT as `select` sends it, with the FCI left undecoded (for dumps of strange cards)."""
         aid = _bytes(aid, "aid")
         if not 5 <= len(aid) <= 16:
             raise ValueError(f"aid must be 5 to 16 bytes, got {len(aid)}")
@@ -468,25 +339,23 @@ class TUnionCard:
             locked = "permanent"
         else:
             raise self._refuse(name, cmd, resp.sw)
-        if not resp.data:
-            if locked is None:
-                raise CardResponseError(name, "answered 9000 without an FCI", 0)
-            return Fci(aid, None, None, locked, resp.sw)
-        top = _parse_fci(resp.data, name)
-        df = _child(top, 0x84)
-        prop = _child(top, 0xA5)
-        version = _child(prop, 0x9F08)
-        ef15 = _child(prop, 0x9F0C)
-        if version is not None and len(version.value) != 1:
-            raise CardResponseError(name, f"application version (9F08) is {len(version.value)} bytes, "
-                                          "expected 1", len(version.value), 1)
-        return Fci(
-            aid=df.value if df is not None else aid,
-            app_version=version.value[0] if version is not None else None,
-            ef15=ef15.value if ef15 is not None else None,
-            locked=locked,
-            sw=resp.sw,
-        )
+        if not resp.data and locked is None:
+            raise CardResponseError(name, "answered 9000 without an FCI", 0)
+        return SelectResponse(resp.data, resp.sw, locked)
+
+    @staticmethod
+    def _decoded(command: str, layout: Any, data: bytes) -> Any:
+        """`layout.decode(data)`, or a CardResponseError naming the command and the layout's complaint."""
+        try:
+            return layout.decode(data)
+        except LayoutError as exc:
+            raise CardResponseError(command, str(exc), len(data)) from None
+
+    def _view(self, command: str, view: type[LayoutView], data: bytes) -> Any:
+        try:
+            return view(data)
+        except LayoutError as exc:
+            raise CardResponseError(command, str(exc), len(data)) from None
 
     # -- reading ----------------------------------------------------------------------------------
     def read_binary(self, sfi: int, offset: int = 0, length: int = 0) -> bytes:
@@ -519,21 +388,25 @@ class TUnionCard:
                                     f"expected {length}", len(resp.data), length)
         return resp.data
 
-    def _read_file(self, sfi: int, size: int, what: str) -> bytes:
-        cmd = CommandApdu(0x00, 0xB0, 0x80 | sfi, 0x00, le=size)
-        return self._run(f"READ BINARY {sfi:02X} ({what})", cmd, expected=size)
+    def _read_view(self, view: type[LayoutView], what: str) -> Any:
+        """The whole binary file of `view`'s layout, decoded: a refusal is CardError, bytes that do not
+        decode a CardResponseError naming the field."""
+        sfi, size = view.layout.sfi, view.layout.size
+        name = f"READ BINARY {sfi:02X} ({what})"
+        data = self._run(name, CommandApdu(0x00, 0xB0, 0x80 | sfi, 0x00, le=size), expected=size)
+        return self._view(name, view, data)
 
     def read_public_data(self) -> PublicData:
-        """EF15 `00 B0 95 00 1E`."""
-        return PublicData(self._read_file(SFI_PUBLIC, PUBLIC_SIZE, "public data"))
+        """EF15 `00 B0 95 00 1E`, decoded."""
+        return self._read_view(PublicData, "public data")
 
     def read_holder(self) -> Holder:
-        """EF16 `00 B0 96 00 37`."""
-        return Holder(self._read_file(SFI_HOLDER, HOLDER_SIZE, "holder"))
+        """EF16 `00 B0 96 00 37`, decoded."""
+        return self._read_view(Holder, "holder")
 
     def read_management(self) -> Management:
-        """EF17 `00 B0 97 00 3C`."""
-        return Management(self._read_file(SFI_MANAGEMENT, MANAGEMENT_SIZE, "management"))
+        """EF17 `00 B0 97 00 3C`, decoded."""
+        return self._read_view(Management, "management")
 
     def _walk_records(self, sfi: int, le: int, size: int | None, what: str) -> list[bytes]:
         """Records 1, 2, ... until 6A83; every record must have `size` bytes (when given)."""
@@ -551,9 +424,14 @@ class TUnionCard:
             out.append(resp.data)
         return out
 
+    def read_transaction_records(self) -> list[bytes]:
+        """EF18 records `00 B2 nn C4 00` as the card holds them, newest first, until it answers 6A83."""
+        return self._walk_records(SFI_LOG, 0, EF18.size, "log")
+
     def read_transactions(self) -> list[LogRecord]:
-        """EF18 records `00 B2 nn C4 00`, newest first, until the card answers 6A83."""
-        return [LogRecord(r) for r in self._walk_records(SFI_LOG, 0, LOG_RECORD_SIZE, "log")]
+        """EF18 records, decoded (see `read_transaction_records`); a record that does not decode is a
+        CardResponseError naming its field."""
+        return [self._view(f"READ RECORD {SFI_LOG:02X} (log)", LogRecord, r) for r in self.read_transaction_records()]
 
     def read_capp_record(self, record_id: int) -> bytes:
         """EF1A record `00 B2 id D4 00` (whole record: sizes differ by ID); 6A83 raises CardError."""
@@ -561,7 +439,7 @@ class TUnionCard:
 
     def read_history(self) -> list[bytes]:
         """EF1E records `00 B2 nn F4 30`, newest first, until 6A83."""
-        return self._walk_records(SFI_HISTORY, HISTORY_RECORD_SIZE, HISTORY_RECORD_SIZE, "history")
+        return self._walk_records(SFI_HISTORY, EF1EA.size, EF1EA.size, "history")
 
     def get_balance(self, kind: Literal["total", "limit", "real"] = "total") -> int:
         """GET BALANCE `80 5C P1 02 04` (D3): total = balance + overdraft limit (P1 00), limit
@@ -653,12 +531,13 @@ class TUnionCard:
 
     def get_transaction_prove(self, tx_type: int, counter_after: int) -> Proof:
         """GET TRANSACTION PROVE `80 5A 00 type 02 counter 08` (D5: the counter after the
-        transaction) -> MAC2 ‖ TAC. 9406 (no such transaction) raises CardError."""
+        transaction) -> MAC2 ‖ TAC, as the proof of that transaction. 9406 (no such transaction)
+        raises CardError."""
         tx_type = _byte(tx_type, "tx_type")
-        counter = _byte(counter_after, "counter_after", 0, 0xFFFF).to_bytes(2, "big")
-        r = self._run("GET TRANSACTION PROVE", CommandApdu(0x80, 0x5A, 0x00, tx_type, counter, le=8),
-                      expected=8)
-        return Proof(mac2=r[0:4], tac=r[4:8])
+        counter = _byte(counter_after, "counter_after", 0, 0xFFFF)
+        cmd = CommandApdu(0x80, 0x5A, 0x00, tx_type, counter.to_bytes(2, "big"), le=8)
+        r = self._run("GET TRANSACTION PROVE", cmd, expected=8)
+        return Proof(tx_type, counter, mac2=r[0:4], tac=r[4:8])
 
     # -- authentication and secure messaging ------------------------------------------------------
     def get_challenge(self, n: int = 4) -> bytes:

@@ -20,8 +20,9 @@ from keysets import Algorithm, pad80, purchase_tac_input
 
 from ykt_card.host.card import CardResponseError
 from ykt_card.host.args import bytes_of, int_in
-from ykt_card.psam.cos import (FID_MF, FID_TUNION, KEY_TYPE_APP_BLOCK, KEY_TYPE_APP_UNBLOCK, KEY_TYPE_TAC,
-                   SFI_APP_DATA, SFI_PSAM_PUBLIC, SFI_TERMINAL_ID)
+from ykt_card.layouts import PsamEF15, PsamEF16, PsamEF17
+from ykt_card.layouts.names import (KEY_TYPE_APP_BLOCK, KEY_TYPE_APP_UNBLOCK, KEY_TYPE_TAC, PSAM_DF_TUNION,
+                                    PSAM_MF)
 
 __all__ = ["Psam", "PsamPurchase", "CardResponseError", "usage_byte"]
 
@@ -59,11 +60,11 @@ class Psam:
     # -- files -----------------------------------------------------------------------------------
     def select_mf(self) -> None:
         """SELECT MF `00 A4 00 00 02 3F00` (after a reset the MF is current anyway)."""
-        self.channel.check(CommandApdu(0x00, 0xA4, 0x00, 0x00, FID_MF.to_bytes(2, "big")))
+        self.channel.check(CommandApdu(0x00, 0xA4, 0x00, 0x00, PSAM_MF.to_bytes(2, "big")))
 
     def select_tunion(self) -> None:
         """SELECT the T-Union DF `00 A4 00 00 02 8011`: needed before any purse command."""
-        self.channel.check(CommandApdu(0x00, 0xA4, 0x00, 0x00, FID_TUNION.to_bytes(2, "big")))
+        self.channel.check(CommandApdu(0x00, 0xA4, 0x00, 0x00, PSAM_DF_TUNION.to_bytes(2, "big")))
 
     def _read(self, command: str, sfi: int, length: int) -> bytes:
         data = self.channel.check(CommandApdu(0x00, 0xB0, 0x80 | sfi, 0x00, le=length))
@@ -71,19 +72,19 @@ class Psam:
 
     def read_public(self) -> bytes:
         """MF EF15 (14 bytes: serial ‖ versions), decode with ykt_card.layouts.psam.PsamEF15."""
-        return self._read("READ BINARY PSAM EF15", SFI_PSAM_PUBLIC, 14)
+        return self._read("READ BINARY PSAM EF15", PsamEF15.sfi, PsamEF15.size)
 
     def read_terminal_id(self) -> bytes:
         """MF EF16 `00 B0 96 00 06`: the 6-byte terminal number of every purchase."""
-        return self._read("READ BINARY PSAM EF16", SFI_TERMINAL_ID, 6)
+        return self._read("READ BINARY PSAM EF16", PsamEF16.sfi, PsamEF16.size)
 
     def read_app_data(self) -> bytes:
         """DF 8011 EF17 (25 bytes: key index, issuer, receiver, dates)."""
-        return self._read("READ BINARY PSAM EF17", SFI_APP_DATA, 25)
+        return self._read("READ BINARY PSAM EF17", PsamEF17.sfi, PsamEF17.size)
 
     def read_key_index(self) -> int:
         """DF 8011 EF17 byte 0 `00 B0 97 00 01`: the purchase key index for INITIALIZE FOR PURCHASE."""
-        return self._read("READ BINARY PSAM EF17", SFI_APP_DATA, 1)[0]
+        return self._read("READ BINARY PSAM EF17", PsamEF17.sfi, PsamEF17.field_size("key_index"))[0]
 
     def get_challenge(self, length: int = 4) -> bytes:
         """GET CHALLENGE `00 84 00 00 04|08`."""

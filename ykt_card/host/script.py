@@ -46,38 +46,45 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, model_validator
 
 from apdu.command import ApduError, CommandApdu
 from apdu.reader import Reader
 from apdu.status import SW_OK, describe
 from apdu.t0 import transceive
 from keysets import ALL_ROLES, Algorithm, KeyEntry, KeySet, KeySetError, SecretKey, pad80
+from keysets.keyset import Role
+from ykt_files.atomic import write_text_atomic
+from ykt_files.schema import Digits, DocumentError, HexBytes, HexString, Model, problem, read_text, validate
 
-from ykt_card.card.cos import KEY_TYPES
+from ykt_card.card.files import CyclicFile
+from ykt_card.card.state import CardState, Lock
 from ykt_card.host.card import sm_mac
-from ykt_card.card.state import (
-    SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC, CardState, CyclicFile,
-    Lock,
-)
+from ykt_card.layouts import EF15
+from ykt_card.layouts.names import (SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC,
+                                    WRITE_KEY_TYPE_OF)
 
 __all__ = [
-    "SCRIPT_KIND", "FORMAT", "ScriptError", "ScriptRefused", "ScriptKey", "Step", "Script", "build_script",
-    "parse_script", "load_script", "save_script", "script_keys", "run_script", "write_key_block",
+    "SCRIPT_KIND", "FORMAT", "ScriptError", "ScriptFileError", "ScriptRefused", "ScriptKey", "Step", "Script",
+    "build_script", "parse_script", "load_script", "save_script", "script_keys", "run_script", "write_key_block",
 ]
 
 SCRIPT_KIND = "personalisation-script"
 FORMAT = 1
 CHALLENGE_APDU = bytes.fromhex("0084000004")
-_ROLE_TYPE = {role: p1 for p1, role in KEY_TYPES.items()}
 _KEY_ORDER = [r for r in ALL_ROLES if r != "card_master"] + ["card_master"]
 
 
 class ScriptError(ValueError):
     """A script that cannot be built, read or run as written: names the line or step and the field."""
+
+
+class ScriptFileError(DocumentError, ScriptError):
+    """A script file refused: `<file>: line N: <field>: <reason>`."""
 
 
 class ScriptRefused(Exception):
@@ -125,8 +132,8 @@ class Script:
 
     @property
     def serial8(self) -> bytes:
-        """EF15 bytes 12..19 of the card the script personalises (the second factor of D2)."""
-        return bytes.fromhex(self.card_no)[2:10]
+        """The card serial of the card the script personalises (the second factor of D2)."""
+        return EF15.serial8_of_card_no(self.card_no)
 
     def dumps(self) -> str:
         """The JSON Lines text of the script (byte for byte the same for the same script)."""
@@ -204,14 +211,14 @@ def build_script(target: CardState, transport_key: SecretKey, profile: str = "")
         for role in sorted(ks.keys, key=_KEY_ORDER.index):
             e: KeyEntry = ks.keys[role]
             block = write_key_block(transport_key, e.key, e.version)
-            secured(_sm_apdu(0x84, 0xD4, _ROLE_TYPE[role], index, block),
+            secured(_sm_apdu(0x84, 0xD4, WRITE_KEY_TYPE_OF[role], index, block),
                     f"WRITE KEY {role} {index:02X} ({e.key.algorithm.value}, version {e.version}, KCV {e.kcv})",
                     "transport")
     lowest = target.key_sets[min(target.key_sets)]
     own = lowest.keys.get("card_master")
     if own is not None and own.key != transport_key:
         block = write_key_block(transport_key, own.key, own.version)
-        secured(_sm_apdu(0x84, 0xD4, _ROLE_TYPE["card_master"], 0x00, block),
+        secured(_sm_apdu(0x84, 0xD4, WRITE_KEY_TYPE_OF["card_master"], 0x00, block),
                 f"WRITE KEY transport 00 <- card master ({own.key.algorithm.value}, KCV {own.kcv})", "transport")
     maintenance = next((ks.keys["app_maintenance"] for _, ks in sorted(target.key_sets.items())
                         if "app_maintenance" in ks.keys), None)
@@ -233,144 +240,119 @@ def build_script(target: CardState, transport_key: SecretKey, profile: str = "")
 
 # --- reading and writing --------------------------------------------------------------------------
 
+def _format_one(value: Any) -> int:
+    if value != FORMAT or isinstance(value, bool) or not isinstance(value, int):
+        raise problem(f"must be {FORMAT}, got {value!r}")
+    return value
+
+
+def _status_word(value: Any) -> int:
+    if not isinstance(value, str) or len(value) != 4:
+        raise problem("must be a 4-hex-digit status word")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise problem("must be a 4-hex-digit status word") from None
+
+
+class ScriptKeyLine(Model):
+    role: Role
+    algorithm: Literal["3des", "sm4"]
+    kcv: HexString(6)
+
+
+class ScriptHeader(Model):
+    """Line 1: what the script personalises and the keys (by KCV) its runner must hold."""
+
+    ykt: Literal["personalisation-script"]
+    format: Annotated[int, BeforeValidator(_format_one)]
+    card_no: Digits(20)
+    issuer_id: HexBytes(8)
+    profile: str = ""
+    keys: dict[str, ScriptKeyLine]
+
+    @model_validator(mode="after")
+    def _some_keys(self) -> "ScriptHeader":
+        if not self.keys:
+            raise problem("must map key names to {role, algorithm, kcv}", at="keys")
+        return self
+
+
+class StepLine(Model):
+    """One step: a command as sent (or, with `mac`, to be completed by the runner), its expected SW."""
+
+    step: int
+    apdu: HexBytes(lo=1, hi=261)
+    expect: Annotated[int, BeforeValidator(_status_word)] = SW_OK
+    note: str = ""
+    challenge: bool = False
+    mac: str | None = None
+
+    @model_validator(mode="after")
+    def _command(self) -> "StepLine":
+        apdu = self.apdu
+        if self.mac is not None:
+            if self.challenge:
+                raise problem("a step is either a GET CHALLENGE or a MAC'd command", at="challenge")
+            if len(apdu) < 5 or apdu[4] != len(apdu) - 5 + 4:
+                raise problem("a MAC'd command is CLA INS P1 P2 Lc data with Lc counting the 4 MAC bytes the "
+                              "runner appends", at="apdu")
+            return self
+        try:
+            cmd = CommandApdu.parse(apdu)
+        except ApduError as exc:
+            raise problem(str(exc), at="apdu") from None
+        if self.challenge and ((cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data) != (0, 0x84, 0, 0, b"")
+                               or cmd.le not in (4, 8)):
+            raise problem("a challenge step is GET CHALLENGE 00 84 00 00 04 (or 08)", at="apdu")
+        return self
+
+
+def _line(text: str, source: str, n: int) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScriptFileError(f"{source}: line {n}", None, f"not JSON ({exc.msg})") from None
+
+
 def parse_script(text: str, source: str = "<script>") -> Script:
-    """Read a script, checking every field; errors name the line and the field."""
+    """Read a script, checking every field; errors name the line and the field (`ScriptFileError`)."""
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not lines:
-        raise ScriptError(f"{source}: empty: line 1 must be the header")
-
-    def fail(n: int, where: str, reason: str) -> ScriptError:
-        return ScriptError(f"{source}: line {n}: {where}: {reason}")
-
-    docs = []
-    for n, line in lines:
-        try:
-            doc = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise fail(n, "(line)", f"not JSON ({exc.msg})") from None
-        if not isinstance(doc, dict):
-            raise fail(n, "(line)", "must be a JSON object")
-        docs.append((n, doc))
-
-    n, head = docs[0]
-    if head.get("ykt") != SCRIPT_KIND:
-        raise fail(n, "ykt", f"must be {SCRIPT_KIND!r} (line 1 is the header)")
-    if head.get("format") != FORMAT:
-        raise fail(n, "format", f"must be {FORMAT}, got {head.get('format')!r}")
-    unknown = set(head) - {"ykt", "format", "card_no", "issuer_id", "profile", "keys"}
-    if unknown:
-        raise fail(n, sorted(unknown)[0], "unknown field")
-    card_no = head.get("card_no")
-    if not isinstance(card_no, str) or len(card_no) != 20 or not card_no.isdigit():
-        raise fail(n, "card_no", "must be 20 decimal digits")
-    issuer_id = _hex(head.get("issuer_id"), lambda r: fail(n, "issuer_id", r), 8)
-    profile = head.get("profile", "")
-    if not isinstance(profile, str):
-        raise fail(n, "profile", "must be a string")
-    keys_doc = head.get("keys")
-    if not isinstance(keys_doc, dict) or not keys_doc:
-        raise fail(n, "keys", "must map key names to {role, algorithm, kcv}")
-    keys: dict[str, ScriptKey] = {}
-    for name, k in keys_doc.items():
-        where = f"keys.{name}"
-        if not isinstance(k, dict) or set(k) != {"role", "algorithm", "kcv"}:
-            raise fail(n, where, "must be {role, algorithm, kcv}")
-        if k["role"] not in ALL_ROLES:
-            raise fail(n, f"{where}.role", f"unknown role {k['role']!r}")
-        try:
-            alg = Algorithm.parse(k["algorithm"]) if isinstance(k["algorithm"], str) else None
-        except ValueError:
-            alg = None
-        if alg is None:
-            raise fail(n, f"{where}.algorithm", "must be 3des or sm4")
-        kcv = k["kcv"]
-        if not isinstance(kcv, str) or len(kcv) != 6 or any(c not in "0123456789ABCDEF" for c in kcv):
-            raise fail(n, f"{where}.kcv", "must be 6 upper-case hex digits")
-        keys[name] = ScriptKey(name, k["role"], alg, kcv)
-
+        raise ScriptFileError(source, None, "empty: line 1 must be the header")
+    n, line = lines[0]
+    head = validate(ScriptHeader, _line(line, source, n), f"{source}: line {n}", ScriptFileError)
+    keys = {name: ScriptKey(name, k.role, Algorithm.parse(k.algorithm), k.kcv) for name, k in head.keys.items()}
     steps: list[Step] = []
-    for n, doc in docs[1:]:
-        unknown = set(doc) - {"step", "apdu", "expect", "note", "challenge", "mac"}
-        if unknown:
-            raise fail(n, sorted(unknown)[0], "unknown field")
-        number = doc.get("step")
-        if number != len(steps) + 1 or isinstance(number, bool):
-            raise fail(n, "step", f"must be {len(steps) + 1} (steps count from 1 with no gaps)")
-        apdu = _hex(doc.get("apdu"), lambda r: fail(n, "apdu", r))
-        expect_text = doc.get("expect", "9000")
-        if not isinstance(expect_text, str) or len(expect_text) != 4:
-            raise fail(n, "expect", "must be a 4-hex-digit status word")
-        expect = int.from_bytes(_hex(expect_text, lambda r: fail(n, "expect", r), 2), "big")
-        note = doc.get("note", "")
-        if not isinstance(note, str):
-            raise fail(n, "note", "must be a string")
-        challenge = doc.get("challenge", False)
-        if not isinstance(challenge, bool):
-            raise fail(n, "challenge", "must be true or false")
-        mac = doc.get("mac")
-        if mac is not None:
-            if mac not in keys:
-                raise fail(n, "mac", f"names no key of the header ({', '.join(keys)})")
-            if not steps or not steps[-1].challenge:
-                raise fail(n, "mac", "needs a challenge step right before it (a challenge is good for "
-                                     "the next command only, D18)")
-            if challenge:
-                raise fail(n, "challenge", "a step is either a GET CHALLENGE or a MAC'd command")
-            if len(apdu) < 5 or apdu[4] != len(apdu) - 5 + 4:
-                raise fail(n, "apdu", "a MAC'd command is CLA INS P1 P2 Lc data with Lc counting the 4 "
-                                      "MAC bytes the runner appends")
-        else:
-            try:
-                cmd = CommandApdu.parse(apdu)
-            except ApduError as exc:
-                raise fail(n, "apdu", str(exc)) from None
-            if challenge and ((cmd.cla, cmd.ins, cmd.p1, cmd.p2, cmd.data) != (0, 0x84, 0, 0, b"")
-                              or cmd.le not in (4, 8)):
-                raise fail(n, "apdu", "a challenge step is GET CHALLENGE 00 84 00 00 04 (or 08)")
-        steps.append(Step(number, apdu, expect, note, challenge, mac))
+    for n, line in lines[1:]:
+        where = f"{source}: line {n}"
+        doc = validate(StepLine, _line(line, source, n), where, ScriptFileError)
+        _check_sequence(doc, steps, keys, where)
+        steps.append(Step(doc.step, doc.apdu, doc.expect, doc.note, doc.challenge, doc.mac))
     if not steps:
-        raise ScriptError(f"{source}: no steps after the header")
-    return Script(card_no, issuer_id, profile, keys, tuple(steps))
+        raise ScriptFileError(source, None, "no steps after the header")
+    return Script(head.card_no, head.issuer_id, head.profile, keys, tuple(steps))
 
 
-def _hex(value: object, fail, length: int | None = None) -> bytes:
-    if not isinstance(value, str):
-        raise fail("must be a hex string")
-    try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise fail("not hexadecimal") from None
-    if length is not None and len(data) != length:
-        raise fail(f"must be {length} bytes, got {len(data)}")
-    if not data:
-        raise fail("empty")
-    return data
+def _check_sequence(doc: StepLine, before: list[Step], keys: Mapping[str, ScriptKey], where: str) -> None:
+    """The rules across lines: steps count from 1, a MAC names a header key and follows a challenge."""
+    if doc.step != len(before) + 1:
+        raise ScriptFileError(where, "step", f"must be {len(before) + 1} (steps count from 1 with no gaps)")
+    if doc.mac is not None:
+        if doc.mac not in keys:
+            raise ScriptFileError(where, "mac", f"names no key of the header ({', '.join(keys)})")
+        if not before or not before[-1].challenge:
+            raise ScriptFileError(where, "mac", "needs a challenge step right before it (a challenge is good "
+                                                "for the next command only, D18)")
 
 
 def load_script(path: str | os.PathLike[str]) -> Script:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScriptError(f"{p}: no such script") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"{p}: cannot read script: {exc.__class__.__name__}") from None
-    return parse_script(text, str(p))
+    return parse_script(read_text(path, "personalisation script", ScriptFileError), str(path))
 
 
 def save_script(path: str | os.PathLike[str], script: Script) -> None:
     """Write the script atomically (temp file, fsync, rename): a half-written script never exists."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(script.dumps())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, script.dumps())
 
 
 # --- running --------------------------------------------------------------------------------------

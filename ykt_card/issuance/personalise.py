@@ -13,12 +13,13 @@ from pathlib import Path
 
 from keysets import KeySet, KeySetError, SecretKey, Use
 
-from ykt_card.layouts import by_name
-from ykt_card.issuance.profile import CardProfile, ProfileError
-from ykt_card.card.state import (
-    SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC, BinaryFile, CardState,
-    CyclicFile, Pin, Purse, RecordFile, pin_bcd,
-)
+from ykt_files.schema import ProfileError
+
+from ykt_card.card.files import BinaryFile, CyclicFile, RecordFile
+from ykt_card.card.state import CardState, Pin, Purse, pin_bcd
+from ykt_card.issuance.profile import CardProfile
+from ykt_card.layouts import EF15, EF16, EF17, EF18, EF1EA
+from ykt_card.layouts.names import SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC
 
 
 class IssueError(ValueError):
@@ -47,7 +48,8 @@ def normalise_card_no(text: str) -> str:
 
 
 def ef15_bytes(profile: CardProfile, card_no: str, start: _dt.date) -> bytes:
-    return by_name("15").encode({
+    """EF15 of a card of this profile, encoded by the EF15 layout."""
+    return EF15.encode({
         "issuer_id": profile.issuer_id.hex().upper(),
         "app_type": f"{profile.app_type:02X}",
         "app_version": f"{profile.app_version:02X}",
@@ -59,7 +61,8 @@ def ef15_bytes(profile: CardProfile, card_no: str, start: _dt.date) -> bytes:
 
 
 def ef17_bytes(profile: CardProfile) -> bytes:
-    return by_name("17").encode({
+    """EF17 of a card of this profile, encoded by the EF17 layout."""
+    return EF17.encode({
         "country": profile.country,
         "province": profile.province,
         "city": profile.city,
@@ -115,7 +118,9 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         ef15_bytes(profile, card_no, issued_on),
         slots,
         ef17=ef17_bytes(profile),
-        capp_records={rid: profile.capp_record_size(rid) for rid in profile.capp_records},
+        capp_records=profile.capp_records,
+        log_capacity=profile.ef18_records,
+        history_capacity=profile.ef1e_records,
         balance=balance,
         overdraft_limit=profile.overdraft_limit,
         max_balance=profile.max_balance,
@@ -124,7 +129,6 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         app_version=profile.fci_app_version,
         ats_historical=profile.ats_historical,
     )
-    _size_logs(state, profile)
     registry = {
         "card_no": card_no,
         "issuer_id": profile.issuer_id.hex().upper(),
@@ -138,14 +142,6 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         "balance": balance,
     }
     return IssuedCard(state, card_no, registry)
-
-
-def _size_logs(state: CardState, profile: CardProfile) -> None:
-    """Give the (still empty) EF18 and EF1E the capacities the profile asks for."""
-    for sfi, size, capacity in ((SFI_LOG, 23, profile.ef18_records), (SFI_HISTORY, 48, profile.ef1e_records)):
-        f = state.files[sfi]
-        if not isinstance(f, CyclicFile) or f.capacity != capacity:
-            state.files[sfi] = CyclicFile.empty(sfi, size, capacity)
 
 
 def transport_key_for(slots: Mapping[int, KeySet]) -> SecretKey:
@@ -173,12 +169,12 @@ def blank_card(profile: CardProfile, transport_key: SecretKey) -> CardState:
     if not isinstance(transport_key, SecretKey):
         raise IssueError(f"transport key: must be a keysets.SecretKey, not {type(transport_key).__name__}")
     files = {
-        SFI_PUBLIC: BinaryFile(SFI_PUBLIC, bytes(30)),
-        SFI_HOLDER: BinaryFile(SFI_HOLDER, bytes(55)),
-        SFI_MANAGEMENT: BinaryFile(SFI_MANAGEMENT, bytes(60)),
-        SFI_LOG: CyclicFile.empty(SFI_LOG, 23, profile.ef18_records),
+        SFI_PUBLIC: BinaryFile(SFI_PUBLIC, bytes(EF15.size)),  # type: ignore[arg-type]
+        SFI_HOLDER: BinaryFile(SFI_HOLDER, bytes(EF16.size)),  # type: ignore[arg-type]
+        SFI_MANAGEMENT: BinaryFile(SFI_MANAGEMENT, bytes(EF17.size)),  # type: ignore[arg-type]
+        SFI_LOG: CyclicFile.empty(SFI_LOG, EF18.size, profile.ef18_records),  # type: ignore[arg-type]
         SFI_CAPP: RecordFile(SFI_CAPP, {rid: bytes(profile.capp_record_size(rid)) for rid in profile.capp_records}),
-        SFI_HISTORY: CyclicFile.empty(SFI_HISTORY, 48, profile.ef1e_records),
+        SFI_HISTORY: CyclicFile.empty(SFI_HISTORY, EF1EA.size, profile.ef1e_records),  # type: ignore[arg-type]
     }
     state = CardState(
         files=files,

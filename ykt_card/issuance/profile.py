@@ -8,21 +8,22 @@ is refused in one line naming the file and the field.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Callable
 
-import yaml
+from pydantic import BeforeValidator, field_validator, model_validator
 
-# EF1A record index (reference 1.3, CL header): sizes of records other than the 128-byte default.
-CAPP_RECORD_SIZES = {0x07: 112, 0x0D: 30}
+from ykt_files.schema import Digits, Model, ProfileError, load_document, problem, validate
+
+from ykt_card.layouts import record_size
+
+__all__ = ["ProfileError", "KeySlot", "CardProfile", "CardProfileFile", "load_card_profile",
+           "card_profile_from_dict", "CAPP_RECORD_IDS", "MEDIA"]
+
 CAPP_RECORD_IDS = range(0x01, 0x13)
+"""The EF1A record IDs a profile may create (the Cardlan record index, 01 metro .. 12)."""
 MEDIA = ("physical", "virtual", "qr")
-
-
-class ProfileError(ValueError):
-    """A profile refused: `<file>: <field>: <reason>`."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class CardProfile:
         """The 20-digit card number: prefix, then the serial zero-padded to fill 20 digits."""
         width = 20 - len(self.card_no_prefix)
         if not 0 <= serial < 10**width:
-            raise ProfileError(f"{self.source}: card_no_prefix leaves {width} digits, serial {serial} does not fit")
+            raise ProfileError(self.source, "card_no_prefix", f"leaves {width} digits, serial {serial} does not fit")
         return self.card_no_prefix + str(serial).zfill(width)
 
     def expiry(self, start: _dt.date) -> _dt.date:
@@ -86,164 +87,169 @@ class CardProfile:
 
     @staticmethod
     def capp_record_size(record_id: int) -> int:
-        return CAPP_RECORD_SIZES.get(record_id, 128)
+        """The size of EF1A record `record_id` (the EF1A layouts')."""
+        return record_size(record_id)
 
 
-_DEFAULTS: dict[str, Any] = {
-    "description": "",
-    "province": "5800",
-    "country": "00000156",
-    "app_type": "02",
-    "app_version": "01",
-    "fci_app_version": "02",
-    "card_type": "01",
-    "interoperable": True,
-    "settlement_unit": "00000000",
-    "fci_custom": "0000",
-    "valid_years": 20,
-    "max_balance": 100000,
-    "overdraft_limit": 0,
-    "pin": "123456",
-    "pin_required_for_load": False,
-    "keys": [{"algorithm": "3des", "index": 1}, {"algorithm": "sm4", "index": 2}],
-    "capp_records": [1, 2],
-    "ef18_records": 10,
-    "ef1e_records": 30,
-    "ats_historical": "4D54009D0040869B19705D1401",
-    "medium": "physical",
-    "price": 0,
-}
+# -- the file's schema -----------------------------------------------------------------------------------
+# Field types keep the messages the profile loader has always given ("must be an integer 0..100, got -5").
+
+def _text(value: Any) -> str:
+    """YAML reads 5810 as a number; a profile means the digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise problem("must be a non-empty string")
+    return value
+
+
+def _hex_digits(n: int) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value).upper()
+        if len(text) != n or any(c not in "0123456789ABCDEF" for c in text):
+            raise problem(f"must be {n} hex digits, got {value!r}")
+        return text
+    return parse
+
+
+def _integer(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise problem(f"must be an integer {lo}..{hi}, got {value!r}")
+        return value
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise problem(f"must be true or false, got {value!r}")
+    return value
+
+
+def HexText(n: int) -> Any:  # noqa: N802 - a type factory reads like a type
+    return Annotated[str, BeforeValidator(_hex_digits(n))]
+
+
+def HexByte() -> Any:  # noqa: N802
+    return Annotated[int, BeforeValidator(lambda v: int(_hex_digits(2)(v), 16))]
+
+
+def Integer(lo: int, hi: int) -> Any:  # noqa: N802
+    return Annotated[int, BeforeValidator(_integer(lo, hi))]
+
+
+Flag = Annotated[bool, BeforeValidator(_bool)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+def _algorithm(value: Any) -> str:
+    if value not in ("3des", "sm4"):
+        raise problem(f"must be 3des or sm4, got {value!r}")
+    return value
+
+
+class KeySlotFile(Model):
+    algorithm: Annotated[str, BeforeValidator(_algorithm)]
+    index: Integer(1, 255)
+
+
+def _pin(value: Any) -> str:
+    text = _text(value)
+    if not text.isdigit() or not 4 <= len(text) <= 12 or len(text) % 2:
+        raise problem("must be an even number (4..12) of decimal digits (BCD)")
+    return text
+
+
+def _ats_historical(value: Any) -> bytes:
+    try:
+        data = bytes.fromhex(_text(value))
+    except ValueError:
+        raise problem("must be hex") from None
+    if len(data) > 15:
+        raise problem("at most 15 historical bytes fit an ATS")
+    return data
+
+
+def _medium(value: Any) -> str:
+    if value not in MEDIA:
+        raise problem(f"must be one of {', '.join(MEDIA)}")
+    return value
+
+
 _REQUIRED = ("name", "org_code", "city", "card_no_prefix")
 
 
+class CardProfileFile(Model):
+    """A card issuance profile as written (YAML); `build(source)` makes the `CardProfile`."""
+
+    name: Text
+    description: Annotated[str, BeforeValidator(str)] = ""
+    org_code: HexText(4)
+    city: Digits(4)
+    province: Digits(4) = "5800"
+    country: Digits(8) = "00000156"
+    card_no_prefix: Digits(1, 16)
+    app_type: HexByte() = 0x02
+    app_version: HexByte() = 0x01
+    fci_app_version: HexByte() = 0x02
+    card_type: HexByte() = 0x01
+    interoperable: Flag = True
+    settlement_unit: HexText(8) = "00000000"
+    fci_custom: HexText(4) = "0000"
+    valid_years: Integer(1, 50) = 20
+    max_balance: Integer(0, 0x7FFFFFFF) = 100000
+    overdraft_limit: Integer(0, 0xFFFFFF) = 0
+    pin: Annotated[str, BeforeValidator(_pin)] = "123456"
+    pin_required_for_load: Flag = False
+    keys: list[KeySlotFile] = [KeySlotFile(algorithm="3des", index=1), KeySlotFile(algorithm="sm4", index=2)]
+    capp_records: list[int] = [0x01, 0x02]
+    ef18_records: Integer(1, 255) = 10
+    ef1e_records: Integer(1, 255) = 30
+    ats_historical: Annotated[bytes, BeforeValidator(_ats_historical)] = bytes.fromhex("4D54009D0040869B19705D1401")
+    medium: Annotated[str, BeforeValidator(_medium)] = "physical"
+    price: Integer(0, 10_000_000) = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _REQUIRED:
+                if name not in data:
+                    raise problem("required field missing", at=name)
+        return data
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, slots: list[KeySlotFile]) -> list[KeySlotFile]:
+        if not slots:
+            raise problem("must be a non-empty list of {algorithm, index}")
+        if len({s.index for s in slots}) != len(slots):
+            raise problem("two key sets share one key index")
+        if len({s.algorithm for s in slots}) != len(slots):
+            raise problem("a card carries at most one key set per algorithm")
+        return slots
+
+    @field_validator("capp_records")
+    @classmethod
+    def _records(cls, records: list[int]) -> list[int]:
+        for r in records:
+            if r not in CAPP_RECORD_IDS:
+                raise problem(f"record ID {r} outside {CAPP_RECORD_IDS[0]}..{CAPP_RECORD_IDS[-1]}")
+        if len(set(records)) != len(records):
+            raise problem("a record ID is listed twice")
+        return records
+
+    def build(self, source: str) -> CardProfile:
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields.update(keys=tuple(KeySlot(k.algorithm, k.index) for k in self.keys),
+                      capp_records=tuple(self.capp_records))
+        return CardProfile(**fields, source=source)
+
+
 def load_card_profile(path: str | Path) -> CardProfile:
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{p}: no such profile") from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
-    return card_profile_from_dict(doc, str(p))
+    """Read and check a card profile (YAML); a ProfileError names the file, the field and the reason."""
+    return load_document(path, CardProfileFile, "yaml", "card profile", ProfileError).build(str(path))
 
 
 def card_profile_from_dict(doc: object, source: str = "<memory>") -> CardProfile:
-    def fail(where: str, reason: str) -> ProfileError:
-        return ProfileError(f"{source}: {where}: {reason}")
-
-    if not isinstance(doc, Mapping):
-        raise fail("(top)", "a profile is a mapping of fields")
-    unknown = set(doc) - set(_DEFAULTS) - set(_REQUIRED)
-    if unknown:
-        raise fail(sorted(map(str, unknown))[0], "unknown field")
-    for f in _REQUIRED:
-        if f not in doc:
-            raise fail(f, "required field missing")
-    d = {**_DEFAULTS, **doc}
-
-    def text(f: str) -> str:
-        v = d[f]
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = str(v)
-        if not isinstance(v, str) or not v:
-            raise fail(f, "must be a non-empty string")
-        return v
-
-    def hexdigits(f: str, n: int) -> str:
-        v = text(f).upper()
-        if len(v) != n or any(c not in "0123456789ABCDEF" for c in v):
-            raise fail(f, f"must be {n} hex digits, got {d[f]!r}")
-        return v
-
-    def digits(f: str, n: int) -> str:
-        v = text(f)
-        if len(v) != n or not v.isdigit():
-            raise fail(f, f"must be {n} decimal digits, got {d[f]!r}")
-        return v
-
-    def integer(f: str, lo: int, hi: int) -> int:
-        v = d[f]
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise fail(f, f"must be an integer {lo}..{hi}, got {v!r}")
-        return v
-
-    def flag(f: str) -> bool:
-        if not isinstance(d[f], bool):
-            raise fail(f, f"must be true or false, got {d[f]!r}")
-        return d[f]
-
-    def byte(f: str) -> int:
-        return int(hexdigits(f, 2), 16)
-
-    prefix = text("card_no_prefix")
-    if not prefix.isdigit() or not 1 <= len(prefix) <= 16:
-        raise fail("card_no_prefix", f"must be 1..16 decimal digits, got {prefix!r}")
-    pin = text("pin")
-    if not pin.isdigit() or not 4 <= len(pin) <= 12 or len(pin) % 2:
-        raise fail("pin", "must be an even number (4..12) of decimal digits (BCD)")
-    keys_doc = d["keys"]
-    if not isinstance(keys_doc, list) or not keys_doc:
-        raise fail("keys", "must be a non-empty list of {algorithm, index}")
-    slots: list[KeySlot] = []
-    for i, k in enumerate(keys_doc):
-        where = f"keys[{i}]"
-        if not isinstance(k, Mapping) or set(k) != {"algorithm", "index"}:
-            raise fail(where, "must be {algorithm: 3des|sm4, index: 1..255}")
-        if k["algorithm"] not in ("3des", "sm4"):
-            raise fail(f"{where}.algorithm", f"must be 3des or sm4, got {k['algorithm']!r}")
-        if not isinstance(k["index"], int) or isinstance(k["index"], bool) or not 1 <= k["index"] <= 255:
-            raise fail(f"{where}.index", f"must be an integer 1..255, got {k['index']!r}")
-        slots.append(KeySlot(k["algorithm"], k["index"]))
-    if len({s.index for s in slots}) != len(slots):
-        raise fail("keys", "two key sets share one key index")
-    if len({s.algorithm for s in slots}) != len(slots):
-        raise fail("keys", "a card carries at most one key set per algorithm")
-    records = d["capp_records"]
-    if not isinstance(records, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in records):
-        raise fail("capp_records", "must be a list of record IDs 1..18")
-    for r in records:
-        if r not in CAPP_RECORD_IDS:
-            raise fail("capp_records", f"record ID {r} outside 1..18")
-    if len(set(records)) != len(records):
-        raise fail("capp_records", "a record ID is listed twice")
-    try:
-        ats = bytes.fromhex(text("ats_historical"))
-    except ValueError:
-        raise fail("ats_historical", "must be hex") from None
-    if len(ats) > 15:
-        raise fail("ats_historical", "at most 15 historical bytes fit an ATS")
-    medium = text("medium")
-    if medium not in MEDIA:
-        raise fail("medium", f"must be one of {', '.join(MEDIA)}")
-    max_balance = integer("max_balance", 0, 0x7FFFFFFF)
-    overdraft = integer("overdraft_limit", 0, 0xFFFFFF)
-    name = text("name")
-    return CardProfile(
-        name=name,
-        description=str(d["description"]),
-        org_code=hexdigits("org_code", 4),
-        city=digits("city", 4),
-        province=digits("province", 4),
-        country=digits("country", 8),
-        card_no_prefix=prefix,
-        app_type=byte("app_type"),
-        app_version=byte("app_version"),
-        fci_app_version=byte("fci_app_version"),
-        card_type=byte("card_type"),
-        interoperable=flag("interoperable"),
-        settlement_unit=hexdigits("settlement_unit", 8),
-        fci_custom=hexdigits("fci_custom", 4),
-        valid_years=integer("valid_years", 1, 50),
-        max_balance=max_balance,
-        overdraft_limit=overdraft,
-        pin=pin,
-        pin_required_for_load=flag("pin_required_for_load"),
-        keys=tuple(slots),
-        capp_records=tuple(records),
-        ef18_records=integer("ef18_records", 1, 255),
-        ef1e_records=integer("ef1e_records", 1, 255),
-        ats_historical=ats,
-        medium=medium,
-        price=integer("price", 0, 10_000_000),
-        source=source,
-    )
+    return validate(CardProfileFile, doc, source, ProfileError).build(source)

@@ -1,7 +1,8 @@
 """File layouts of the T-Union card and PSAM: one class per file, record or FCI, each with its vectors.
 
 Adding a file = writing a class (identifiers, a construct codec, vectors) and listing it in ``ALL``; the
-generic test then checks its vectors both ways. Look layouts up by name (``by_name('15')``), by SFI
+generic test then checks its vectors both ways. ``names`` names what the layouts share (AIDs, SFIs, PSAM
+FIDs, key types) and ``view.LayoutView`` is the decoded view the host API returns. Look layouts up by name (``by_name('15')``), by SFI
 (``by_sfi(0x15)``) or, for EF1A, by record number (``for_1a_record(0x01)``).
 """
 from __future__ import annotations
@@ -11,16 +12,18 @@ from ykt_card.layouts.ef15 import EF15
 from ykt_card.layouts.ef16 import EF16
 from ykt_card.layouts.ef17 import EF17
 from ykt_card.layouts.ef18 import EF18, TRANSACTION_TYPES, transaction_type_name
-from ykt_card.layouts.ef1a import EF1ABus, EF1AMetro, EF1AOther, record_name, record_size
+from ykt_card.layouts.ef1a import EF1ABus, EF1AMetro, EF1AOther, blank_record, record_name, record_size
 from ykt_card.layouts.ef1e import EF1EA, EF1EB
-from ykt_card.layouts.fci import AdfFci, PpseFci
+from ykt_card.layouts.fci import AdfFci, PpseEntry, PpseFci
 from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
+from ykt_card.layouts.view import LayoutView
 
 __all__ = [
     "ALL", "by_name", "by_sfi", "for_1a_record", "FileLayout", "StructLayout", "LayoutError",
     "PpseFci", "AdfFci", "EF15", "EF16", "EF17", "EF18", "EF1AMetro", "EF1ABus", "EF1AOther",
     "EF1EA", "EF1EB", "PsamEF15", "PsamEF16", "PsamEF17",
-    "TRANSACTION_TYPES", "transaction_type_name", "record_size", "record_name",
+    "TRANSACTION_TYPES", "transaction_type_name", "record_size", "record_name", "blank_record", "PpseEntry",
+    "LayoutView",
 ]
 
 ALL: tuple[type[FileLayout], ...] = (

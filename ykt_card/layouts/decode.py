@@ -2,8 +2,9 @@
 
 Someone holding ``00B0950000`` output or a trace line pastes the hex; this picks the layout (EF1A by
 the record number in byte 1, EF1E by the layout the user names), tolerates grouping characters and a
-trailing status word, and returns plain data or a readable text. Every fault is a LayoutError that
-names the field (a wrong length, a bad BCD digit, a stray character in the hex), never a traceback.
+trailing status word, and returns plain data (the command line renders it, tools/render.py). Every fault
+is a LayoutError that names the field (a wrong length, a bad BCD digit, a stray character in the hex),
+never a traceback.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import re
 from typing import Any
 
 from ykt_card.layouts import (EF15, EF16, EF17, EF18, EF1EA, EF1EB, AdfFci, FileLayout, LayoutError, PpseFci,
-                      PsamEF15, PsamEF16, PsamEF17, StructLayout, by_name, for_1a_record, record_size)
+                              PsamEF15, PsamEF16, PsamEF17, for_1a_record, record_size)
 
-__all__ = ["CHOICES", "parse_hex", "decode_bytes", "decode_ef", "render_text"]
+__all__ = ["CHOICES", "parse_hex", "decode_bytes", "decode_ef"]
 
 #: What ``ykt decode EF`` accepts (any case; an 'EF' prefix and '-'/'_' are ignored).
 CHOICES = ("ppse", "fci", "15", "16", "17", "18", "1A", "1E", "psam15", "psam16", "psam17")
@@ -91,61 +92,3 @@ def decode_bytes(which: str, raw: bytes, layout: str = "A") -> dict[str, Any]:
 def decode_ef(which: str, hex_text: str, layout: str = "A") -> dict[str, Any]:
     """``ykt decode EF HEX [--layout A|B]``: decode_bytes on hex text (spaces and colons allowed)."""
     return decode_bytes(which, parse_hex(hex_text), layout)
-
-
-def _flatten(value: Any, prefix: str, out: list[tuple[str, Any]]) -> None:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            _flatten(sub, f"{prefix}.{key}" if prefix else str(key), out)
-    elif isinstance(value, list):
-        if not value:
-            out.append((prefix, "(none)"))
-        for i, sub in enumerate(value):
-            _flatten(sub, f"{prefix}[{i}]", out)
-    else:
-        out.append((prefix, value))
-
-
-def _yuan(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d} yuan"
-
-
-def _show(value: Any, is_amount: bool) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if is_amount and isinstance(value, int):
-        return f"{value} ({_yuan(value)})"
-    return str(value)
-
-
-def render_text(decoded: dict[str, Any]) -> str:
-    """Aligned ``field: value`` lines for a human, under a title line; amounts also shown in yuan.
-
-    Takes what decode_ef returns (or a bare fields dict). Nested values are flattened with dotted
-    names (``ef15.card_no``, ``entries[0].aid``); None prints as '-'.
-    """
-    lines: list[str] = []
-    fields = decoded
-    amounts: set[str] = set()
-    if "fields" in decoded and "file" in decoded:
-        fields = decoded["fields"]
-        head = f"{decoded['file']}: {decoded.get('title', '')}, {decoded.get('length', '?')} bytes"
-        if decoded.get("sw"):
-            head += f" (SW {decoded['sw']})"
-        lines.append(head)
-        try:
-            cls = by_name(decoded["file"])
-        except LayoutError:
-            cls = None
-        if cls is not None and issubclass(cls, StructLayout):
-            amounts = {name for name, kind in cls.field_kinds().items() if kind == "amount"}
-    flat: list[tuple[str, Any]] = []
-    _flatten(fields, "", flat)
-    width = max((len(name) for name, _ in flat), default=0) + 1
-    indent = "  " if lines else ""
-    for name, value in flat:
-        lines.append(f"{indent}{name + ':':<{width}} {_show(value, name in amounts)}")
-    return "\n".join(lines)

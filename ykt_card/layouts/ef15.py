@@ -43,8 +43,29 @@ class EF15(StructLayout):
                 out["city_code"] = value[4:8]
             elif key == "card_no":
                 out["card_no_printed"] = value[1:]   # as MetroDroid and NFCard print it
-                out["serial8"] = value[4:]           # bytes 12..19, the diversification factor
+                out["serial8"] = value[4:]           # the last 8 bytes, the diversification factor
         return out
+
+    # -- the diversification factors as bytes, by the layout's own offsets --------------------------
+    @classmethod
+    def issuer_id_of(cls, raw: bytes) -> bytes:
+        """Bytes 0..7, org code ‖ city code ‖ FFFFFFFF: the first factor of D2."""
+        return cls.field_bytes(raw, "issuer_id")
+
+    @classmethod
+    def card_no_of(cls, raw: bytes) -> str:
+        """The 20 digits of the card number as stored (hex of its bytes, so a bad nibble still shows)."""
+        return cls.field_bytes(raw, "card_no").hex().upper()
+
+    @classmethod
+    def serial8_of(cls, raw: bytes) -> bytes:
+        """The last 8 bytes of the card number (``serial8``): the second factor of D2 and of PSAM 8070."""
+        return cls.serial8_of_card_no(cls.card_no_of(raw))
+
+    @staticmethod
+    def serial8_of_card_no(card_no: str) -> bytes:
+        """``serial8`` of a 20-digit card number: its last 16 digits as 8 bytes."""
+        return bytes.fromhex(card_no)[-8:]
 
     vectors = [
         # Real: Beijing T-Union card, the 9F0C of its FCI (tunion.md 1.2).

@@ -37,6 +37,7 @@ class EF18(StructLayout):
     title = "transaction log record (交易明细)"
     sfi = 0x18
     size = 23
+    capacity = 10
     kind = "record"
     aliases = ("18", "ef18")
     codec = Struct(

@@ -35,6 +35,18 @@ def record_name(record_no: int) -> str:
     return RECORD_NAMES.get(record_no, "reserved")
 
 
+def blank_record(record_no: int) -> bytes:
+    """A fresh EF1A record as personalisation creates it: the header 27 ‖ ID ‖ length-after ‖ valid 01 ‖
+    interop 01 ‖ unlocked 00, and a zero body at the size of its record number (real cards, tunion.md 1.3)."""
+    if not 0x01 <= record_no <= 0xFE:
+        raise LayoutError("EF1A", "record_id", f"record number {record_no} out of range 01..FE")
+    if record_no == EF1AMetro.record_id:
+        return EF1AMetro.encode(EF1AMetro.blank())
+    if record_no == EF1ABus.record_id:
+        return EF1ABus.encode(EF1ABus.blank())
+    return EF1AOther.encode({"record_id": f"{RECORD_TAG:02X}{record_no:02X}"})
+
+
 def _header() -> list:
     return [
         "record_id" / Hex(2),        # 27 ‖ record number

@@ -23,6 +23,7 @@ class EF1EA(StructLayout):
     title = "transit history record, layout A (公共交通过程信息循环记录)"
     sfi = 0x1E
     size = 48
+    capacity = 30
     kind = "record"
     layout = "A"
     aliases = ("1e-a", "1ea", "ef1e-a")
@@ -68,6 +69,7 @@ class EF1EB(StructLayout):
     title = "transit history record, layout B (公共交通过程信息循环记录)"
     sfi = 0x1E
     size = 48
+    capacity = 30
     kind = "record"
     layout = "B"
     aliases = ("1e-b", "1eb", "ef1e-b")

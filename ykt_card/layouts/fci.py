@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from apdu import tlv
@@ -27,6 +28,27 @@ TAG_LABEL = 0x50
 TAG_PRIORITY = 0x87
 TAG_APP_VERSION = 0x9F08
 TAG_EF15 = 0x9F0C
+
+
+@dataclass(frozen=True, slots=True)
+class PpseEntry:
+    """One application of a PPSE directory (tag 61): AID (4F), label (50) and priority (87).
+
+    The card keeps its directory as these; the host reads one back from `PpseFci.decode`. A card may
+    leave out the label or the priority (None).
+    """
+
+    aid: bytes
+    label: str | None = None
+    priority: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The entry as `PpseFci` encodes and decodes it."""
+        return {"aid": self.aid.hex().upper(), "label": self.label, "priority": self.priority}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> "PpseEntry":
+        return cls(bytes.fromhex(fields["aid"]), fields.get("label"), fields.get("priority"))
 
 
 class BerTlvCodec:
@@ -222,7 +244,12 @@ class PpseFci(_TlvLayout):
 
 
 class AdfFci(_TlvLayout):
-    """The answer to SELECT A000000632010105: AID (84), application version (9F08) and EF15 (9F0C)."""
+    """The answer to SELECT A000000632010105: AID (84), application version (9F08) and EF15 (9F0C).
+
+    A card may leave out the proprietary template (A5) or either of its tags: ``app_version`` and
+    ``ef15`` are then None, and a terminal reads EF15 with READ BINARY (5.1 step 2). ``encode`` takes
+    ``ef15`` as EF15's fields or as its 30 raw bytes (what a card answers with).
+    """
 
     name = "FCI"
     title = "T-Union application FCI (SELECT AID)"
@@ -231,17 +258,24 @@ class AdfFci(_TlvLayout):
     @classmethod
     def decode(cls, raw: bytes) -> dict[str, Any]:
         top = cls._parse(raw)
-        parts = cls._children(top, [(TAG_DF_NAME, True), (TAG_PROPRIETARY, True)])
-        a5 = cls._children(parts[TAG_PROPRIETARY], [(TAG_APP_VERSION, True), (TAG_EF15, True)])
-        version = a5[TAG_APP_VERSION].value
-        if not version:
-            raise cls._error("app_version", "empty 9F08")
-        try:
-            ef15 = EF15.decode(a5[TAG_EF15].value)
-        except LayoutError as exc:
-            raise cls._sub_error(exc, "of 9F0C") from None
-        return {"aid": cls._aid("aid", parts[TAG_DF_NAME].value), "app_version": version.hex().upper(),
-                "ef15": ef15}
+        parts = cls._children(top, [(TAG_DF_NAME, True), (TAG_PROPRIETARY, False)])
+        a5 = {}
+        if TAG_PROPRIETARY in parts:
+            a5 = cls._children(parts[TAG_PROPRIETARY], [(TAG_APP_VERSION, False), (TAG_EF15, False)])
+            if not a5:
+                raise cls._error("A5", "empty proprietary template")
+        out: dict[str, Any] = {"aid": cls._aid("aid", parts[TAG_DF_NAME].value), "app_version": None, "ef15": None}
+        if TAG_APP_VERSION in a5:
+            version = a5[TAG_APP_VERSION].value
+            if not version:
+                raise cls._error("app_version", "empty 9F08")
+            out["app_version"] = version.hex().upper()
+        if TAG_EF15 in a5:
+            try:
+                out["ef15"] = EF15.decode(a5[TAG_EF15].value)
+            except LayoutError as exc:
+                raise cls._sub_error(exc, "of 9F0C") from None
+        return out
 
     @classmethod
     def _sub_error(cls, exc: LayoutError, where: str) -> LayoutError:
@@ -254,15 +288,27 @@ class AdfFci(_TlvLayout):
         keys = ("aid", "app_version", "ef15")
         fields = cls._fields(fields, keys, keys)
         aid = cls._hex_value("aid", fields["aid"], 5, 16)
-        version = cls._hex_value("app_version", fields["app_version"], 1, 4)
+        proprietary = []
+        if fields["app_version"] is not None:
+            proprietary.append(Tlv(TAG_APP_VERSION, cls._hex_value("app_version", fields["app_version"], 1, 4)))
+        if fields["ef15"] is not None:
+            proprietary.append(Tlv(TAG_EF15, cls._ef15_bytes(fields["ef15"])))
+        children = [Tlv(TAG_DF_NAME, aid)]
+        if proprietary:
+            children.append(Tlv(TAG_PROPRIETARY, children=proprietary))
+        return cls.codec.build(Tlv(TAG_FCI, children=children))
+
+    @classmethod
+    def _ef15_bytes(cls, ef15: Any) -> bytes:
+        if isinstance(ef15, (bytes, bytearray)):
+            # a card answers with the bytes its EF15 holds, checked or not (it never decodes its own files)
+            if len(ef15) != EF15.size:
+                raise cls._error("ef15", f"{len(ef15)} bytes, expected {EF15.size}")
+            return bytes(ef15)
         try:
-            ef15 = EF15.encode(fields["ef15"])
+            return EF15.encode(ef15)
         except LayoutError as exc:
             raise cls._sub_error(exc, "of EF15") from None
-        return cls.codec.build(Tlv(TAG_FCI, children=[
-            Tlv(TAG_DF_NAME, aid),
-            Tlv(TAG_PROPRIETARY, children=[Tlv(TAG_APP_VERSION, version), Tlv(TAG_EF15, ef15)]),
-        ]))
 
     vectors = [
         # Real: a Beijing T-Union card's FCI (tunion.md 1.2: HCE replay of the card, 9F0C sample).
@@ -275,4 +321,8 @@ class AdfFci(_TlvLayout):
          " 9F0C1E 02205810FFFFFFFF 02 01 03104870395346358827 20240715 20401215 0000", {
             "aid": "A000000632010105", "app_version": "01",
             "ef15": dict(EF15.vectors[1][1])}),
+        # Constructed: an FCI with the AID only (no proprietary template): the terminal reads EF15 itself ...
+        ("6F0A 8408A000000632010105", {"aid": "A000000632010105", "app_version": None, "ef15": None}),
+        # ... and one with the application version but not EF15.
+        ("6F10 8408A000000632010105 A504 9F080102", {"aid": "A000000632010105", "app_version": "02", "ef15": None}),
     ]

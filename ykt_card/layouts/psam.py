@@ -16,6 +16,7 @@ class PsamEF15(StructLayout):
     """PSAM MF EF15: the PSAM's serial number and versions."""
 
     name = "PSAM-EF15"
+    df = 0x3F00           # the MF
     title = "PSAM public data (serial number)"
     app = "psam"
     sfi = 0x15
@@ -44,6 +45,7 @@ class PsamEF16(StructLayout):
     """PSAM MF EF16: the terminal number (终端机编号) the PSAM signs with; read with 00B0960006."""
 
     name = "PSAM-EF16"
+    df = 0x3F00           # the MF
     title = "PSAM terminal number (终端机编号)"
     app = "psam"
     sfi = 0x16
@@ -62,6 +64,7 @@ class PsamEF17(StructLayout):
     """PSAM DF 8011 EF17: purchase key index, issuer and receiver IDs, validity (25 bytes, PBOC)."""
 
     name = "PSAM-EF17"
+    df = 0x8011           # the T-Union DF
     title = "PSAM application data, DF 8011 (key index, issuer, receiver, dates)"
     app = "psam"
     sfi = 0x17

@@ -36,9 +36,10 @@ Choices this module makes where the reference is silent (each one documented onc
 * 8072 without a pending purchase: 6901 (the vendor "state machine" code, as DEBIT without INIT).
   A correct MAC2 (constant-time comparison) consumes the pending purchase. A wrong one answers 9302,
   keeps the purchase (BJ retries 8072) and is remembered in the state (`mac2_failures`: count, card
-  serial, issuer, sequence), saved through `on_change` before the answer.
+  serial, issuer, sequence), saved through `on_change` before the answer. The count is 4 bytes and
+  stops at FFFFFFFF.
 * 801A P1 = key usage: high 3 bits = diversification levels (1 or 2, else 6A86), low 5 bits = key type
-  (table `KEY_TYPES`; 4 is the TAC key, folded L⊕R for 3DES as a PIN-reload key is; 09/0A are ykt's
+  (table `names.PSAM_KEY_TYPES`; 4 is the TAC key, folded L⊕R for 3DES as a PIN-reload key is; 09/0A are ykt's
   own types for the APPLICATION BLOCK/UNBLOCK keys: `app_block`/`app_unblock`, or `app_maintenance`
   when the key set names none, exactly the key the card uses, see design.md). P2 = key index (D16:
   01 3DES, 02 SM4 on the reference profile), matched against the index of that role's entry; P2 00 =
@@ -66,40 +67,22 @@ from ykt_card.status import SW_COUNTER_MAX, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INV
 from keysets import (PURCHASE_TYPES, Algorithm, KeySet, PurchaseSession, diversify, pad80, tac_key)
 from keysets.keyset import Use
 
+from ykt_card.layouts.names import KEY_TYPE_TAC, PSAM_DF_TUNION, PSAM_KEY_TYPES, PSAM_MF
 from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 
 __all__ = [
-    "ATR", "FID_MF", "FID_TUNION", "SFI_PSAM_PUBLIC", "SFI_TERMINAL_ID", "SFI_APP_DATA",
-    "KEY_TYPE_PURCHASE", "KEY_TYPE_PIN_UNBLOCK", "KEY_TYPE_TAC", "KEY_TYPE_APP_MAINTENANCE",
-    "KEY_TYPE_APP_BLOCK", "KEY_TYPE_APP_UNBLOCK", "KEY_TYPES", "FIRST_TERMINAL_SEQ", "SEQ_EXHAUSTED",
-    "PsamStateError", "Mac2Failures", "PsamState", "PsamOS", "raw_mac", "state_summary",
+    "ATR", "FIRST_TERMINAL_SEQ", "SEQ_EXHAUSTED", "MAC2_FAILURES_MAX", "PsamStateError", "Mac2Failures", "PsamState", "PsamOS",
+    "raw_mac", "state_summary",
 ]
 
 ATR = bytes.fromhex("3B08") + b"YKTPSAM\x01"
 """Direct convention, T0 = 08 (no interface bytes, so T=0 at default speed), 8 proprietary historical
 bytes: "YKTPSAM" and the version of this Card OS."""
 
-FID_MF = 0x3F00
-FID_TUNION = 0x8011
-SFI_PSAM_PUBLIC = 0x15     # MF: PSAM serial and versions, 14 bytes
-SFI_TERMINAL_ID = 0x16     # MF: terminal number, 6 bytes
-SFI_APP_DATA = 0x17        # DF 8011: key index, issuer, receiver, dates, 25 bytes
-
-#: 801A key types (low 5 bits of the key-usage byte) and the key set roles behind them, first found wins.
-KEY_TYPE_PURCHASE = 0x02
-KEY_TYPE_PIN_UNBLOCK = 0x03
-KEY_TYPE_TAC = 0x04            # stored as a "PIN reload" key so the COS folds L⊕R (3DES)
-KEY_TYPE_APP_MAINTENANCE = 0x05
-KEY_TYPE_APP_BLOCK = 0x09      # ykt: the card's APPLICATION BLOCK key
-KEY_TYPE_APP_UNBLOCK = 0x0A    # ykt: the card's APPLICATION UNBLOCK key
-KEY_TYPES: dict[int, tuple[str, ...]] = {
-    KEY_TYPE_PURCHASE: ("purchase",),
-    KEY_TYPE_PIN_UNBLOCK: ("pin_unblock",),
-    KEY_TYPE_TAC: ("tac",),
-    KEY_TYPE_APP_MAINTENANCE: ("app_maintenance",),
-    KEY_TYPE_APP_BLOCK: ("app_block", "app_maintenance"),
-    KEY_TYPE_APP_UNBLOCK: ("app_unblock", "app_maintenance"),
-}
+PSAM_FILES: dict[int, dict[int, str]] = {}
+"""DF → SFI → the `PsamState` attribute holding the file, from the layouts' `df` and `sfi`."""
+for _layout, _attr in ((PsamEF15, "ef15"), (PsamEF16, "ef16"), (PsamEF17, "ef17")):
+    PSAM_FILES.setdefault(_layout.df, {})[_layout.sfi] = _attr  # type: ignore[index]
 
 FIRST_TERMINAL_SEQ = 1
 SEQ_EXHAUSTED = 0x1_0000_0000
@@ -109,7 +92,16 @@ _INIT_PURCHASE_COMMON = 20    # random 4, counter 2, amount 4, type 1, date-time
 
 
 class PsamStateError(ValueError):
-    """A PSAM state that breaks the PSAM's own rules; names the field, never a key value."""
+    """A PSAM state that breaks the PSAM's own rules: `field` and `reason`, never a key value."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+MAC2_FAILURES_MAX = 0xFFFFFFFF
+"""The wrong-MAC2 count stops here (a 4-byte counter, as the image stores it)."""
 
 
 @dataclass
@@ -124,7 +116,7 @@ class Mac2Failures:
 
 @dataclass
 class PsamState:
-    """Everything the PSAM keeps across power cycles (its EEPROM). Build one with psam_issue.issue_psam.
+    """Everything the PSAM keeps across power cycles (its EEPROM). Build one with psam.issue.issue_psam.
 
     `keysets` are TEST master key sets; the first is the default (EF17's key index, 801A P2 00).
     """
@@ -140,17 +132,17 @@ class PsamState:
     @property
     def terminal_id(self) -> bytes:
         """EF16: the 6-byte terminal number every purchase carries."""
-        return self.ef16
+        return PsamEF16.field_bytes(self.ef16, "terminal_id")
 
     @property
     def serial(self) -> bytes:
-        """EF15 bytes 0..9: the PSAM's own serial number."""
-        return self.ef15[:10]
+        """EF15's serial: the PSAM's own serial number."""
+        return PsamEF15.field_bytes(self.ef15, "serial")
 
     @property
     def key_index(self) -> int:
-        """EF17 byte 0: the purchase key index a terminal sends in INITIALIZE FOR PURCHASE."""
-        return self.ef17[0]
+        """EF17's key index: the purchase key index a terminal sends in INITIALIZE FOR PURCHASE."""
+        return PsamEF17.field_bytes(self.ef17, "key_index")[0]
 
     def purchase_keyset(self, algorithm_id: int, key_version: int) -> KeySet | None:
         """The key set 8070 uses for a card's algorithm byte and purchase key version."""
@@ -161,7 +153,7 @@ class PsamState:
 
     def keyset_for(self, key_type: int, p2: int) -> tuple[KeySet, str] | None:
         """The key set and role 801A addresses with key type `key_type` and P2 (00 = default set)."""
-        roles = KEY_TYPES.get(key_type)
+        roles = PSAM_KEY_TYPES.get(key_type)
         if roles is None:
             return None
         candidates = self.keysets[:1] if p2 == 0 else self.keysets
@@ -173,58 +165,72 @@ class PsamState:
 
     def validate(self) -> None:
         """Check every invariant the PSAM OS relies on; raise PsamStateError naming the field."""
-        for name, layout in (("ef15", PsamEF15), ("ef16", PsamEF16), ("ef17", PsamEF17)):
-            value = getattr(self, name)
-            if not isinstance(value, bytes):
-                raise PsamStateError(f"{name}: must be bytes")
-            try:
-                layout.decode(value)
-            except ValueError as exc:
-                raise PsamStateError(f"{name}: {exc}") from None
-        if not self.keysets:
-            raise PsamStateError("keysets: a PSAM needs at least one key set")
-        seen_purchase: set[tuple[int, int]] = set()
-        seen_index: dict[str, set[int]] = {}
-        for i, ks in enumerate(self.keysets):
-            where = f"keysets[{i}] ({ks.name})"
-            if not isinstance(ks, KeySet):
-                raise PsamStateError(f"keysets[{i}]: not a KeySet")
-            try:
-                ks.require(Use.SIMULATION)
-            except ValueError as exc:
-                raise PsamStateError(f"{where}: {exc}") from None
-            if not ks.diversification:
-                raise PsamStateError(f"{where}: a PSAM holds master keys; diversification must not be []")
-            for role in ("purchase", "tac"):
-                if not ks.has(role):
-                    raise PsamStateError(f"{where}: role {role} missing")
-            key = (ks.algorithm.wire_id, ks.entry("purchase").version)
-            if key in seen_purchase:
-                raise PsamStateError(f"{where}: a second {ks.algorithm.value} key set with purchase key "
-                                     f"version {key[1]:02X}; 8070 could not tell them apart")
-            seen_purchase.add(key)
-            for role, entry in ks.keys.items():
-                if entry.index == 0:
-                    raise PsamStateError(f"{where}: {role} key index 00 is reserved (801A P2 00 = default)")
-                if entry.index in seen_index.setdefault(role, set()):
-                    raise PsamStateError(f"{where}: two key sets give {role} key index {entry.index:02X}; "
-                                         "801A could not tell them apart")
-                seen_index[role].add(entry.index)
-        if self.ef17[0] != self.keysets[0].entry("purchase").index:
-            raise PsamStateError(f"ef17: key index {self.ef17[0]:02X} is not the purchase key index "
-                                 f"{self.keysets[0].entry('purchase').index:02X} of the first key set")
+        _check_files(self)
+        _check_keysets(self.keysets)
+        if self.key_index != self.keysets[0].entry("purchase").index:
+            raise PsamStateError("ef17", f"key index {self.key_index:02X} is not the purchase key index "
+                                         f"{self.keysets[0].entry('purchase').index:02X} of the first key set")
         seq = self.next_terminal_seq
         if isinstance(seq, bool) or not isinstance(seq, int) or not FIRST_TERMINAL_SEQ <= seq <= SEQ_EXHAUSTED:
-            raise PsamStateError(f"next_terminal_seq: {seq!r} out of range 1..{SEQ_EXHAUSTED:X}")
-        f = self.mac2_failures
-        if isinstance(f.count, bool) or not isinstance(f.count, int) or f.count < 0:
-            raise PsamStateError(f"mac2_failures.count: {f.count!r} is not a count")
-        for name, size in (("last_serial", 8), ("last_issuer_id", 8)):
-            v = getattr(f, name)
-            if v is not None and (not isinstance(v, bytes) or len(v) != size):
-                raise PsamStateError(f"mac2_failures.{name}: must be {size} bytes or null")
-        if f.last_terminal_seq is not None and not 0 <= f.last_terminal_seq <= 0xFFFFFFFF:
-            raise PsamStateError("mac2_failures.last_terminal_seq: must fit 4 bytes or be null")
+            raise PsamStateError("next_terminal_seq", f"{seq!r} out of range 1..{SEQ_EXHAUSTED:X}")
+        _check_mac2_failures(self.mac2_failures)
+
+
+def _check_files(state: PsamState) -> None:
+    for name, layout in (("ef15", PsamEF15), ("ef16", PsamEF16), ("ef17", PsamEF17)):
+        value = getattr(state, name)
+        if not isinstance(value, bytes):
+            raise PsamStateError(name, "must be bytes")
+        try:
+            layout.decode(value)
+        except ValueError as exc:
+            raise PsamStateError(name, str(exc)) from None
+
+
+def _check_keysets(keysets: tuple[KeySet, ...]) -> None:
+    """Test master key sets, each with purchase and TAC keys, that 8070 and 801A can tell apart."""
+    if not keysets:
+        raise PsamStateError("keysets", "a PSAM needs at least one key set")
+    seen_purchase: set[tuple[int, int]] = set()
+    seen_index: dict[str, set[int]] = {}
+    for i, ks in enumerate(keysets):
+        where = f"keysets[{i}]"
+        if not isinstance(ks, KeySet):
+            raise PsamStateError(where, "not a KeySet")
+        try:
+            ks.require(Use.SIMULATION)
+        except ValueError as exc:
+            raise PsamStateError(where, str(exc)) from None
+        if not ks.diversification:
+            raise PsamStateError(where, f"{ks.name}: a PSAM holds master keys; diversification must not be []")
+        for role in ("purchase", "tac"):
+            if not ks.has(role):
+                raise PsamStateError(f"{where}.keys.{role}", f"{ks.name}: role {role} missing")
+        key = (ks.algorithm.wire_id, ks.entry("purchase").version)
+        if key in seen_purchase:
+            raise PsamStateError(where, f"{ks.name}: a second {ks.algorithm.value} key set with purchase key "
+                                        f"version {key[1]:02X}; 8070 could not tell them apart")
+        seen_purchase.add(key)
+        for role, entry in ks.keys.items():
+            if entry.index == 0:
+                raise PsamStateError(f"{where}.keys.{role}.index",
+                                     f"{ks.name}: key index 00 is reserved (801A P2 00 = default)")
+            if entry.index in seen_index.setdefault(role, set()):
+                raise PsamStateError(f"{where}.keys.{role}.index",
+                                     f"{ks.name}: two key sets give {role} key index {entry.index:02X}; "
+                                     "801A could not tell them apart")
+            seen_index[role].add(entry.index)
+
+
+def _check_mac2_failures(f: Mac2Failures) -> None:
+    if isinstance(f.count, bool) or not isinstance(f.count, int) or not 0 <= f.count <= MAC2_FAILURES_MAX:
+        raise PsamStateError("mac2_failures.count", f"{f.count!r} out of range 0..{MAC2_FAILURES_MAX}")
+    for name, size in (("last_serial", 8), ("last_issuer_id", 8)):
+        v = getattr(f, name)
+        if v is not None and (not isinstance(v, bytes) or len(v) != size):
+            raise PsamStateError(f"mac2_failures.{name}", f"must be {size} bytes or null")
+    if f.last_terminal_seq is not None and not 0 <= f.last_terminal_seq <= 0xFFFFFFFF:
+        raise PsamStateError("mac2_failures.last_terminal_seq", "must fit 4 bytes or be null")
 
 
 # --- crypto the PSAM needs beyond keysets: MAC over caller-padded data -----------------------------
@@ -274,8 +280,9 @@ class _WorkingKey:
 
 
 @dataclass(frozen=True, repr=False)
-class _PendingPurchase:
-    """What 8072 checks MAC2 against: the session of the latest 8070 and its amount."""
+class _AwaitingMac2:
+    """A purchase the PSAM signed (8070, MAC1) and whose card MAC2 it awaits (8072): the session, the
+    amount, and what a wrong MAC2 is remembered by."""
 
     session: PurchaseSession
     amount: int
@@ -284,7 +291,7 @@ class _PendingPurchase:
     terminal_seq: int
 
     def __repr__(self) -> str:
-        return f"_PendingPurchase(seq={self.terminal_seq:08X}, amount={self.amount}, session=<hidden>)"
+        return f"_AwaitingMac2(seq={self.terminal_seq:08X}, amount={self.amount}, session=<hidden>)"
 
 
 class PsamOS(CardApplication):
@@ -324,9 +331,9 @@ class PsamOS(CardApplication):
         return rapdu
 
     def _reset_volatile(self) -> None:
-        self._df = FID_MF
+        self._df = PSAM_MF
         self._current_ef: int | None = None
-        self._pending: _PendingPurchase | None = None
+        self._pending: _AwaitingMac2 | None = None
         self._key: _WorkingKey | None = None
         self._response = b""
         self._offered = b""
@@ -354,7 +361,7 @@ class PsamOS(CardApplication):
             raise CardError(SW_WRONG_LENGTH, "T=0 has no extended lengths")
 
     def _need_tunion(self) -> None:
-        if self._df != FID_TUNION:
+        if self._df != PSAM_DF_TUNION:
             raise CardError(SW_CONDITIONS, "select DF 8011 first")
 
     @staticmethod
@@ -383,16 +390,15 @@ class PsamOS(CardApplication):
         if len(cmd.data) != 2:
             raise CardError(SW_WRONG_LENGTH)
         fid = int.from_bytes(cmd.data, "big")
-        if fid not in (FID_MF, FID_TUNION):
+        if fid not in PSAM_FILES:
             raise CardError(SW_FILE_NOT_FOUND)
         self._df = fid
         self._current_ef = None
         return None
 
     def _files(self) -> dict[int, bytes]:
-        if self._df == FID_MF:
-            return {SFI_PSAM_PUBLIC: self.state.ef15, SFI_TERMINAL_ID: self.state.ef16}
-        return {SFI_APP_DATA: self.state.ef17}
+        """The files of the current DF by SFI."""
+        return {sfi: getattr(self.state, attr) for sfi, attr in PSAM_FILES[self._df].items()}
 
     @instruction(0xB0, cla=0x00)
     def read_binary(self, cmd: CommandApdu) -> bytes:
@@ -478,7 +484,7 @@ class PsamOS(CardApplication):
         def undo() -> None:
             self.state.next_terminal_seq = seq
         self._save(undo)
-        self._pending = _PendingPurchase(session, amount, serial, issuer, seq)
+        self._pending = _AwaitingMac2(session, amount, serial, issuer, seq)
         return seq.to_bytes(4, "big") + mac1
 
     # -- 8072 CREDIT SAM FOR PURCHASE --------------------------------------------------------------
@@ -495,8 +501,8 @@ class PsamOS(CardApplication):
             self._pending = None
             return None
         before = replace(self.state.mac2_failures)
-        self.state.mac2_failures = Mac2Failures(before.count + 1, pending.serial, pending.issuer_id,
-                                                pending.terminal_seq)
+        self.state.mac2_failures = Mac2Failures(min(before.count + 1, MAC2_FAILURES_MAX), pending.serial,
+                                                pending.issuer_id, pending.terminal_seq)
 
         def undo() -> None:
             self.state.mac2_failures = before

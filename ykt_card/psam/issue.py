@@ -15,20 +15,26 @@ Image (`"kind": "psam"`, `"format": 1`), hex upper case:
                    keys: {role: {index, version, value, kcv}}} ]}   # the key set file format, as JSON
 
 EF15 = serial(10) ‖ version ‖ key card type ‖ command set version ‖ issuer data (ykt_card.layouts.psam).
+The image is read by the schema layer (`PsamImage`, ykt_files.schema): every refusal names the file, the
+field and the reason (``psam.json: keysets[0].keys.tac: required role missing``); the key sets are the
+key set file format, checked by keysets.KeySet (roles, lengths, KCVs).
 """
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, model_validator
 
 from keysets import KeySet, KeySetError
 from keysets.keyset import Use
-
-from ykt_card.card.image import DocReader, ImageError, check_envelope, read_image
 from ykt_files.atomic import write_json_atomic
-from ykt_card.layouts.psam import PsamEF15, PsamEF17
+from ykt_files.schema import HexBytes, IntRange, Model, UInt, problem, validate
+
+from ykt_card.card.image import FormatOne, ImageError, check_envelope, read_image
+from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 from ykt_card.psam.cos import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
 
 __all__ = ["IMAGE_KIND", "IMAGE_FORMAT", "issue_psam", "save_psam", "load_psam", "psam_saver",
@@ -36,15 +42,15 @@ __all__ = ["IMAGE_KIND", "IMAGE_FORMAT", "issue_psam", "save_psam", "load_psam",
 
 IMAGE_KIND = "psam"
 IMAGE_FORMAT = 1
-_TOP_FIELDS = {"format", "kind", "files", "next_terminal_seq", "mac2_failures", "keysets"}
-_FILES = {"EF15": 14, "EF16": 6, "EF17": 25}
+_FILE_NAMES = {"ef15": "EF15", "ef16": "EF16", "ef17": "EF17"}
+"""PsamState's file attributes → their names in the image."""
 
 
 def _bytes(value: Any, name: str, size: int) -> bytes:
     if not isinstance(value, (bytes, bytearray)):
-        raise PsamStateError(f"{name}: must be bytes, not {type(value).__name__}")
+        raise PsamStateError(name, f"must be bytes, not {type(value).__name__}")
     if len(value) != size:
-        raise PsamStateError(f"{name}: must be {size} bytes, got {len(value)}")
+        raise PsamStateError(name, f"must be {size} bytes, got {len(value)}")
     return bytes(value)
 
 
@@ -60,20 +66,22 @@ def issue_psam(keysets: Sequence[KeySet], terminal_id: bytes, serial: bytes | No
     """
     keysets = tuple(keysets)
     if not keysets:
-        raise PsamStateError("keysets: a PSAM needs at least one key set")
+        raise PsamStateError("keysets", "a PSAM needs at least one key set")
     for i, ks in enumerate(keysets):
         if not isinstance(ks, KeySet):
-            raise PsamStateError(f"keysets[{i}]: {type(ks).__name__} is not a KeySet")
+            raise PsamStateError(f"keysets[{i}]", f"{type(ks).__name__} is not a KeySet")
         try:
             ks.require(Use.SIMULATION)
         except ValueError as exc:
-            raise PsamStateError(f"keysets[{i}]: {exc}") from None
-    terminal_id = _bytes(terminal_id, "terminal_id", 6)
-    serial = bytes(4) + terminal_id if serial is None else _bytes(serial, "serial", 10)
-    issuer_id = _bytes(issuer_id, "issuer_id", 8)
-    receiver_id = _bytes(receiver_id, "receiver_id", 8)
+            raise PsamStateError(f"keysets[{i}]", str(exc)) from None
+    terminal_id = _bytes(terminal_id, "terminal_id", PsamEF16.size)  # type: ignore[arg-type]
+    serial_size = PsamEF15.field_size("serial")
+    serial = bytes(serial_size - len(terminal_id)) + terminal_id if serial is None else _bytes(serial, "serial",
+                                                                                             serial_size)
+    issuer_id = _bytes(issuer_id, "issuer_id", PsamEF17.field_size("issuer_id"))
+    receiver_id = _bytes(receiver_id, "receiver_id", PsamEF17.field_size("receiver_id"))
     if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= 0xFF:
-        raise PsamStateError(f"version: {version!r} is not one byte")
+        raise PsamStateError("version", f"{version!r} is not one byte")
     try:
         ef15 = PsamEF15.encode({"serial": serial.hex().upper(), "version": f"{version:02X}",
                                 "key_card_type": "00", "command_set_version": "00", "issuer_data": "00"})
@@ -81,8 +89,8 @@ def issue_psam(keysets: Sequence[KeySet], terminal_id: bytes, serial: bytes | No
                                 "issuer_id": issuer_id.hex().upper(), "receiver_id": receiver_id.hex().upper(),
                                 "start_date": start_date, "expiry_date": expiry_date})
     except ValueError as exc:
-        raise PsamStateError(str(exc)) from None
-    state = PsamState(ef15=ef15, ef16=terminal_id, ef17=ef17, keysets=keysets,
+        raise PsamStateError(getattr(exc, "field", None) or "files", getattr(exc, "reason", str(exc))) from None
+    state = PsamState(ef15=ef15, ef16=PsamEF16.encode({"terminal_id": terminal_id}), ef17=ef17, keysets=keysets,
                       next_terminal_seq=next_terminal_seq)
     state.validate()
     return state
@@ -113,8 +121,7 @@ def psam_to_doc(state: PsamState) -> dict[str, Any]:
     return {
         "format": IMAGE_FORMAT,
         "kind": IMAGE_KIND,
-        "files": {"EF15": state.ef15.hex().upper(), "EF16": state.ef16.hex().upper(),
-                  "EF17": state.ef17.hex().upper()},
+        "files": {name: getattr(state, attr).hex().upper() for attr, name in _FILE_NAMES.items()},
         "next_terminal_seq": state.next_terminal_seq,
         "mac2_failures": {"count": f.count, "last_serial": _hex_or_none(f.last_serial),
                           "last_issuer_id": _hex_or_none(f.last_issuer_id),
@@ -123,53 +130,69 @@ def psam_to_doc(state: PsamState) -> dict[str, Any]:
     }
 
 
+def _psam_keyset(value: Any) -> KeySet:
+    """A PSAM image's key set: the key set file format (keysets.KeySetFile), TEST sets only (D15)."""
+    if isinstance(value, dict) and value.get("test_only") is not True:
+        raise problem("PSAM images hold TEST key sets only (D15)", at="test_only")
+    try:
+        return KeySet.from_dict(value, source="PSAM image")
+    except KeySetError as exc:
+        raise problem(exc.reason, at=exc.field) from None
+
+
+class PsamFilesDoc(Model):
+    EF15: HexBytes(PsamEF15.size)
+    EF16: HexBytes(PsamEF16.size)
+    EF17: HexBytes(PsamEF17.size)
+
+
+class Mac2FailuresDoc(Model):
+    count: UInt
+    last_serial: HexBytes(8) | None
+    last_issuer_id: HexBytes(8) | None
+    last_terminal_seq: UInt | None
+
+    def build(self) -> Mac2Failures:
+        return Mac2Failures(self.count, self.last_serial, self.last_issuer_id, self.last_terminal_seq)
+
+
+class PsamImage(Model):
+    """A PSAM image as written (format 1); `build()` makes the `PsamState` (validated by the caller)."""
+
+    format: FormatOne
+    kind: Literal["psam"]
+    files: PsamFilesDoc
+    next_terminal_seq: IntRange(FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED)
+    mac2_failures: Mac2FailuresDoc
+    keysets: list[Annotated[Any, BeforeValidator(_psam_keyset)]]
+
+    @model_validator(mode="after")
+    def _some_keys(self) -> "PsamImage":
+        if not self.keysets:
+            raise problem("a PSAM needs at least one key set", at="keysets")
+        return self
+
+    def build(self) -> PsamState:
+        return PsamState(ef15=self.files.EF15, ef16=self.files.EF16, ef17=self.files.EF17,
+                         keysets=tuple(self.keysets), next_terminal_seq=self.next_terminal_seq,
+                         mac2_failures=self.mac2_failures.build())
+
+
+_STATE_FIELDS = {attr: f"files.{name}" for attr, name in _FILE_NAMES.items()}
+"""PsamState's file attributes → their place in the image."""
+
+
 def psam_from_doc(doc: Mapping[str, Any], source: str = "<image>") -> PsamState:
     """Rebuild a PSAM from its image document; an ImageError names the source and the field.
 
     The whole state is built and validated before it is returned: a bad image is never half-loaded.
     """
-    doc = check_envelope(doc, IMAGE_KIND, source)
-    r = DocReader(doc, source)
-    unknown = set(doc) - _TOP_FIELDS
-    if unknown:
-        raise r.fail(sorted(unknown)[0], "unknown field")
-    files = r.at("files")
-    extra = set(files.doc) - set(_FILES)
-    if extra:
-        raise files.fail(sorted(extra)[0], f"unknown file (a PSAM has {', '.join(_FILES)})")
-    raw = {name: files.hex(name, size) for name, size in _FILES.items()}
-    seq = r.int("next_terminal_seq", FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED)
-    f = r.at("mac2_failures")
-
-    def optional_hex(key: str) -> bytes | None:
-        return None if f.raw(key) is None else f.hex(key, 8)
-    mac2 = Mac2Failures(
-        count=f.int("count", 0, 2**63),
-        last_serial=optional_hex("last_serial"),
-        last_issuer_id=optional_hex("last_issuer_id"),
-        last_terminal_seq=None if f.raw("last_terminal_seq") is None else f.int("last_terminal_seq", 0, 0xFFFFFFFF),
-    )
-    ks_docs = r.list("keysets")
-    if not ks_docs:
-        raise r.fail("keysets", "a PSAM needs at least one key set")
-    keysets = []
-    for i, ks_doc in enumerate(ks_docs):
-        where = f"keysets[{i}]"
-        if not isinstance(ks_doc, dict):
-            raise r.fail(where, "must be an object")
-        if ks_doc.get("test_only") is not True:
-            raise r.fail(f"{where}.test_only", "PSAM images hold TEST key sets only (D15)")
-        try:
-            keysets.append(KeySet.from_dict(ks_doc, source=where))  # checks lengths and every KCV
-        except KeySetError as exc:
-            raise ImageError(source, where, str(exc).removeprefix(f"{where}: ")) from None
-    state = PsamState(ef15=raw["EF15"], ef16=raw["EF16"], ef17=raw["EF17"], keysets=tuple(keysets),
-                      next_terminal_seq=seq, mac2_failures=mac2)
+    check_envelope(doc, IMAGE_KIND, source)
+    state = validate(PsamImage, doc, source, ImageError).build()
     try:
         state.validate()
     except PsamStateError as exc:
-        field, _, reason = str(exc).partition(": ")
-        raise ImageError(source, field, reason) from None
+        raise ImageError(source, _STATE_FIELDS.get(exc.field, exc.field), exc.reason) from None
     return state
 
 

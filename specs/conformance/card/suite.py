@@ -18,6 +18,7 @@ from ykt_card.issuance.profile import load_card_profile
 from apdu.status import ResponseApdu, describe
 from ykt_card.layouts import LayoutError, by_name
 
+from ..coverage import COMMAND_NAMES
 from ..results import CaseFailed, CaseResult, Inconclusive, NotApplicable, resolve
 from ..schema import CASES_DIR, Case, Expect, LoadedCase, Step, load_cases
 from .actions import ACTIONS, LoadParams, PurchaseParams, SmParams, run_action
@@ -28,17 +29,7 @@ from .dut import CardDut, open_dut
 
 __all__ = ["CardSuite", "COMMANDS", "CONDITIONS"]
 
-COMMANDS: dict[str, str] = {
-    "select": "SELECT", "read_binary": "READ BINARY", "read_record": "READ RECORD",
-    "get_balance": "GET BALANCE", "verify": "VERIFY", "initialize_load": "INITIALIZE FOR LOAD",
-    "credit_load": "CREDIT FOR LOAD", "initialize_purchase": "INITIALIZE FOR PURCHASE",
-    "initialize_capp": "INITIALIZE FOR CAPP PURCHASE", "update_capp_cache": "UPDATE CAPP DATA CACHE",
-    "debit": "DEBIT FOR (CAPP) PURCHASE", "get_transaction_prove": "GET TRANSACTION PROVE",
-    "get_challenge": "GET CHALLENGE", "external_authenticate": "EXTERNAL AUTHENTICATE",
-    "application_block": "APPLICATION BLOCK", "application_unblock": "APPLICATION UNBLOCK",
-    "update_binary_sm": "UPDATE BINARY (SM)", "update_record_sm": "UPDATE RECORD (SM)",
-    "write_key": "WRITE KEY", "card_block": "CARD BLOCK",
-}
+COMMANDS: dict[str, str] = dict(COMMAND_NAMES)
 """The commands of tunion.md section 2, the rows of the coverage matrix."""
 CONDITIONS: dict[str, str] = {
     "normal": "normal", "wrong_length": "wrong length", "wrong_p1p2": "wrong P1/P2",

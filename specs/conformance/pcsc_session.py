@@ -1,6 +1,7 @@
 """How ykt's own processes share this machine's pcscd and vpcd slots: one lock file, inherited by children.
 
-Test sessions (tests/conftest.py) and benchmarks that drive pcscd (benchmarks/conformance.py) hold it with
+The conformance suite serving test cards to a `command:` terminal, test sessions (tests/conftest.py) and
+benchmarks that drive pcscd (benchmarks/conformance.py) hold it with
 `vpcd_session()` (the mechanism is `apdu.transport.pcsc.daemon.session_lock`). The file's name is what every
 checkout's test runs on this machine agree on: renaming it would let two runs use the slots at once.
 """
