@@ -173,7 +173,7 @@ class Validator:
         selected = select_card(card)
         if isinstance(selected, Refusal):
             return tx.decline(selected.reason)
-        tx.add(**card_fields(selected.card_no, selected.issuer_id))
+        tx.add(**card_fields(selected.card_no, selected.issuer_id), medium=selected.medium)
         flag = self.journal.take_flag(selected.card_no)
         if flag is not None:
             return tx.decline(f"card refused: {flag}")
