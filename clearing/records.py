@@ -13,10 +13,10 @@ accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two delibera
   ``declined`` record, or a ``failed`` one without a TAC, is refused as malformed.
 
 A QR ride (``medium: "qr"``, mobile.md Q12) is checked for its form like any record (its own required
-fields, no card field, no TAC) and then not verified here (`NotVerified`, reported per line as
-``skipped``): its proof is the code's signature chain, not a card's TAC, it has no card, counter or
-balance to chain, and its money is cleared with the code's platform (the pay account), not between card
-issuers and acquirers. A card record's medium (absent, ``physical``, ``virtual``) changes nothing.
+fields, no card field, no TAC) and then handed to the QR checks (`QrRideLine` carries a `qr.QrRide`): its
+proof is the code's signature chain, not a card's TAC, and it has no card, counter or balance to chain. A
+card record's ``medium`` is kept in its tuple (``virtual``, else None: absent or ``physical``, M4) for the
+monthly return.
 
 A checked record becomes a plain tuple (`FIELDS_OF_TUPLE`, index constants below): the fields the checks,
 the settlement and the monthly return use, in the store's column order.
@@ -34,7 +34,9 @@ import msgspec
 
 from terminal_sim.outcome import CARD_ONLY_FIELDS, FIELDS, MAX_CODE_BYTES, QR_FIELDS
 
-__all__ = ["Malformed", "NotVerified", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
+from .qr import QrRide
+
+__all__ = ["Malformed", "QrRideLine", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
            "STATUS_CODES", "STATUS_NAMES", "TORN", "card_of_json_line", "FIELDS_OF_TUPLE"]
 
 KIND_ONLINE, KIND_OFFLINE = 0, 1          # loads (02) count on the online counter, purchases on the offline one
@@ -156,12 +158,14 @@ class Malformed(ValueError):
     """A line that is not a clearing record: the message names the field and the reason."""
 
 
-class NotVerified(Exception):
-    """A well-formed record this verifier does not judge (a QR ride): the message says why."""
+class QrRideLine(Exception):
+    """A well-formed QR ride: not a card record; `ride` is what the QR checks need (clearing.qr)."""
+
+    def __init__(self, ride: QrRide) -> None:
+        super().__init__("a QR ride")
+        self.ride = ride
 
 
-QR_NOT_VERIFIED = ("a QR ride (medium qr): its proof is the code's signature chain, not a card's TAC, and it is "
-                   "cleared with the code's platform, not between card issuers; not verified here (mobile.md Q12)")
 _QR_TEXT = (
     ("qr_code", rf"(?:{_H}{{2}}){{1,{MAX_CODE_BYTES}}}"),
     ("account_no", rf"{_H}{{20}}"),
@@ -177,7 +181,7 @@ _NO_QR = (None,) * len(QR_FIELDS)
 
 
 def _check_qr(r: "ClearingRecord") -> None:
-    """A QR ride's form (Q12, as `Outcome` has it); then `NotVerified`, or Malformed naming the fault."""
+    """A QR ride's form (Q12, as `Outcome` has it); then `QrRideLine`, or Malformed naming the fault."""
     if r.status == "declined":
         raise Malformed("status: a declined outcome moved no money and does not belong in a clearing file")
     if r.status != "approved":
@@ -194,16 +198,18 @@ def _check_qr(r: "ClearingRecord") -> None:
             raise Malformed(f"{name}: {value[:40]!r} does not match {pattern.pattern}")
     if r.type == "02" or r.mode == "load":
         raise Malformed(f"{'type' if r.type == '02' else 'mode'}: a QR code pays a ride, it loads nothing")
-    raise NotVerified(QR_NOT_VERIFIED)
+    assert r.qr_code is not None and r.qr_issuer is not None and r.qr_platform is not None
+    raise QrRideLine(QrRide(r.qr_code.upper(), r.terminal_id.upper(), r.datetime, r.amount,
+                            r.qr_issuer.upper(), r.qr_platform.upper(), r.city))
 
 
 # A checked record is a plain tuple (millions of them: no object per record), in the store's column order:
 # the record's own fields, then what the verifier adds (arrival number, acquirer, reason bits, partition).
 FIELDS_OF_TUPLE = ("card", "kind", "counter", "status", "type", "issuer", "amount", "balance_before",
                    "balance_after", "overdraft", "terminal", "seq", "datetime", "key_version", "algorithm", "tac",
-                   "mode", "city", "operator", "transit_line")
+                   "mode", "city", "operator", "transit_line", "medium")
 (CARD, KIND, COUNTER, STATUS, TYPE, ISSUER, AMOUNT, BEFORE, AFTER, OVERDRAFT, TERMINAL, SEQ, DATETIME, KEY_VERSION,
- ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE) = range(len(FIELDS_OF_TUPLE))
+ ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE, MEDIUM) = range(len(FIELDS_OF_TUPLE))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -245,7 +251,7 @@ def _explain_text(r: ClearingRecord) -> str:
 
 
 def check(r: ClearingRecord) -> tuple:
-    """The record's rules beyond types; raises Malformed naming the first fault, NotVerified for a QR ride."""
+    """The record's rules beyond types; raises Malformed naming the first fault, QrRideLine for a QR ride."""
     text = _text_line(r)
     if text.count(_SEP) != _SEPARATORS:
         raise Malformed(_explain_text(r))
@@ -300,12 +306,13 @@ def check(r: ClearingRecord) -> tuple:
             r.balance_after, r.overdraft_limit or 0, r.terminal_id.upper(), r.terminal_seq, r.datetime,
             r.key_version, r.algorithm, r.tac.upper() if r.tac else None, r.mode, r.city,
             r.operator.upper() if r.operator else None, r.line.upper() if r.line else None,
+            "virtual" if r.medium == "virtual" else None,
         )
     return (
         r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
         _TYPE_CODES[r.type], r.issuer_id or "", r.amount, r.balance_before, r.balance_after, r.overdraft_limit or 0,
         r.terminal_id, r.terminal_seq, r.datetime, r.key_version, r.algorithm, r.tac, r.mode, r.city, r.operator,
-        r.line,
+        r.line, "virtual" if r.medium == "virtual" else None,
     )
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from clearing.records import (QR_NOT_VERIFIED, ClearingRecord, CsvReader, JsonReader, Malformed, NotVerified,
+from clearing.qr import QrRide
+from clearing.records import (MEDIUM, ClearingRecord, CsvReader, JsonReader, Malformed, QrRideLine,
                               card_of_json_line)
 from terminal_sim.outcome import FIELDS, Outcome
 from tests.terminal_sim.test_outcome import RIDE
@@ -115,25 +116,30 @@ def test_the_reader_accepts_exactly_what_outcome_accepts(changes, removed):
     assert accepted == expected, d
 
 
-# -- QR rides (mobile.md Q12): checked for their form like Outcome checks it, then not verified here -----
+# -- QR rides (mobile.md Q12): checked for their form like Outcome checks it, then handed to clearing.qr ---
 
 def _reader_says(d: dict) -> str:
     try:
         JsonReader().parse(json.dumps(d, ensure_ascii=False).encode())
     except Malformed:
         return "malformed"
-    except NotVerified as exc:
-        assert str(exc) == QR_NOT_VERIFIED
-        return "skipped"
+    except QrRideLine:
+        return "qr ride"
     return "accepted"
 
 
-def test_a_qr_ride_is_skipped_in_both_formats_and_a_card_record_may_name_its_medium():
+def test_a_qr_ride_goes_to_the_qr_checks_in_both_formats_and_a_card_record_keeps_its_medium():
     header, row = _csv_line(RIDE)
-    with pytest.raises(NotVerified, match=r"^a QR ride \(medium qr\): .* not verified here \(mobile.md Q12\)$"):
+    expected = QrRide(RIDE["qr_code"], RIDE["terminal_id"], RIDE["datetime"], RIDE["amount"], RIDE["qr_issuer"],
+                      RIDE["qr_platform"], RIDE.get("city"))
+    with pytest.raises(QrRideLine) as csv_ride:
         CsvReader(header).parse(row)
-    assert _reader_says(RIDE) == "skipped"
-    assert _reader_says(dict(GOOD, medium="virtual")) == "accepted" == _reader_says(dict(GOOD, medium="physical"))
+    with pytest.raises(QrRideLine) as json_ride:
+        JsonReader().parse(json.dumps(RIDE).encode())
+    assert csv_ride.value.ride == json_ride.value.ride == expected
+    assert JsonReader().parse(json.dumps(dict(GOOD, medium="virtual")).encode())[MEDIUM] == "virtual"
+    assert JsonReader().parse(json.dumps(dict(GOOD, medium="physical")).encode())[MEDIUM] is None
+    assert JsonReader().parse(json.dumps(GOOD).encode())[MEDIUM] is None
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -158,7 +164,7 @@ def test_the_reader_judges_a_qr_ride_as_outcome_does(changes, removed):
     d = {k: v for k, v in dict(RIDE, **changes).items() if k not in removed}
     try:
         o = Outcome.from_dict(d)
-        expected = "skipped" if o.status == "approved" else "malformed"      # a declined ride is not cleared
+        expected = "qr ride" if o.status == "approved" else "malformed"      # a declined ride is not cleared
     except (ValueError, TypeError):
         expected = "malformed"
     assert _reader_says(d) == expected, d
