@@ -179,7 +179,7 @@ class Wallet:
             return f"SELECT {self.aid.hex().upper()} refused: {_sw(exc)}"
         except CardResponseError as exc:
             return f"the card's answer is malformed: {exc.reason}"
-        return CardSeen(public.card_no, public.issuer_id.hex().upper(), fci.aid.hex().upper())
+        return CardSeen(public.card_no, public.issuer_id.upper(), fci.aid.upper())
 
     def _settle(self, seen: CardSeen) -> tuple[list[Settlement], str | None]:
         """Prove or complete the card's pending orders: what became of each, and why none, if so."""
