@@ -228,7 +228,7 @@ def test_the_validator_loop_serves_codes_and_cards(codes, roots, tmp_path):
         assert count == 4
         assert [(o.medium, o.status, o.reason) for o in outcomes] == [
             ("qr", "approved", None), ("qr", "declined", "replay"), ("qr", "declined", "user_sig"),
-            (None, "approved", None)]                            # codes first, then the card once
+            ("physical", "approved", None)]                      # codes first, then the card once (M4)
         assert outcomes[3].card_no == "03105810000000001234" and outcomes[3].amount == 200
         assert [e.outcome.status for e in journal.all()] == ["approved", "declined", "declined", "torn", "approved"]
         assert journal.pending() == []                           # the card's grey record settled by its DEBIT
