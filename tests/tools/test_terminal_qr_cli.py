@@ -71,7 +71,7 @@ def test_the_validator_loop_scans_codes_from_a_file_and_from_stdin(tmp_path):
     assert run.returncode == 3, run.stderr                     # its worst outcome: the replay, declined
     outs = [json.loads(line) for line in run.stdout.splitlines()]
     assert [(o.get("medium"), o["status"], o.get("reason")) for o in outs] == [
-        ("qr", "approved", None), ("qr", "declined", "replay"), (None, "approved", None)]
+        ("qr", "approved", None), ("qr", "declined", "replay"), ("physical", "approved", None)]
     assert "ykt: codes.txt: line 3: CODE: neither hex nor base64" in run.stderr
     piped = subprocess.run([*YKT_ARGS, *map(str, base), "--codes", "-", "--taps", "1"], input=good + "\n",
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
