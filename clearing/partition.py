@@ -9,7 +9,8 @@ Two passes, with memory bounded by one bucket, not by the input:
 
 1. **read** every new file once, keep the lines of this worker's cards: decode and check each
    (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
-   malformed lines are written out with their reason;
+   malformed lines are written out with their reason; a QR ride (no card: routed by its line) has its code
+   checked here (`qr.QrChecker`) and is written out with its verdict for the store, which finds replays;
 2. **judge** bucket by bucket: load it with the history of its cards from the store (earlier runs), sort by
    card, kind, counter and arrival, recompute the TACs card by card (one cipher context per card,
    `tac.TacVerifier`), judge each card (`judge.judge_card`), and write the records with their reason bits
@@ -35,9 +36,10 @@ from keysets import KeySet
 
 from .tac import tac_input_padded
 from .judge import BIT, TAC, judge_card
+from .qr import QrChecker, QrRide
 from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
                       KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
-                      card_of_json_line)
+                      MEDIUM, QrRideLine, card_of_json_line)
 from .records import CITY, OPERATOR
 from .sequences import SeqBits
 from .records import TAC as TAC_FIELD
@@ -84,6 +86,7 @@ class PartitionJob:
     terminals: str | None            # terminal registry file, or None: terminals are not checked
     spill: str                       # this worker's scratch folder
     history: str | None              # the store to read earlier records from (None: no earlier records)
+    qr_roots: str | None = None      # the QR root store (None: a QR ride's chain cannot be checked)
 
 
 @dataclass
@@ -91,8 +94,11 @@ class PartitionResult:
     records_csv: list[str]
     updates_csv: str
     malformed_csv: str
-    records: int = 0
+    qr_csv: str                      # QR rides: n, digest, terminal, datetime, amount, issuer, platform, city,
+    records: int = 0                 # failed check, detail (clearing.qr)
     malformed: int = 0
+    qr_rides: int = 0
+    virtual_cards: set[str] = field(default_factory=set)             # cards whose records say medium virtual
     no_keyset: dict[str, int] = field(default_factory=dict)
     lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
     sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
@@ -142,22 +148,40 @@ class _Spill:
         return rows
 
 
-def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out,
-               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int]:
-    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed) and fills
-    `lines` with each file's number of record lines (all workers', not only this one's)."""
-    records = bad = 0
+def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spill, malformed_out, qr_out,
+               progress: Callable[[int], None], result: PartitionResult) -> tuple[int, int, int]:
+    """Pass 1: this worker's lines of every file, checked and spilled; returns (records, malformed, QR rides)
+    and fills `lines` with each file's number of record lines (all workers', not only this one's)."""
+    records = bad = rides = 0
     write_bad = csv.writer(malformed_out, lineterminator="\n").writerow
+    write_qr = _qr_writer(job, registry, csv.writer(qr_out, lineterminator="\n").writerow)
     known = registry.acquirers if registry is not None else None
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
-                                 progress, result)
+            r, b, k, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add,
+                                    (write_bad, write_qr), progress, result)
             records += r
             bad += b
+            rides += k
             result.lines[f.idx] = n
-    return records, bad
+    return records, bad, rides
+
+
+def _qr_writer(job: PartitionJob, registry: TerminalRegistry | None, writerow) -> Callable[[int, QrRide], None]:
+    """Checks a QR ride's code (clearing.qr) and writes its row; the city is the ride's own, else the one of
+    its terminal in the registry."""
+    checker: QrChecker | None = None
+    cities = {tid: t.city for tid, t in registry.terminals.items()} if registry is not None else {}
+
+    def write(n: int, ride: QrRide) -> None:
+        nonlocal checker
+        if checker is None:                  # the root store is loaded by the first ride, not by every worker
+            checker = QrChecker(job.qr_roots)
+        digest, failed, detail = checker.check(ride)
+        writerow((n, digest, ride.terminal, ride.datetime, ride.amount, ride.issuer, ride.platform,
+                  ride.city or cities.get(ride.terminal), failed, detail, None))     # replay_of: the store
+    return write
 
 
 def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
@@ -172,12 +196,13 @@ def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], st
 
 
 def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
-               known: dict[str, str] | None, add, write_bad, progress,
-               result: PartitionResult) -> tuple[int, int, int]:
+               known: dict[str, str] | None, add, writers, progress,
+               result: PartitionResult) -> tuple[int, int, int, int]:
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
-    records = bad = done = blank = 0
+    write_bad, write_qr = writers
+    records = bad = rides = done = blank = 0
     number = first - 1
     sequences, collisions = result.sequences, result.collisions
     for number, line in enumerate(fh, first):
@@ -208,6 +233,10 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             write_bad((n, str(exc)))
             bad += 1
             continue
+        except QrRideLine as line_of:      # a QR ride: no card, routed by its line like a line without one
+            write_qr(n, line_of.ride)
+            rides += 1
+            continue
         if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
             if partition_hash(p[CARD].encode()) % W != me:
                 # The owner of that card never takes this line; refuse it rather than split a card.
@@ -224,6 +253,8 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
         if acquirer is None and p[OPERATOR] is not None and p[CITY] is not None:
             acquirer = p[OPERATOR] + p[CITY]
         add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
+        if p[MEDIUM] is not None:
+            result.virtual_cards.add(p[CARD])
         records += 1
         seq = p[SEQ]
         if seq is not None and p[STATUS] != TORN:           # grey records take no part in duplicates
@@ -233,7 +264,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             if bits.add(seq):
                 collisions.add((p[TERMINAL], seq))
     progress(done)
-    return records, bad, number - first + 1 - blank
+    return records, bad, rides, number - first + 1 - blank
 
 
 def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
@@ -311,11 +342,14 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
     registry = TerminalRegistry.load(job.terminals) if job.terminals else None
-    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"))
+    result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"),
+                             str(folder / "qr.csv"))
     spill = _Spill(folder, job.buckets)
-    with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out:
+    with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out, \
+            open(result.qr_csv, "w", newline="", encoding="utf-8") as qr_out:
         try:
-            result.records, result.malformed = _read_pass(job, registry, spill, bad_out, progress, result)
+            result.records, result.malformed, result.qr_rides = _read_pass(job, registry, spill, bad_out,
+                                                                           qr_out, progress, result)
         finally:
             spill.close()
     tacs = _Tacs(keysets)

@@ -12,6 +12,12 @@ accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two delibera
 * a clearing file carries money movements and open grey records only (``terminal_sim.export``): a
   ``declined`` record, or a ``failed`` one without a TAC, is refused as malformed.
 
+A QR ride (``medium: "qr"``, mobile.md Q12) is checked for its form like any record (its own required
+fields, no card field, no TAC) and then handed to the QR checks (`QrRideLine` carries a `qr.QrRide`): its
+proof is the code's signature chain, not a card's TAC, and it has no card, counter or balance to chain. A
+card record's ``medium`` is kept in its tuple (``virtual``, else None: absent or ``physical``, M4) for the
+monthly return.
+
 A checked record becomes a plain tuple (`FIELDS_OF_TUPLE`, index constants below): the fields the checks,
 the settlement and the monthly return use, in the store's column order.
 """
@@ -26,9 +32,11 @@ from typing import Annotated, Literal, Optional
 
 import msgspec
 
-from terminal_sim.outcome import FIELDS
+from terminal_sim.outcome import CARD_ONLY_FIELDS, FIELDS, MAX_CODE_BYTES, QR_FIELDS
 
-__all__ = ["Malformed", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
+from .qr import QrRide
+
+__all__ = ["Malformed", "QrRideLine", "ClearingRecord", "JsonReader", "CsvReader", "KIND_ONLINE", "KIND_OFFLINE",
            "STATUS_CODES", "STATUS_NAMES", "TORN", "card_of_json_line", "FIELDS_OF_TUPLE"]
 
 KIND_ONLINE, KIND_OFFLINE = 0, 1          # loads (02) count on the online counter, purchases on the offline one
@@ -48,9 +56,9 @@ class ClearingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The outcome fields with their types and ranges; text formats are checked by `_TEXT` below."""
 
     status: Literal["approved", "declined", "torn", "recovered", "failed"]
-    type: Literal["02", "06", "09"]
     terminal_id: str
     datetime: str
+    type: Optional[Literal["02", "06", "09"]] = None     # required on a card record (checked in `check`)
     reason: Optional[str] = None
     card_no: Optional[str] = None
     issuer_id: Optional[str] = None
@@ -78,6 +86,14 @@ class ClearingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     entry_station: Optional[str] = None
     entry_terminal: Optional[str] = None
     entry_time: Optional[str] = None
+    medium: Optional[Literal["physical", "virtual", "qr"]] = None
+    qr_code: Optional[str] = None
+    account_no: Optional[str] = None
+    pay_account: Optional[str] = None
+    qr_issuer: Optional[str] = None
+    qr_platform: Optional[str] = None
+    qr_gen_time: Optional[_U32] = None
+    ticket_type: Optional[str] = None
 
 
 assert set(ClearingRecord.__struct_fields__) == set(FIELDS), "the clearing record must follow the outcome fields"
@@ -142,13 +158,58 @@ class Malformed(ValueError):
     """A line that is not a clearing record: the message names the field and the reason."""
 
 
+class QrRideLine(Exception):
+    """A well-formed QR ride: not a card record; `ride` is what the QR checks need (clearing.qr)."""
+
+    def __init__(self, ride: QrRide) -> None:
+        super().__init__("a QR ride")
+        self.ride = ride
+
+
+_QR_TEXT = (
+    ("qr_code", rf"(?:{_H}{{2}}){{1,{MAX_CODE_BYTES}}}"),
+    ("account_no", rf"{_H}{{20}}"),
+    ("pay_account", r"[\x20-\x7E]{16}"),
+    ("qr_issuer", rf"{_H}{{8}}"),
+    ("qr_platform", rf"{_H}{{8}}"),
+    ("ticket_type", rf"{_H}{{2}}"),
+)
+_QR_FIELD_RE = {name: re.compile(pattern, re.ASCII) for name, pattern in _QR_TEXT}
+_QR_REQUIRED = ("amount", "qr_code", "account_no", "pay_account", "qr_issuer", "qr_platform", "qr_gen_time")
+_GET_QR = operator.attrgetter(*QR_FIELDS)
+_NO_QR = (None,) * len(QR_FIELDS)
+
+
+def _check_qr(r: "ClearingRecord") -> None:
+    """A QR ride's form (Q12, as `Outcome` has it); then `QrRideLine`, or Malformed naming the fault."""
+    if r.status == "declined":
+        raise Malformed("status: a declined outcome moved no money and does not belong in a clearing file")
+    if r.status != "approved":
+        raise Malformed(f"status: a QR ride is approved or declined, never {r.status}")
+    for name in CARD_ONLY_FIELDS:
+        if getattr(r, name) is not None:
+            raise Malformed(f"{name}: a QR ride record has no card fields (Q12)")
+    for name in _QR_REQUIRED:
+        if getattr(r, name) is None:
+            raise Malformed(f"{name}: required for an approved QR ride")
+    for name, pattern in _QR_FIELD_RE.items():
+        value = getattr(r, name)
+        if value is not None and not pattern.fullmatch(value):
+            raise Malformed(f"{name}: {value[:40]!r} does not match {pattern.pattern}")
+    if r.type == "02" or r.mode == "load":
+        raise Malformed(f"{'type' if r.type == '02' else 'mode'}: a QR code pays a ride, it loads nothing")
+    assert r.qr_code is not None and r.qr_issuer is not None and r.qr_platform is not None
+    raise QrRideLine(QrRide(r.qr_code.upper(), r.terminal_id.upper(), r.datetime, r.amount,
+                            r.qr_issuer.upper(), r.qr_platform.upper(), r.city))
+
+
 # A checked record is a plain tuple (millions of them: no object per record), in the store's column order:
 # the record's own fields, then what the verifier adds (arrival number, acquirer, reason bits, partition).
 FIELDS_OF_TUPLE = ("card", "kind", "counter", "status", "type", "issuer", "amount", "balance_before",
                    "balance_after", "overdraft", "terminal", "seq", "datetime", "key_version", "algorithm", "tac",
-                   "mode", "city", "operator", "transit_line")
+                   "mode", "city", "operator", "transit_line", "medium")
 (CARD, KIND, COUNTER, STATUS, TYPE, ISSUER, AMOUNT, BEFORE, AFTER, OVERDRAFT, TERMINAL, SEQ, DATETIME, KEY_VERSION,
- ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE) = range(len(FIELDS_OF_TUPLE))
+ ALGORITHM, TAC, MODE, CITY, OPERATOR, LINE, MEDIUM) = range(len(FIELDS_OF_TUPLE))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -190,7 +251,7 @@ def _explain_text(r: ClearingRecord) -> str:
 
 
 def check(r: ClearingRecord) -> tuple:
-    """The record's rules beyond types; raises Malformed naming the first fault."""
+    """The record's rules beyond types; raises Malformed naming the first fault, QrRideLine for a QR ride."""
     text = _text_line(r)
     if text.count(_SEP) != _SEPARATORS:
         raise Malformed(_explain_text(r))
@@ -210,6 +271,13 @@ def check(r: ClearingRecord) -> tuple:
             raise Malformed("reason: empty (leave it out instead)")
         if _CONTROL.search(r.reason):
             raise Malformed("reason: control characters are not allowed")
+    if r.medium == "qr":
+        _check_qr(r)
+    if _GET_QR(r) != _NO_QR:
+        raise Malformed(f"{next(n for n in QR_FIELDS if getattr(r, n) is not None)}: only a QR ride record "
+                        "(medium qr) has it")
+    if r.type is None:
+        raise Malformed("type: missing")
     present = _GET_REQUIRED[status](r)
     if present is None or (type(present) is tuple and None in present):
         raise Malformed(f"{_missing(r, _REQUIRED_BY_STATUS[status])}: required for a {status} outcome")
@@ -238,12 +306,13 @@ def check(r: ClearingRecord) -> tuple:
             r.balance_after, r.overdraft_limit or 0, r.terminal_id.upper(), r.terminal_seq, r.datetime,
             r.key_version, r.algorithm, r.tac.upper() if r.tac else None, r.mode, r.city,
             r.operator.upper() if r.operator else None, r.line.upper() if r.line else None,
+            "virtual" if r.medium == "virtual" else None,
         )
     return (
         r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
         _TYPE_CODES[r.type], r.issuer_id or "", r.amount, r.balance_before, r.balance_after, r.overdraft_limit or 0,
         r.terminal_id, r.terminal_seq, r.datetime, r.key_version, r.algorithm, r.tac, r.mode, r.city, r.operator,
-        r.line,
+        r.line, "virtual" if r.medium == "virtual" else None,
     )
 
 
@@ -332,7 +401,7 @@ class CsvReader:
             if name in data and data[name] not in ("true", "false"):
                 raise Malformed(f"{name}: expected true or false, got {data[name]!r}")
         for name in ("amount", "balance_before", "balance_after", "overdraft_limit", "card_counter",
-                     "terminal_seq", "key_version", "full_fare"):
+                     "terminal_seq", "key_version", "full_fare", "qr_gen_time"):
             value = data.get(name)
             if value is not None and not re.fullmatch(r"-?\d+", value):
                 raise Malformed(f"{name}: expected an integer, got {value!r}")

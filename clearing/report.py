@@ -6,8 +6,9 @@ Two tables, from three sources:
   (发行量: lines of the issuance registry, ``ykt card issue --registry``, for cards of the city issued up to
   the month's end), *sold* (销售量: of those, the ones issued at a price above 0; not applicable to QR),
   *transactions* and *amount* (交易量, 交易金额: accepted purchases of the month in the clearing store by
-  the city's cards, the medium from the registry; a card the registry does not know counts as physical and
-  the return says how many such cards there were), amount in yuan;
+  the city's cards, the medium from the registry, else ``virtual`` when the card's records said so (M4);
+  a card neither knows counts as physical and the return says how many such cards there were; for QR
+  codes, the accepted QR rides of the month at the city's terminals, replays left out), amount in yuan;
 * **coverage by mode** (应用覆盖统计) — bus, rail (metro and tram), taxi, ferry, county bus, rural
   passenger, public bicycle, other, total: vehicles or gates, terminals and lines of the terminal registry
   in the city, all of them and those covered by the interoperable card (``interoperable`` true; a vehicle
@@ -215,9 +216,11 @@ def month_end(month: str) -> _dt.date:
 def build_return(month: str, city: str, city_name: str, city_name_en: str, *,
                  usage: Iterable[tuple[str, str, int, int]], issuance: Iterable[IssuanceLine],
                  terminals: Iterable[Terminal], target_cards: int | None = None,
-                 target_year: int | None = None) -> MonthlyReturn:
+                 target_year: int | None = None, virtual_cards: Iterable[str] = (),
+                 qr_usage: Iterable[tuple[str, int, int]] = ()) -> MonthlyReturn:
     """The return from the month's per-card usage (card, issuer ID, purchases, amount in fen: the store's
-    `month_usage`), the issuance registry and the terminal registry."""
+    `month_usage`), the cards whose records said virtual (`virtual_cards`), the month's QR rides per city
+    (city, rides, amount in fen: `month_qr_usage`), the issuance registry and the terminal registry."""
     end = month_end(month).isoformat()
     table: dict[str, dict[str, int | None]] = {m: {"issued": 0, "sold": 0 if m != "qr" else None,
                                                    "transactions": 0, "amount": 0} for m, _, _ in MEDIA}
@@ -231,15 +234,22 @@ def build_return(month: str, city: str, city_name: str, city_name_en: str, *,
             if line.medium != "qr" and line.price > 0:
                 table[line.medium]["sold"] += 1
     unknown = 0
+    virtual = set(virtual_cards)
     for card, issuer_id, count, amount in usage:
         if issuer_id[4:8] != city:
             continue
         medium = medium_of.get(card)
-        if medium is None:
+        if medium is None and card in virtual:
+            medium = "virtual"
+        elif medium is None:
             unknown += 1
             medium = "physical"
         table[medium]["transactions"] += count
         table[medium]["amount"] += amount
+    for ride_city, count, amount in qr_usage:
+        if ride_city == city:
+            table["qr"]["transactions"] += count
+            table["qr"]["amount"] += amount
     notes = []
     if unknown:
         notes.append(f"{unknown} card(s) of the city used this month are not in the issuance registry; "

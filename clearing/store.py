@@ -8,8 +8,11 @@ so a run lands whole or not at all. SQLite, row by row from Python, measured 4x 
 and has no parallel scan.
 
 Layout: ``DIR/clearing.duckdb`` with tables ``files`` (one row per distinct file content: a rerun of the
-same file adds nothing), ``records`` (one row per record, reason bits, 0 = accepted), ``malformed`` and
-``sequences`` (per terminal, a bitmap of the PSAM sequences seen: `sequences`).
+same file adds nothing), ``records`` (one row per card record, reason bits, 0 = accepted), ``malformed``,
+``qr_rides`` (one row per QR ride: its code's digest, where, when, the fare, the check it failed and
+``replay_of``, the ride whose code it repeats: clearing.qr), ``virtual_cards`` (cards whose records say
+``medium: virtual``, M4) and ``sequences`` (per terminal, a bitmap of the PSAM sequences seen:
+`sequences`). A store written before the QR tables existed gains them when it is next opened for writing.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import duckdb
 
 from .judge import BIT
 from .partition import LINE_BITS, RECORD_COLUMNS, SPILL_COLUMNS, PartitionResult
+from .qr import QR_REPLAY
 from .records import TORN
 from .sequences import SeqBits, collisions, merge
 
@@ -46,6 +50,9 @@ _SCHEMA = [
     "format VARCHAR, size BIGINT, records BIGINT)",
     f"CREATE TABLE IF NOT EXISTS records ({', '.join(f'{c} {t}' for c, t in _TYPES.items())})",
     "CREATE TABLE IF NOT EXISTS malformed (n BIGINT, detail VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS qr_rides (n BIGINT, digest VARCHAR, terminal VARCHAR, datetime VARCHAR, amount BIGINT, "
+    "issuer VARCHAR, platform VARCHAR, city VARCHAR, failed VARCHAR, detail VARCHAR, replay_of BIGINT)",
+    "CREATE TABLE IF NOT EXISTS virtual_cards (card VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS sequences (terminal VARCHAR PRIMARY KEY, base BIGINT, bits BLOB, extra BIGINT[])",
 ]
 # Earlier records as spill tuples (partition.SPILL_COLUMNS): what the store does not keep is NULL.
@@ -116,13 +123,14 @@ class Store:
     # -- loading a run ------------------------------------------------------------------------------
     def discard_unfinished(self) -> None:
         """Undo a run that stopped while loading: records of files the store does not list yet."""
-        for table in ("records", "malformed"):
+        for table in ("records", "malformed", "qr_rides"):
             self.con.execute(f"DELETE FROM {table} WHERE (n >> {LINE_BITS}) NOT IN (SELECT idx FROM files)")
 
     def load_run(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
         """One transaction: the partitions' records (bucket files; DuckDB writes a large transaction's rows
-        to disk as it goes, so memory stays within its limit), malformed lines, changed verdicts, the
-        duplicate check across terminals, the terminal sequences, and the files."""
+        to disk as it goes, so memory stays within its limit), malformed lines, QR rides and their replays,
+        the virtual cards, changed verdicts, the duplicate check across terminals, the terminal sequences, and
+        the files."""
         con = self.con
         seen = self._sequences({t for r in results for t in r.sequences})
         candidates = set().union(*(r.collisions for r in results)) | collisions([seen, *(r.sequences for r in results)])
@@ -136,6 +144,9 @@ class Store:
             for r in results:
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
+                if os.path.getsize(r.qr_csv):
+                    con.execute(f"COPY qr_rides FROM '{_sql_path(r.qr_csv)}' (FORMAT csv, HEADER false, NULLSTR '')")
+                _insert(con, "INSERT OR IGNORE INTO virtual_cards VALUES (?)", [(c,) for c in sorted(r.virtual_cards)])
                 if os.path.getsize(r.updates_csv):
                     con.execute(f"CREATE OR REPLACE TEMP TABLE upd AS SELECT * FROM read_csv("
                                 f"'{_sql_path(r.updates_csv)}', header=false, "
@@ -143,6 +154,7 @@ class Store:
                     con.execute("UPDATE records SET fixed = upd.fixed, reasons = upd.reasons FROM upd "
                                 "WHERE records.n = upd.n")
             self._terminal_duplicates(candidates)
+            self._qr_replays()
             _insert(con, "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?, ?)",
                     [(t, *bits.state()) for t, bits in sorted(seen.items())])
             _insert(con, "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
@@ -177,6 +189,16 @@ class Store:
                     WHERE status <> {TORN} AND (terminal, seq) IN (SELECT terminal, seq FROM candidates)
                 ) WHERE rk > 1)""")
 
+    def _qr_replays(self) -> None:
+        """The same code in two rides, wherever they were: the first in arrival order whose code passed its
+        checks is the ride, every later one (and every failed one) a replay of it. Earlier verdicts stand:
+        only rides without a `replay_of` are looked at, so a rerun changes nothing."""
+        self.con.execute("""
+            UPDATE qr_rides SET replay_of = o.first FROM (
+                SELECT n, first_value(n) OVER (PARTITION BY digest ORDER BY failed IS NOT NULL, n) AS first
+                FROM qr_rides) AS o
+            WHERE qr_rides.n = o.n AND o.first <> qr_rides.n AND qr_rides.replay_of IS NULL""")
+
     # -- reading ------------------------------------------------------------------------------------
     @staticmethod
     def history_rows(path: str, cards: Sequence[str]) -> list[tuple]:
@@ -198,12 +220,42 @@ class Store:
             f"SELECT n, detail FROM malformed WHERE (n >> {LINE_BITS}) IN (SELECT unnest(?))", [idxs]).fetchall())
         return rejected, malformed
 
+    def qr_verdicts(self, file_idxs: Sequence[int]) -> dict[int, tuple[tuple[str, ...], str | None]]:
+        """(n -> (reasons, detail)) of the QR rides of these files: the failed check's token and ``qr-replay``
+        (with the terminal and time of the ride it repeats), none for an accepted ride."""
+        rows = self.con.execute(
+            "SELECT q.n, q.failed, q.detail, o.terminal, o.datetime, o.n FROM qr_rides q "
+            "LEFT JOIN qr_rides o ON o.n = q.replay_of "
+            f"WHERE (q.n >> {LINE_BITS}) IN (SELECT unnest(?))", [sorted(set(file_idxs))]).fetchall()
+        out: dict[int, tuple[tuple[str, ...], str | None]] = {}
+        for n, failed, detail, terminal, when, first in rows:
+            reasons, details = [], []
+            if failed is not None:
+                reasons.append(failed)
+                details.append(detail)
+            if first is not None:
+                reasons.append(QR_REPLAY)
+                details.append(f"{QR_REPLAY}: the same code rode at terminal {terminal} at {when}")
+            out[n] = (tuple(reasons), "; ".join(details) if details else None)
+        return out
+
     def money_records(self, day: str) -> list[tuple]:
         """Accepted records that moved money on `day` (YYYYMMDD): issuer, acquirer, terminal, mode, type,
         amount, card."""
         return self.con.execute(
             "SELECT issuer, acquirer, terminal, mode, type, amount, card FROM records "
             f"WHERE reasons = 0 AND status <> {TORN} AND starts_with(datetime, ?) ORDER BY n", [day]).fetchall()
+
+    def month_qr_usage(self, month: str) -> list[tuple]:
+        """Per city: accepted QR rides of `month` (YYYYMM): city, count, amount (fen)."""
+        return self.con.execute(
+            "SELECT coalesce(city, ''), count(*), sum(amount) FROM qr_rides "
+            "WHERE failed IS NULL AND replay_of IS NULL AND starts_with(datetime, ?) GROUP BY 1 ORDER BY 1",
+            [month]).fetchall()
+
+    def virtual_cards(self) -> set[str]:
+        """The cards whose records said ``medium: virtual`` (M4)."""
+        return {row[0] for row in self.con.execute("SELECT card FROM virtual_cards").fetchall()}
 
     def month_usage(self, month: str) -> list[tuple]:
         """Per card: accepted purchases of `month` (YYYYMM): card, issuer, count, amount (fen)."""

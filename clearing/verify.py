@@ -4,6 +4,11 @@ The run: hash each file (a file whose content the store already holds adds nothi
 verdict), split the new files' cards into partitions (`partition`), run one partition per worker process
 (or in this process for one worker), load the results into the store in one transaction (`store`), then
 read the verdicts of every line of every given file back in file and line order.
+
+A QR ride (mobile.md Q12) is judged by its code, not by a card (clearing.qr): ``accepted``, or
+``rejected`` with the token of the check of §1.5 its code fails at the ride's time against the root store
+(`qr_roots`), and ``qr-replay`` when its code already rode anywhere. Its reasons are counted under
+``qr_reasons`` in the summary, beside the card records' ``reasons``.
 """
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keysets import KeySet
+from ykt_qr import RootStore
 
 from .judge import BIT, REASONS, reason_names
+from .qr import QR_REASONS
 from .partition import LINE_BITS, FileJob, PartitionJob, PartitionResult, run_partition
 from .store import Store, StoredFile
 from .terminals import TerminalRegistry
@@ -36,10 +43,14 @@ MALFORMED = BIT["malformed"]
 
 @dataclass(frozen=True)
 class Verdict:
+    """One line's verdict: ``accepted`` or ``rejected`` with its reasons (card reasons, or for a QR ride, `qr`,
+    the tokens of clearing.qr) and, where there is one, the detail."""
+
     file: str
     line: int
     reasons: tuple[str, ...]
     detail: str | None = None
+    qr: bool = False
 
     @property
     def verdict(self) -> str:
@@ -48,6 +59,8 @@ class Verdict:
     def to_dict(self) -> dict[str, object]:
         d: dict[str, object] = {"file": self.file, "line": self.line, "verdict": self.verdict,
                                 "reasons": list(self.reasons)}
+        if self.qr:
+            d["medium"] = "qr"
         if self.detail:
             d["detail"] = self.detail
         return d
@@ -74,6 +87,7 @@ class VerifyRun:
     rejected: dict[int, int] = field(default_factory=dict)
     malformed: dict[int, str] = field(default_factory=dict)
     no_keyset: dict[str, int] = field(default_factory=dict)
+    qr: dict[int, tuple[tuple[str, ...], str | None]] = field(default_factory=dict)
 
     def verdicts(self) -> Iterator[Verdict]:
         """One verdict per record line of every given file, in the order given (blank lines are no records)."""
@@ -87,14 +101,19 @@ class VerifyRun:
                     detail = self.malformed.get(n)
                     if detail is not None:
                         yield Verdict(str(item.path), number, ("malformed",), detail)
+                    elif n in self.qr:
+                        reasons, why = self.qr[n]
+                        yield Verdict(str(item.path), number, reasons, why, qr=True)
                     else:
                         yield Verdict(str(item.path), number, tuple(reason_names(self.rejected.get(n, 0))))
 
     def summary(self) -> dict[str, object]:
-        """Counts per verdict and per reason over the given files (a file given twice counts twice)."""
+        """Counts per verdict and per reason over the given files (a file given twice counts twice); QR rides
+        are counted in the verdicts and, by their own reasons, under ``qr_reasons``."""
         counts = {name: 0 for name in REASONS}
-        total = rejected = 0
-        by_file: dict[int, tuple[int, int, dict[str, int]]] = {}
+        qr_counts = {name: 0 for name in QR_REASONS}
+        total = rejected = rides = 0
+        by_file: dict[int, tuple[int, int, int, dict[str, int], dict[str, int]]] = {}
         for item in self.inputs:
             idx = item.stored.idx
             if idx not in by_file:
@@ -103,14 +122,21 @@ class VerifyRun:
                 bad = sum(1 for n in self.malformed if lo <= n < hi)
                 per = {name: sum(1 for m in masks if m & BIT[name]) for name in REASONS}
                 per["malformed"] += bad
-                by_file[idx] = (item.stored.records, len(masks) + bad, per)
-            records, rej, per = by_file[idx]
+                qr = [reasons for n, (reasons, _) in self.qr.items() if lo <= n < hi]
+                qr_per = {name: sum(1 for r in qr if name in r) for name in QR_REASONS}
+                by_file[idx] = (item.stored.records, len(masks) + bad + sum(1 for r in qr if r), len(qr), per,
+                                qr_per)
+            records, rej, qr_rides, per, qr_per = by_file[idx]
             total += records
             rejected += rej
+            rides += qr_rides
             for name, count in per.items():
                 counts[name] += count
+            for name, count in qr_per.items():
+                qr_counts[name] += count
         return {"records": total, "verdicts": {"accepted": total - rejected, "rejected": rejected},
-                "reasons": counts, "files": len(self.inputs), "new_files": self.new_files,
+                "reasons": counts, "qr_rides": rides, "qr_reasons": {k: v for k, v in qr_counts.items() if v},
+                "files": len(self.inputs), "new_files": self.new_files,
                 "new_records": self.new_records, "store": str(self.store) if self.store else None}
 
 
@@ -147,11 +173,12 @@ def _inputs(files: Sequence[Path]) -> list[_Input]:
 
 
 def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None = None,
-           terminals: Path | None = None, workers: int | None = None,
+           terminals: Path | None = None, workers: int | None = None, qr_roots: Path | None = None,
            progress: Callable[[int, int], None] | None = None) -> VerifyRun:
     """Verify clearing files into the store under `out` (a temporary one when None).
 
-    `progress(done_bytes, total_bytes)` is called from time to time while the files are read.
+    `progress(done_bytes, total_bytes)` is called from time to time while the files are read. `qr_roots`:
+    the root store QR rides' certificates are checked against (without it, a QR ride is ``root_unknown``).
     """
     if not keysets:
         raise ValueError("--keyset: at least one key set is needed to check TACs")
@@ -159,6 +186,8 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         KeySet.load(path)                       # refuse a bad key set before any work, naming the file
     if terminals is not None:
         TerminalRegistry.load(terminals)        # likewise a bad registry
+    if qr_roots is not None:
+        RootStore.load(qr_roots)                # and a bad root store
     items = _inputs(files)
     scratch_root = None
     if out is None:
@@ -190,7 +219,8 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         try:
             buckets = max(1, math.ceil(new_bytes / count / BUCKET_BYTES))
             parts = [PartitionJob(w, count, buckets, tuple(jobs), tuple(str(k) for k in keysets),
-                                  str(terminals) if terminals else None, str(spill / f"w{w}"), history)
+                                  str(terminals) if terminals else None, str(spill / f"w{w}"), history,
+                                  str(qr_roots) if qr_roots is not None else None)
                      for w in range(count)]
             results = _run(parts, 2 * new_bytes * count, progress, in_process=new_bytes < SMALL_INPUT)
             for item in new.values():          # the record lines every worker counted while reading
@@ -204,12 +234,13 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         item.stored = by_sha.get(item.sha256, item.stored)
     with Store(out, read_only=False) as store:
         rejected, malformed = store.rejections([i.stored.idx for i in items])
+        qr = store.qr_verdicts([i.stored.idx for i in items])
     no_keyset: dict[str, int] = {}
     for r in results:
         for label, n in r.no_keyset.items():
             no_keyset[label] = no_keyset.get(label, 0) + n
-    run = VerifyRun(out, items, len(new), sum(r.records + r.malformed for r in results), count if jobs else 0,
-                    rejected, malformed, no_keyset)
+    run = VerifyRun(out, items, len(new), sum(r.records + r.malformed + r.qr_rides for r in results),
+                    count if jobs else 0, rejected, malformed, no_keyset, qr)
     if scratch_root is not None:     # no --out: the verdicts are in memory, the store goes
         shutil.rmtree(scratch_root, ignore_errors=True)
         run.store = None

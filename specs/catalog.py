@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keysets import TEST_KEYSET_DIR
+from ota import TEST_CREDENTIALS_DIR
 from ykt_qr import TEST_PKI_DIR
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -50,12 +51,13 @@ SHELVES: dict[str, Shelf] = {
     "list": Shelf("list", LISTS_DIR, (".txt",)),
     "qr-pki": Shelf("QR TEST PKI file", TEST_PKI_DIR, (".toml",)),
     "qr-roots": Shelf("QR root store", TEST_PKI_DIR, (".json",)),
+    "wallet-credentials": Shelf("wallet credential file", TEST_CREDENTIALS_DIR, (".toml",)),
 }
 
 
 def find(kind: str, name: str) -> Path:
-    """A shipped file of `kind` ('keyset', 'card-profile', 'terminal-profile', 'list', 'qr-pki', 'qr-roots')
-    by name or path."""
+    """A shipped file of `kind` ('keyset', 'card-profile', 'terminal-profile', 'list', 'qr-pki', 'qr-roots',
+    'wallet-credentials') by name or path."""
     return SHELVES[kind].find(name)
 
 

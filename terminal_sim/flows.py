@@ -281,7 +281,7 @@ def _load(tx: Transaction, card: TUnionCard, host: LoadHost, order: _LoadOrder, 
     selected = select_card(card)
     if isinstance(selected, Refusal):
         return tx.decline(selected.reason)
-    tx.add(**card_fields(selected.card_no, selected.issuer_id))
+    tx.add(**card_fields(selected.card_no, selected.issuer_id), medium=selected.medium)
     recovery = recover(card, tx.journal, selected.card_no, now, window, LOAD_TYPES, load_check(host))
     if recovery.settled is not None:
         return recovery.settled

@@ -19,19 +19,33 @@ conflict and is refused.
 Card flags: after a MAC2 failure a terminal refuses the card on its next tap (tunion.md 5.5, SH's
 ``temp_uid``): :meth:`flag_card` remembers the card, :meth:`take_flag` consumes the flag.
 
+QR codes seen (mobile.md Q10, schema 2): every accepted QR code's SHA-256 with its account, when it was
+accepted and until when it is kept (the code's validity + 20 s), linked to its ride record.
+:meth:`Journal.append_ride` writes the ride and this entry in one transaction, so a kill between the
+verification and the journal can never let a code ride twice, nor forget one that rode; the replay and
+anti-pass-back checks read it back (:meth:`code_seen`, :meth:`last_accepted`). Entries are pruned once
+both their keep time and a day (the longest anti-pass-back interval a profile may set) have passed.
+
 Soundness (a journal that is not sound is never used to charge): opening checks the file before any
 card command — SQLite's ``quick_check``, the ``application_id`` (``YKTJ``; 0 on journals written before
-it was stamped), the tables and the schema version — and refuses anything else in one line naming the
-file. Readers (export, check) open ``readonly=True`` and never write: no tables created, no
-``user_version``, no switch to WAL. After opening, any failure of SQLite (another writer's lock, a full
-or read-only disk, an I/O error, a corrupt page) is `JournalStorageError`: the operation did not happen,
-and the transaction code decides what that means for the money (terminal_sim.transaction).
-`check_journal` is the full check (``integrity_check``, every record parsed); terminal_sim.salvage copies
-the readable records of a damaged journal into a new one.
+it was stamped), the tables of its schema version with their exact columns, and the version itself — and
+refuses anything else in one line naming the file. Readers (export, check) open ``readonly=True`` and
+never write: no tables created, no ``user_version``, no switch to WAL. After opening, any failure of
+SQLite (another writer's lock, a full or read-only disk, an I/O error, a corrupt page) is
+`JournalStorageError`: the operation did not happen, and the transaction code decides what that means for
+the money (terminal_sim.transaction). `check_journal` is the full check (``integrity_check``, every record
+parsed, every remembered code linked to its ride); terminal_sim.salvage copies the readable records of a
+damaged journal into a new one.
 
-`OutcomeJournal` is what the transactions need of a journal; `MemoryJournal` gives a validator run
-without a journal file the same semantics in memory (grey records and card flags only; other outcomes
-are not kept), so the transactions have one code path.
+Schema versions (`READABLE_VERSIONS`): 1 (outcomes, card flags), 2 (+ the QR table ``qr_seen``). A
+writer brings a version-1 file to 2 on open by adding the table (and stamps its application id), in one
+transaction; nothing else changes. A reader takes a version-1 file as it is, without a byte written: it
+has no code remembered.
+
+`OutcomeJournal` is what the transactions need of a journal (`RideJournal`: and a QR ride);
+`MemoryJournal` gives a validator run without a journal file the same semantics in memory (grey records,
+card flags and the QR codes seen only; other outcomes are not kept), so the transactions have one code
+path.
 """
 from __future__ import annotations
 
@@ -42,22 +56,27 @@ import json
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ykt_qr.policy import MAX_ANTI_PASSBACK_S
+
 from .outcome import Outcome
 
-__all__ = ["Journal", "JournalEntry", "JournalError", "JournalStorageError", "JournalReport", "OutcomeJournal",
-           "MemoryJournal", "SCHEMA_VERSION", "APPLICATION_ID", "dedup_key", "check_journal", "SQLITE_MAGIC"]
+__all__ = ["Journal", "JournalEntry", "JournalError", "JournalStorageError", "JournalReport", "CodeAlreadySeen",
+           "OutcomeJournal", "RideJournal", "MemoryJournal", "SeenCode", "SCHEMA_VERSION", "READABLE_VERSIONS",
+           "APPLICATION_ID", "dedup_key", "check_journal", "SQLITE_MAGIC"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""The schema versions this code opens: 1, before the QR table (a writer adds it); 2, this code's."""
 APPLICATION_ID = 0x594B544A
 """``PRAGMA application_id`` of a ykt journal (``YKTJ``). Journals written before it was stamped carry 0 and
 are recognised by their schema; a writer stamps them when it opens them."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS outcomes (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     dedup_key     TEXT    NOT NULL UNIQUE,
@@ -77,12 +96,31 @@ CREATE TABLE IF NOT EXISTS card_flags (
     reason   TEXT NOT NULL
 );
 """
-TABLES: Mapping[str, tuple[str, ...]] = {
+_SCHEMA_QR = """
+CREATE TABLE IF NOT EXISTS qr_seen (
+    digest      TEXT    PRIMARY KEY,       -- SHA-256 of the accepted code, hex
+    account     TEXT    NOT NULL,          -- issuer ‖ platform ‖ user account number, hex (Q10)
+    at          INTEGER NOT NULL,          -- accepted at, Unix seconds
+    keep_until  INTEGER NOT NULL,          -- a repeat until then is a replay
+    record_id   INTEGER NOT NULL REFERENCES outcomes(id)
+);
+CREATE INDEX IF NOT EXISTS qr_seen_account ON qr_seen(account, at);
+"""
+"""Version 2's addition: the QR codes seen (Q10)."""
+_MIGRATIONS: Mapping[int, str] = {1: _SCHEMA_QR}
+"""What brings a journal of version v to v + 1 (a writer runs them in its opening transaction)."""
+_V1_TABLES: Mapping[str, tuple[str, ...]] = {
     "outcomes": ("id", "dedup_key", "status", "card_no", "terminal_id", "terminal_seq", "record", "context",
                  "resolved_by"),
     "card_flags": ("card_no", "reason"),
 }
-"""The columns of a journal's tables, in order: what makes an SQLite file a ykt journal."""
+TABLES_BY_VERSION: Mapping[int, Mapping[str, tuple[str, ...]]] = {
+    1: _V1_TABLES,
+    2: {**_V1_TABLES, "qr_seen": ("digest", "account", "at", "keep_until", "record_id")},
+}
+"""The tables of each readable version with their columns, in order: what makes an SQLite file a ykt journal."""
+TABLES: Mapping[str, tuple[str, ...]] = TABLES_BY_VERSION[SCHEMA_VERSION]
+"""This version's tables and columns (what a writer leaves behind)."""
 _SALVAGE_HINT = "copy its readable records with `ykt journal salvage`"
 
 
@@ -98,6 +136,20 @@ class JournalStorageError(JournalError):
 
 def _one_line(exc: BaseException) -> str:
     return " ".join((str(exc) or type(exc).__name__).split())
+
+
+class CodeAlreadySeen(JournalError):
+    """A QR ride refused at commit: its code is already remembered (a replay)."""
+
+
+@dataclass(frozen=True)
+class SeenCode:
+    """An accepted QR code as the replay checks remember it (Unix seconds; `account` as ykt_qr keys it)."""
+
+    digest: bytes
+    account: str
+    at: int
+    keep_until: int
 
 
 @dataclass(frozen=True)
@@ -213,9 +265,18 @@ def _connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(_uri(path, mode="ro", immutable="1"), uri=True, isolation_level=None, timeout=timeout)
 
 
-def _inspect(db: sqlite3.Connection, path: Path) -> str:
-    """Refuse an unsound or foreign file; "journal" for a ykt journal, "blank" for an SQLite file with no
-    schema at all (a writer makes it a journal)."""
+def _readable() -> str:
+    return ", ".join(map(str, READABLE_VERSIONS))
+
+
+def _inspect(db: sqlite3.Connection, path: Path) -> int:
+    """Refuse an unsound or foreign file; the schema version of a ykt journal, 0 for an SQLite file with no
+    schema at all (a writer makes it a journal).
+
+    The tables a version must have are checked with their exact columns (every journal table present, so a
+    version-1 file cannot hide a foreign ``qr_seen``); a journal of a later version than this code's is
+    refused by its version before its columns, which that version may have changed.
+    """
     problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(1)")]
     if problems != ["ok"]:
         raise JournalError(f"{path}: fails SQLite's integrity check ({_one_line(problems[0])}); not used: "
@@ -228,18 +289,22 @@ def _inspect(db: sqlite3.Connection, path: Path) -> str:
         raise JournalError(f"{path}: another application's database (application_id 0x{app_id & 0xFFFFFFFF:08X}), "
                            "not a ykt journal")
     if not objects and version == 0 and app_id == 0:
-        return "blank"
+        return 0
     tables = {name for kind, name in objects if kind == "table"}
-    if not set(TABLES) <= tables:
+    if not set(TABLES_BY_VERSION.get(version, _V1_TABLES)) <= tables:
         what = f"tables {', '.join(sorted(tables))}" if tables else "no tables"
         raise JournalError(f"{path}: not a ykt journal (an SQLite database with {what})")
+    if version > SCHEMA_VERSION:
+        raise JournalError(f"{path}: journal schema {version}, this code reads {_readable()}")
     for table, columns in TABLES.items():
+        if table not in tables:
+            continue
         found = tuple(str(row[1]) for row in db.execute(f"PRAGMA table_info({table})"))
         if found != columns:
             raise JournalError(f"{path}: not a ykt journal (table {table} has columns {', '.join(found)})")
-    if version != SCHEMA_VERSION:
-        raise JournalError(f"{path}: journal schema {version}, this code reads {SCHEMA_VERSION}")
-    return "journal"
+    if version not in READABLE_VERSIONS:
+        raise JournalError(f"{path}: journal schema {version}, this code reads {_readable()}")
+    return version
 
 
 class Journal:
@@ -251,13 +316,16 @@ class Journal:
     a journal's tables, or of another schema version, is refused with `JournalError` naming the file.
 
     ``readonly=True`` (export, check, reports) opens with ``mode=ro``: nothing is created, stamped or
-    switched to WAL, and an empty file or blank database is refused. A writer creates a missing (or
-    empty, or blank SQLite) file as a new journal, stamps ``application_id`` on an older journal, and
-    makes sure it can take a write lock: a journal it cannot write is refused at opening, not at the
-    first grey record. ``timeout``: seconds to wait for another writer's lock.
+    switched to WAL, and an empty file or blank database is refused; a version-1 journal is read as it is
+    (it remembers no QR code). A writer creates a missing (or empty, or blank SQLite) file as a new
+    journal, brings a version-1 journal to version 2 (adding the QR table), stamps ``application_id`` on
+    an older journal, and makes sure it can take a write lock: a journal it cannot write is refused at
+    opening, not at the first grey record. ``timeout``: seconds to wait for another writer's lock.
 
     Every later failure of SQLite (locked, disk full, read-only, I/O error, corrupt page) raises
     `JournalStorageError`, naming the file; the operation did not happen.
+
+    `schema`: the file's schema version (a writer's is always `SCHEMA_VERSION`).
     """
 
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 10.0) -> None:
@@ -273,11 +341,12 @@ class Journal:
                 self._db.execute("PRAGMA query_only=ON")
             else:
                 self._db = sqlite3.connect(self.path, isolation_level=None, timeout=timeout)
-            kind = "blank" if new else _inspect(self._db, self.path)
-            if readonly and kind == "blank":
+            found = 0 if new else _inspect(self._db, self.path)
+            if readonly and found == 0:
                 raise JournalError(f"{self.path}: an empty SQLite database, not a ykt journal")
+            self.schema = found           # a writer brings it to SCHEMA_VERSION
             if not readonly:
-                self._prepare(kind)
+                self._prepare(found)
         except sqlite3.DatabaseError as exc:
             self._abandon()
             damaged = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -292,8 +361,10 @@ class Journal:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
 
-    def _prepare(self, kind: str) -> None:
-        """The writer's settings, and a write transaction that proves the journal can be written."""
+    def _prepare(self, found: int) -> None:
+        """The writer's settings, and a write transaction that proves the journal can be written: it makes
+        a blank file a journal, brings an older version (`found`, 0 for a blank file) to this code's, and
+        stamps the application id; all or nothing."""
         assert self._db is not None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -302,12 +373,28 @@ class Journal:
         if mode.lower() != "wal":
             raise JournalError(f"{self.path}: journal_mode is {mode}, WAL required")
         with self._transaction() as db:
-            if kind == "blank":
-                for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # read again under the write lock: another writer may have made or migrated it meanwhile
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:
+                if found:
+                    raise JournalError(f"{self.path}: journal schema 0, this code reads {_readable()}")
+                self._run(db, _SCHEMA_V1)
+                version = 1
+            elif version not in READABLE_VERSIONS:
+                raise JournalError(f"{self.path}: journal schema {version}, this code reads {_readable()}")
+            while version < SCHEMA_VERSION:
+                self._run(db, _MIGRATIONS[version])
+                version += 1
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) != version:
+                db.execute(f"PRAGMA user_version={version}")
             if int(db.execute("PRAGMA application_id").fetchone()[0]) != APPLICATION_ID:
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        self.schema = version
+
+    @staticmethod
+    def _run(db: sqlite3.Connection, script: str) -> None:
+        for statement in filter(None, (part.strip() for part in script.split(";"))):
+            db.execute(statement)
 
     # -- transactions -------------------------------------------------------------------------------
     class _Txn:
@@ -508,6 +595,59 @@ class Journal:
         with self._storage("flag card"), self._transaction() as db:
             self._flag(db, card_no, reason)
 
+    # -- QR codes seen ------------------------------------------------------------------------------
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int:
+        """Journal an accepted QR ride and remember its code, in one transaction; returns the record id.
+
+        Expired entries are pruned in the same transaction. Refused: a code already remembered
+        (`CodeAlreadySeen`, a replay the verifier should have caught); a failure of SQLite is
+        `JournalStorageError` and leaves neither the ride nor its code.
+        """
+        if not isinstance(seen, SeenCode):
+            raise ValueError(f"seen: expected a SeenCode, got {type(seen).__name__}")
+        digest = seen.digest.hex().upper()
+        with self._storage("append QR ride"), self._transaction() as db:
+            db.execute("DELETE FROM qr_seen WHERE keep_until < ? AND at < ?",
+                       (seen.at, seen.at - MAX_ANTI_PASSBACK_S))
+            if db.execute("SELECT 1 FROM qr_seen WHERE digest = ?", (digest,)).fetchone():
+                raise CodeAlreadySeen(f"QR code {digest[:16]}…: already rode (a replay)")
+            ident = self._insert(db, outcome, None)
+            db.execute("INSERT INTO qr_seen (digest, account, at, keep_until, record_id) VALUES (?, ?, ?, ?, ?)",
+                       (digest, seen.account, seen.at, seen.keep_until, ident))
+            return ident
+
+    def code_seen(self, digest: bytes, now: int) -> bool:
+        """This exact code was accepted and is still kept at `now` (the replay check)."""
+        if self.schema < 2:            # a version-1 journal read as it is: it never took a code
+            return False
+        with self._storage("read QR codes seen") as db:
+            row = db.execute("SELECT keep_until FROM qr_seen WHERE digest = ?", (digest.hex().upper(),)).fetchone()
+        return row is not None and now <= row[0]
+
+    def last_accepted(self, account: str, now: int) -> int | None:
+        """When this account's latest code was accepted (the anti-pass-back check), or None."""
+        if self.schema < 2:
+            return None
+        with self._storage("read QR codes seen") as db:
+            row = db.execute("SELECT MAX(at) FROM qr_seen WHERE account = ?", (account,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def codes_seen(self) -> list[tuple[SeenCode, int]]:
+        """Every remembered code with the id of its ride record, oldest first (check, salvage)."""
+        if self.schema < 2:
+            return []
+        with self._storage("read QR codes seen") as db:
+            rows = db.execute("SELECT digest, account, at, keep_until, record_id FROM qr_seen ORDER BY at, digest")\
+                .fetchall()
+        out = []
+        for digest, account, at, keep_until, record_id in rows:
+            try:
+                out.append((SeenCode(bytes.fromhex(digest), str(account), int(at), int(keep_until)), int(record_id)))
+            except (TypeError, ValueError):
+                raise JournalError(f"{self.path}: remembered QR code {str(digest)[:16]}… is unreadable; "
+                                   f"{_SALVAGE_HINT}") from None
+        return out
+
     @staticmethod
     def _flag(db: sqlite3.Connection, card_no: str, reason: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
@@ -523,10 +663,11 @@ class Journal:
 
     # -- salvage (terminal_sim.salvage) -------------------------------------------------------------
     def _restore(self, rows: list[tuple[int, Outcome, Mapping[str, Any] | None]], links: Mapping[int, int],
-                 flags: Mapping[str, str], highest: int = 0) -> None:
+                 flags: Mapping[str, str], highest: int = 0, codes: Sequence[tuple[SeenCode, int]] = ()) -> None:
         """Write salvaged records under their own ids, then the links of settled grey records, then the
-        flags, in one transaction, into a journal that holds nothing yet; new records get ids above
-        `highest` (the highest id the damaged journal had given)."""
+        flags and the remembered QR codes (each with its ride's id), in one transaction, into a journal that
+        holds nothing yet; new records get ids above `highest` (the highest id the damaged journal had
+        given)."""
         with self._storage("restore records"), self._transaction() as db:
             if db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0]:
                 raise JournalError(f"{self.path}: restore needs an empty journal")
@@ -540,6 +681,9 @@ class Journal:
                 db.execute("UPDATE outcomes SET resolved_by = ? WHERE id = ?", (by, torn_id))
             for card_no, reason in flags.items():
                 self._flag(db, card_no, reason)
+            for seen, ride_id in codes:
+                db.execute("INSERT INTO qr_seen (digest, account, at, keep_until, record_id) VALUES (?, ?, ?, ?, ?)",
+                           (seen.digest.hex().upper(), seen.account, seen.at, seen.keep_until, ride_id))
             db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'outcomes'", (highest,))
 
 
@@ -555,17 +699,21 @@ class JournalReport:
     schema: int
     stamped: bool
     journal_mode: str
+    codes: int = 0
+    """QR codes remembered for the replay checks (schema 2)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"journal": str(self.path), "sound": True, "records": self.records, "by_status": dict(self.by_status),
-                "pending": list(self.pending), "flags": self.flags, "schema": self.schema,
+                "pending": list(self.pending), "flags": self.flags, "qr_codes_seen": self.codes,
+                "schema": self.schema,
                 "application_id": f"0x{APPLICATION_ID:08X}" if self.stamped else "0x00000000",
                 "journal_mode": self.journal_mode}
 
 
 def check_journal(path: str | Path) -> JournalReport:
     """The full check of a journal, read-only: the opening checks, SQLite's full ``integrity_check``,
-    every record and context parsed, every settled grey record's link pointing at a record.
+    every record and context parsed, every settled grey record's link pointing at a record, every
+    remembered QR code linked to an accepted QR ride.
 
     Returns what it found; the first fault raises `JournalError` naming the file.
     """
@@ -580,6 +728,15 @@ def check_journal(path: str | Path) -> JournalReport:
             if entry.resolved_by is not None and entry.resolved_by not in ids:
                 raise JournalError(f"{journal.path}: record {entry.id} is settled by record {entry.resolved_by}, "
                                    f"which is missing; {_SALVAGE_HINT}")
+        codes = journal.codes_seen()
+        for seen, ride_id in codes:
+            ride = ids.get(ride_id)
+            if ride is None or ride.outcome.medium != "qr" or ride.outcome.status != "approved":
+                what = "missing" if ride is None else (
+                    f"a {ride.outcome.status} {'QR ride' if ride.outcome.medium == 'qr' else 'card record'}, not an "
+                    "accepted QR ride")
+                raise JournalError(f"{journal.path}: remembered QR code {seen.digest.hex().upper()[:16]}… belongs to "
+                                   f"record {ride_id}, which is {what}; {_SALVAGE_HINT}")
         by_status: dict[str, int] = {}
         for entry in entries:
             by_status[entry.outcome.status] = by_status.get(entry.outcome.status, 0) + 1
@@ -587,7 +744,7 @@ def check_journal(path: str | Path) -> JournalReport:
             stamped = int(db.execute("PRAGMA application_id").fetchone()[0]) == APPLICATION_ID
             mode = str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower()
         return JournalReport(journal.path, len(entries), by_status, tuple(e.id for e in entries if e.pending),
-                             len(journal.flags()), SCHEMA_VERSION, stamped, mode)
+                             len(journal.flags()), journal.schema, stamped, mode, len(codes))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -608,8 +765,19 @@ class OutcomeJournal(Protocol):
     def take_flag(self, card_no: str) -> str | None: ...
 
 
+class RideJournal(OutcomeJournal, Protocol):
+    """What a QR ride needs of a journal besides outcomes: the codes seen (Q10), written with the ride."""
+
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int: ...
+
+    def code_seen(self, digest: bytes, now: int) -> bool: ...
+
+    def last_accepted(self, account: str, now: int) -> int | None: ...
+
+
 class MemoryJournal:
-    """The journal of a validator run without a journal file: pending grey records and card flags.
+    """The journal of a validator run without a journal file: pending grey records, card flags and the QR
+    codes seen.
 
     Settled records and plain outcomes are not kept (a long benchmark run stays small); ids still grow.
     """
@@ -618,6 +786,7 @@ class MemoryJournal:
         self._ids = itertools.count(1)
         self._pending: dict[int, JournalEntry] = {}
         self._flags: dict[str, str] = {}
+        self._seen: dict[bytes, SeenCode] = {}
 
     def append(self, outcome: Outcome, context: Mapping[str, Any] | None = None) -> int:
         ident = next(self._ids)
@@ -651,3 +820,18 @@ class MemoryJournal:
 
     def take_flag(self, card_no: str) -> str | None:
         return self._flags.pop(card_no, None)
+
+    def append_ride(self, outcome: Outcome, seen: SeenCode) -> int:
+        self._seen = {d: e for d, e in self._seen.items()
+                      if e.keep_until >= seen.at or e.at >= seen.at - MAX_ANTI_PASSBACK_S}
+        if seen.digest in self._seen:
+            raise CodeAlreadySeen(f"QR code {seen.digest.hex().upper()[:16]}…: already rode (a replay)")
+        self._seen[seen.digest] = seen
+        return self.append(outcome)
+
+    def code_seen(self, digest: bytes, now: int) -> bool:
+        entry = self._seen.get(digest)
+        return entry is not None and now <= entry.keep_until
+
+    def last_accepted(self, account: str, now: int) -> int | None:
+        return max((e.at for e in self._seen.values() if e.account == account), default=None)

@@ -16,6 +16,16 @@ Rules between fields (checked, because clearing relies on them):
 * ``torn`` is a grey record: card_no, amount and card_counter, never a TAC.
 * ``declined`` moved no money: never a TAC; it must say why (``reason``).
 * ``torn``, ``declined`` and ``failed`` always carry a reason.
+
+Medium: ``medium`` says what was presented: ``physical`` or ``virtual`` (a phone's T-Union card, M4;
+absent on a card record = physical) or ``qr`` (a MOT QR code, mobile.md Q12). A QR ride record carries
+the Q12 clearing-record extension (``qr_code``, ``account_no``, ``pay_account``, ``qr_issuer``,
+``qr_platform``, ``qr_gen_time``, ``ticket_type``) and none of the card-only fields (card number, issuer
+ID, balances, counters, PSAM sequence, key fields, TAC, card type, entry data): the signed code is the
+proof. It is ``approved`` (with the amount and the code's account) or ``declined`` (with the code and the
+first failing check's token as the reason, Q11); ``type`` is optional on it. Card records never carry
+the QR fields. The extension comes after the transit context, so a card record's JSON and CSV columns
+keep their order.
 """
 from __future__ import annotations
 
@@ -30,13 +40,24 @@ from ykt_files.schema import DocumentError, Model, problem, validate
 
 from .fields import decimal_digits, flag, hex_bytes, hex_digits, integer, one_of, printable, text, typed
 
-__all__ = ["Outcome", "OutcomeRecord", "OutcomeError", "STATUSES", "TYPES", "FIELDS", "MONEY_STATUSES"]
+__all__ = ["Outcome", "OutcomeRecord", "OutcomeError", "STATUSES", "TYPES", "FIELDS", "MONEY_STATUSES", "MEDIA",
+           "QR_FIELDS", "CARD_ONLY_FIELDS"]
 
 STATUSES = ("approved", "declined", "torn", "recovered", "failed")
 MONEY_STATUSES = ("approved", "recovered")
 TYPES = ("02", "06", "09")
 ALGORITHMS = ("3des", "sm4")
 MODES = ("bus", "metro", "ferry", "taxi", "load")
+MEDIA = ("physical", "virtual", "qr")
+QR_FIELDS = ("qr_code", "account_no", "pay_account", "qr_issuer", "qr_platform", "qr_gen_time", "ticket_type")
+"""The clearing-record extension of a QR ride (mobile.md Q12), after ``medium``."""
+CARD_ONLY_FIELDS = ("card_no", "issuer_id", "balance_before", "balance_after", "overdraft_limit", "card_counter",
+                    "terminal_seq", "key_version", "algorithm", "tac", "mac2_verified", "card_type", "entry_city",
+                    "entry_station", "entry_terminal", "entry_time")
+"""What only a card tells (Q12): absent on a QR ride record."""
+QR_STATUSES = ("approved", "declined")
+MAX_CODE_BYTES = 4096
+"""The longest scanned code a declined QR record keeps (a QR symbol holds at most 2953 bytes)."""
 SOURCE = "outcome"
 """The source an outcome built in code is refused under (a file's name when one is read)."""
 
@@ -71,6 +92,13 @@ def _free_text(value: Any) -> str:
     return value
 
 
+def _pay_account(value: Any) -> str:
+    """支付账户号: exactly 16 printable ASCII characters (the code's bytes 120..135, §1.5 check 6)."""
+    if not (len(text(value)) == 16 and all(0x20 <= ord(ch) <= 0x7E for ch in value)):
+        raise problem(f"expected 16 printable ASCII characters, got {value!r}")
+    return value
+
+
 def _present(value: Any) -> Any:
     if value is None:
         raise problem("required")
@@ -100,6 +128,11 @@ def _digits(count: int) -> Any:
     return typed(str, decimal_digits(count))
 
 
+_QR_REQUIRED_BY_STATUS = {
+    "approved": ("amount", "qr_code", "account_no", "pay_account", "qr_issuer", "qr_platform", "qr_gen_time"),
+    "declined": ("reason", "qr_code"),
+}
+
 _REQUIRED_BY_STATUS = {
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
                  "key_version", "algorithm", "tac"),
@@ -120,7 +153,7 @@ class OutcomeRecord(Model):
 
     status: _required(_choice(*STATUSES))
     reason: typed(str, _free_text) | None = None
-    type: _required(_choice(*TYPES))
+    type: _choice(*TYPES) | None = None                    # required on card records (see _rules)
     card_no: _digits(20) | None = None
     issuer_id: _hex(16) | None = None
     amount: U32 | None = None
@@ -150,9 +183,25 @@ class OutcomeRecord(Model):
     entry_station: Station | None = None
     entry_terminal: Station | None = None
     entry_time: Moment | None = None
+    # the medium, and the QR ride's clearing-record extension (mobile.md M4, Q12)
+    medium: _choice(*MEDIA) | None = None
+    qr_code: typed(str, hex_bytes(2, 2 * MAX_CODE_BYTES)) | None = None
+    account_no: _hex(20) | None = None
+    pay_account: typed(str, _pay_account) | None = None
+    qr_issuer: _hex(8) | None = None
+    qr_platform: _hex(8) | None = None
+    qr_gen_time: U32 | None = None
+    ticket_type: _hex(2) | None = None
 
     @model_validator(mode="after")
     def _rules(self) -> "Outcome":
+        if self.medium == "qr":
+            return self._qr_rules()
+        for name in QR_FIELDS:
+            if getattr(self, name) is not None:
+                raise problem("only a QR ride record (medium qr) has it", at=name)
+        if self.type is None:
+            raise problem("required (every card outcome has a transaction type)", at="type")
         required = _REQUIRED_BY_STATUS[self.status]
         if self.type in ("06", "09") and self.status in ("approved", "recovered", "torn"):
             required += ("terminal_seq",)
@@ -169,6 +218,21 @@ class OutcomeRecord(Model):
             if self.balance_after != expected:
                 raise problem(f"{self.balance_after} is not balance_before {self.balance_before} "
                               f"{'+' if sign > 0 else '-'} amount {self.amount}", at="balance_after")
+        return self
+
+    def _qr_rules(self) -> "Outcome":
+        """Q12: a QR ride is approved or declined, carries the code, and nothing only a card tells."""
+        if self.status not in QR_STATUSES:
+            raise problem(f"a QR ride is approved or declined, never {self.status}", at="status")
+        for name in CARD_ONLY_FIELDS:
+            if getattr(self, name) is not None:
+                raise problem("a QR ride record has no card fields (Q12)", at=name)
+        for name in _QR_REQUIRED_BY_STATUS[self.status]:
+            if getattr(self, name) is None:
+                article = "an" if self.status == "approved" else "a"
+                raise problem(f"required for {article} {self.status} QR ride", at=name)
+        if self.type == "02" or self.mode == "load":
+            raise problem("a QR code pays a ride, it loads nothing", at="type" if self.type == "02" else "mode")
         return self
 
 

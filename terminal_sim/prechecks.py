@@ -39,13 +39,23 @@ from .lists import BlackList, IssuerWhiteList, ListError, acceptance_refusal, lo
 from .profile import TerminalProfile
 
 __all__ = ["Refusal", "Selected", "CardView", "Lists", "select_card", "check_card", "lock_card",
-           "algorithm_of_key_index", "EP_APP_TYPES"]
+           "algorithm_of_key_index", "card_medium", "EP_APP_TYPES", "PHYSICAL_AID_MAX"]
 
 EP_APP_TYPES = (0x02, 0x03)
 """EF15 应用类型标识 values with an electronic purse: 02 EP only, 03 ED + EP (01 is ED only)."""
 
 KEY_INDEX_ALGORITHMS = {1: Algorithm.TDES, 2: Algorithm.SM4}
 """D16 on the reference profile: key index 01 is the 3DES key set, 02 the SM4 one."""
+
+
+PHYSICAL_AID_MAX = 8
+"""M4: an application name (FCI tag 84) longer than this is a phone's extended AID (mobile.md §2.1)."""
+
+
+def card_medium(df_name: bytes) -> str:
+    """The medium a card record carries (mobile.md M4): ``virtual`` when the DF name the card's FCI gave
+    (tag 84) is longer than 8 bytes, the extended AID of a phone's T-Union card; else ``physical``."""
+    return "virtual" if len(df_name) > PHYSICAL_AID_MAX else "physical"
 
 
 def algorithm_of_key_index(key_index: int) -> Algorithm:
@@ -75,6 +85,11 @@ class Selected:
     @property
     def issuer_id(self) -> str:
         return self.public.issuer_id
+
+    @property
+    def medium(self) -> str:
+        """``physical`` or ``virtual``, from the DF name of the card's FCI (M4)."""
+        return card_medium(bytes.fromhex(self.fci.aid))
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ Field reference (``*`` = required):
 * ``lists``\\*: ``blacklist``\\* (file) and ``whitelist`` (issuer white list file; absent = every
   interoperable card of any issuer).
 * ``qr``: the MOT QR acceptance policy (account types, local issuers, white list, anti-pass-back;
-  see ``ykt_qr.policy``); absent = the terminal takes no QR code.
+  see ``ykt_qr.policy``) and ``qr.roots``, the root store the terminal trusts (a JSON file, Q6, or the
+  name of a shipped TEST root store such as ``roots-test``; a terminal that scans codes needs it);
+  absent = the terminal takes no QR code.
 * ``recovery_window``: seconds a torn purchase can be recovered in (default 120, D12).
 * ``load`` (flow load only)\\*: ``keyset``\\* (a file path, or the name of a shipped TEST key set),
   ``max_balance``\\* (fen), ``amounts`` (allowed amounts; absent = any amount up to the headroom).
@@ -54,6 +56,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from keysets import TEST_KEYSET_DIR, KeySet, KeySetError
 from ykt_files.schema import Model, ProfileError, problem, read_text, validate
+from ykt_qr import TEST_PKI_DIR, RootStore, RootStoreError
 from ykt_qr.policy import AcceptancePolicy, QrPolicyFile
 
 from .fares import Discounts, FareError, FarePolicy, FareTable, StaleRule
@@ -153,6 +156,7 @@ class TerminalProfile:
     source: str = "<memory>"
     key_index_fallbacks: tuple[int, ...] = ()   # tried in order when the card answers 9403 (D16 migration)
     qr: AcceptancePolicy | None = None          # the MOT QR codes it takes (ykt_qr.policy); None: no QR reader
+    qr_roots: Path | None = None                # the root store its QR checks trust (qr.roots)
 
     def __hash__(self) -> int:
         return hash((self.name, self.source, self.station, self.direction))
@@ -370,6 +374,30 @@ class LoadFile(Model):
         return self
 
 
+def _roots_file(value: Any, info: ValidationInfo) -> Path:
+    """A QR root store relative to the profile, or the name of a shipped TEST root store; it must load."""
+    if not isinstance(value, str) or not value:
+        raise problem(f"expected a root store file or name, got {got(value)}")
+    if "/" in value or value.endswith(".json"):
+        path = _file(value, info)
+    else:
+        path = TEST_PKI_DIR / f"{value}.json"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in TEST_PKI_DIR.glob("*.json")))
+            raise problem(f"no shipped root store named {value!r} (known: {known})")
+    try:
+        RootStore.load(path)
+    except RootStoreError as exc:
+        raise problem(str(exc)) from None
+    return path
+
+
+class TerminalQrFile(QrPolicyFile):
+    """``qr``: the acceptance policy of ykt_qr.policy, and the root store this terminal trusts."""
+
+    roots: typed(Path, _roots_file) | None = None
+
+
 def _key_indexes(value: Any) -> list[Any]:
     """One key index, or a list in order of preference (the next is tried when the card answers 9403)."""
     if isinstance(value, list):
@@ -403,7 +431,7 @@ class TerminalProfileFile(Model):
     lists: _table(ListsFile)
     recovery_window: typed(int, integer(1, 86400)) = DEFAULT_RECOVERY_WINDOW
     load: LoadFile | None = Field(None, validate_default=True)
-    qr: QrPolicyFile | None = None
+    qr: TerminalQrFile | None = None
 
     # -- rules that read the mode and the flow (validated before them, in file order) --------------
     @field_validator("flow")
@@ -585,7 +613,8 @@ class TerminalProfileFile(Model):
                                 frozenset(self.discounts.recognised_cities)),
             blacklist=self.lists.blacklist, whitelist=self.lists.whitelist,  # type: ignore[arg-type]
             recovery_window=self.recovery_window, load=load,
-            qr=self.qr.build() if self.qr is not None else None, source=source)
+            qr=self.qr.build() if self.qr is not None else None,
+            qr_roots=self.qr.roots if self.qr is not None else None, source=source)
 
 
 def _fare_policy(fares: FaresFile, stations: Mapping[str, str]) -> FarePolicy:

@@ -5,7 +5,9 @@ may still be money that clearing must see. `salvage` reads it without trusting i
 
 1. **Through SQLite** (read-only, so a ``-wal`` is honoured): the records in id order, in batches; where a
    batch meets a damaged page, the ids beyond are asked for one by one, so a damaged leaf page costs only
-   the records on it. Card flags are copied from this pass only (a flag that was taken must not return).
+   the records on it. Card flags are copied from this pass only (a flag that was taken must not return),
+   and so are the remembered QR codes (schema 2), each only with its accepted ride: a salvaged journal
+   put back in a validator still refuses a replay of a code that rode.
 2. **Page by page**: the main file's table leaf pages are decoded directly (SQLite file format 2.3-2.5:
    cells, overflow chains, record format), which finds the records that a damaged interior page or a
    damaged first page hides from SQLite. A record found here and not in pass 1 may be an older copy on a
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .journal import SQLITE_MAGIC, TABLES, Journal, JournalError, _connect_readonly, _one_line, dedup_key
+from .journal import (SQLITE_MAGIC, TABLES, Journal, JournalError, SeenCode, _connect_readonly, _one_line,
+                      dedup_key)
 from .outcome import Outcome
 
 __all__ = ["salvage", "SalvageReport"]
@@ -49,7 +52,8 @@ class SalvageReport:
     `missing`: id ranges (first, last) up to the highest id the journal gave (its AUTOINCREMENT sequence,
     when readable, else the highest id seen) that neither pass could read;
     `from_pages`: records only the page-by-page pass found; `reopened`: grey records whose settling
-    record was lost, pending again in the new journal; `flags_lost`: the card flags were unreadable.
+    record was lost, pending again in the new journal; `flags_lost`: the card flags were unreadable;
+    `codes`: remembered QR codes copied (with their rides), `codes_lost`: that table was unreadable.
     """
 
     source: Path
@@ -60,6 +64,8 @@ class SalvageReport:
     reopened: tuple[int, ...]
     flags: int
     flags_lost: bool
+    codes: int = 0
+    codes_lost: bool = False
 
     @property
     def missing_count(self) -> int:
@@ -69,7 +75,7 @@ class SalvageReport:
         return {"source": str(self.source), "out": str(self.out), "copied": self.copied,
                 "from_pages": self.from_pages, "missing": [list(r) for r in self.missing],
                 "missing_count": self.missing_count, "reopened": list(self.reopened), "flags": self.flags,
-                "flags_lost": self.flags_lost}
+                "flags_lost": self.flags_lost, "qr_codes_seen": self.codes, "qr_codes_lost": self.codes_lost}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -146,6 +152,27 @@ def _flags(db: sqlite3.Connection) -> dict[str, str] | None:
     return {card: reason for card, reason in found
             if isinstance(card, str) and len(card) == 20 and card.isascii() and card.isdigit()
             and isinstance(reason, str) and reason.strip()}
+
+
+def _codes(db: sqlite3.Connection) -> list[tuple[SeenCode, int]] | None:
+    """The remembered QR codes that read as such, with their ride's id; [] for a version-1 journal (no
+    table), None when the table cannot be read."""
+    try:
+        found = db.execute("SELECT digest, account, at, keep_until, record_id FROM qr_seen ORDER BY at").fetchall()
+    except sqlite3.OperationalError as exc:
+        return [] if "no such table" in str(exc) else None
+    except sqlite3.DatabaseError:
+        return None
+    out = []
+    for digest, account, at, keep_until, ride_id in found:
+        if not (isinstance(digest, str) and len(digest) == 64 and isinstance(account, str)
+                and isinstance(at, int) and isinstance(keep_until, int) and isinstance(ride_id, int)):
+            continue
+        try:
+            out.append((SeenCode(bytes.fromhex(digest), account, at, keep_until), ride_id))
+        except ValueError:
+            continue
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,12 +366,14 @@ def salvage(source: str | Path, out: str | Path) -> SalvageReport:
     paged = _from_pages(source)
     rows: dict[int, Row] = {}
     flags: dict[str, str] | None = None
+    codes: list[tuple[SeenCode, int]] | None = None
     highest = max(paged, default=0)
     if db is not None:
         try:
             highest = max(_highest_known(db), highest)
             rows = _through_sqlite(db, highest)
             flags = _flags(db)
+            codes = _codes(db)
         finally:
             db.close()
     from_pages = 0
@@ -364,20 +393,23 @@ def salvage(source: str | Path, out: str | Path) -> SalvageReport:
         raise JournalError(f"{source}: no readable record; nothing to salvage")
     links, reopened = _links(rows)
     highest = max(highest, max(rows))
-    _write(out, [rows[i][:3] for i in sorted(rows)], links, flags or {}, highest)
+    kept = [(seen, ride_id) for seen, ride_id in codes or []          # only beside its ride, as salvaged
+            if ride_id in rows and rows[ride_id][1].medium == "qr" and rows[ride_id][1].status == "approved"]
+    _write(out, [rows[i][:3] for i in sorted(rows)], links, flags or {}, highest, kept)
     missing = _ranges([i for i in range(1, highest + 1) if i not in rows])
-    return SalvageReport(source, out, len(rows), from_pages, missing, reopened, len(flags or {}), flags is None)
+    return SalvageReport(source, out, len(rows), from_pages, missing, reopened, len(flags or {}), flags is None,
+                         len(kept), codes is None)
 
 
 def _write(out: Path, rows: list[tuple[int, Outcome, Mapping[str, Any] | None]], links: Mapping[int, int],
-           flags: Mapping[str, str], highest: int) -> None:
+           flags: Mapping[str, str], highest: int, codes: list[tuple[SeenCode, int]]) -> None:
     """Build the journal under a temporary name, then link it into place (never over an existing file)."""
     tmp = out.with_name(f".{out.name}.salvage-{os.getpid()}")
     for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
         leftover.unlink(missing_ok=True)
     try:
         with Journal(tmp) as journal:
-            journal._restore(rows, links, flags, highest)
+            journal._restore(rows, links, flags, highest, codes)
             with journal._storage("checkpoint") as db:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         with open(tmp, "rb") as written:

@@ -26,10 +26,11 @@ of `make_terminal`, named as ``python:MODULE:FACTORY``).
 Every terminal here runs its transactions on the skeleton of terminal_sim.transaction (base fields,
 stage table, write-ahead grey record, decline/fail/settle) and recovers grey records with the one
 routine of terminal_sim.recovery. A second medium plugs in the same way: the QR-code ride (MOT code,
-ykt_qr) becomes a transaction kind with its own stage table (e.g. ``scan``, ``verify``), built on
+terminal_sim.qr) is a transaction kind with its own stage table (``scan``, ``verify``), built on
 `Device.begin` with the terminal's fields and the code's fields (mobile.md Q12: ``medium: "qr"``, no
 card fields, no TAC), ending with `decline`/`settle`; it has no grey record (nothing is written to the
-medium), and the terminal grows a ``scan(code) -> Outcome`` beside ``tap``.
+medium). A validator of a profile with a ``qr:`` table answers ``scan(code, amount=None) -> Outcome``
+beside ``tap`` (`CodeTerminal`); its loop polls a scanner (terminal_sim.scanner) between card polls.
 """
 from __future__ import annotations
 
@@ -49,13 +50,19 @@ from .outcome import Outcome
 from .profile import TerminalProfile
 from .validator import Validator, start_psam
 
-__all__ = ["Terminal", "TerminalFactory", "make_terminal", "LoadTerminal"]
+__all__ = ["Terminal", "CodeTerminal", "TerminalFactory", "make_terminal", "LoadTerminal"]
 
 
 class Terminal(Protocol):
     """A terminal behind the seam: one transaction per `tap`, its outcome journaled and returned."""
 
     def tap(self, amount: int | None = None) -> Outcome: ...
+
+
+class CodeTerminal(Terminal, Protocol):
+    """A terminal that also scans MOT QR codes: one ride per `scan`, journaled (but a debounced repeat)."""
+
+    def scan(self, code: bytes, amount: int | None = None) -> Outcome: ...
 
 
 TerminalFactory = Callable[..., Terminal]

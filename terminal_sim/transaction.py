@@ -8,7 +8,7 @@ ends in exactly one journaled `Outcome`. What that takes is the same every time,
   card type) and the money part (amount, balance and counter before, key version, algorithm). A
   transaction starts with the terminal's part; each kind adds what it learns as it goes (a QR ride adds
   no card fields and no TAC: nothing here assumes a card).
-* **Stages** (`Stage`, `PURCHASE_STAGES`, `LOAD_STAGES`): a table from where the dialogue stands to the
+* **Stages** (`Stage`, `PURCHASE_STAGES`, `LOAD_STAGES`, `QR_STAGES`): a table from where the dialogue stands to the
   status and reason of the outcome when the medium leaves the field or the PSAM's link fails there.
   The dialogues only say `tx.at("initialized")`; the one exception boundary (`card_left`, `link_lost`)
   reads the table. After the write-ahead grey record, every failure leaves that record standing.
@@ -17,14 +17,16 @@ ends in exactly one journaled `Outcome`. What that takes is the same every time,
   it; a card leaving, a killed process or an answer of the wrong shape leaves it pending, for recovery
   on the card's return (terminal_sim.recovery) or for clearing.
 * **Endings** (`decline`, `fail`, `settle`): each builds the outcome from the fields so far, journals it
-  (settling the grey record when there is one, with an optional card flag) and returns it.
+  (settling the grey record when there is one, with an optional card flag; an accepted QR code's ride
+  together with the code's replay entry, `seen`) and returns it.
   `void` settles an earlier grey record that a re-run shows never happened.
 * **The card's memory failure** (`memory_failure`): a card that cannot save its change answers 6581
   and guarantees it undid it; the stage table says what that makes of the transaction (at DEBIT or
   CREDIT: `failed`, nothing charged or loaded, the grey record settled).
 * **A journal that fails** (`journal_failed`, `JournalError` from any journal call): never an exception
   out of a transaction. Before the write-ahead grey record nothing can have been charged: the outcome
-  is `failed` ("nothing charged"), returned although it could not be journaled. After it, the grey
+  is `failed` ("nothing charged"; a QR ride, which has no grey record and is never `failed`: `declined`,
+  its code not remembered), returned although it could not be journaled. After it, the grey
   record stands in the journal (the money command may have moved money, or did): the outcome is the
   grey record, `torn`, and the card's next tap recovers it as any torn purchase; when the card
   answered without moving money (a refusal, 6581) the outcome is `failed` and the grey record, still
@@ -43,13 +45,13 @@ from typing import Any
 from ykt_card.host.psam import Psam
 
 from . import records
-from .journal import JournalEntry, JournalError, OutcomeJournal
+from .journal import CodeAlreadySeen, JournalEntry, JournalError, OutcomeJournal, SeenCode
 from .outcome import Outcome
 from .profile import TerminalProfile
 from .records import china_time
 
-__all__ = ["Stage", "GREY", "DEBIT", "CREDIT", "PURCHASE_STAGES", "LOAD_STAGES", "Transaction", "Device", "stamp",
-           "terminal_fields", "card_fields", "money_fields", "VOID_REASON"]
+__all__ = ["Stage", "GREY", "DEBIT", "CREDIT", "PURCHASE_STAGES", "LOAD_STAGES", "QR_STAGES", "Transaction", "Device",
+           "stamp", "terminal_fields", "card_fields", "money_fields", "VOID_REASON"]
 
 VOID_REASON = ("torn: the card shows the transaction never happened (counter unchanged); nothing charged, "
                "run again")
@@ -100,7 +102,9 @@ class Stage:
     """What a transaction becomes when its medium leaves (`status`, `reason`) or the PSAM's link fails
     (`psam_status`, `psam_reason`, where ``{link}`` is the link's error) at this stage, and when the card
     answers 6581 (`memory_status`, `memory_reason`, where ``{sw}`` is the status word and its meaning):
-    its memory failed and it undid the change it was making.
+    its memory failed and it undid the change it was making. `journal_status`: what the transaction
+    becomes when its journal fails before any grey record (nothing charged): ``failed`` for a card, whose
+    dialogue had begun; ``declined`` for a QR ride, which is never ``failed`` (Q12).
 
     `grey`: the money command may have been carried out: the grey record stands (status ``torn``).
     """
@@ -112,6 +116,7 @@ class Stage:
     grey: bool = False
     memory_status: str = "failed"
     memory_reason: str = "the card could not save its change ({sw}) and undid it; nothing charged"
+    journal_status: str = "failed"
 
 
 GREY = Stage(grey=True)
@@ -140,6 +145,13 @@ LOAD_STAGES: Mapping[str, Stage] = {
     "credit": CREDIT,
 }
 """An online load (5.7); it has no PSAM."""
+
+QR_STAGES: Mapping[str, Stage] = {
+    "scan": Stage("declined", "no code read: nothing charged", journal_status="declined"),
+    "verify": Stage("declined", "the code's checks did not finish: nothing charged", journal_status="declined"),
+}
+"""A QR-code ride (mobile.md §1.5): nothing is written to the medium, so no stage is grey; a journal that
+cannot take the ride (or its code) declines it, the code not remembered."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -209,10 +221,12 @@ class Transaction:
         """An error after the dialogue began: journaled `failed` (settling the grey record, if any)."""
         return self._end(self.outcome("failed", reason=reason, **changes))
 
-    def settle(self, status: str, *, flag: str | None = None, **changes: Any) -> Outcome:
+    def settle(self, status: str, *, flag: str | None = None, seen: SeenCode | None = None,
+               **changes: Any) -> Outcome:
         """The money command answered: the final outcome settles the grey record; `flag` refuses the
-        card on its next tap (a MAC2 failure)."""
-        return self._end(self.outcome(status, **changes), flag)
+        card on its next tap (a MAC2 failure); `seen` is an accepted QR code, journaled with its ride
+        in one transaction (the journal must be a RideJournal)."""
+        return self._end(self.outcome(status, **changes), flag, seen)
 
     def keep_grey(self) -> Outcome:
         """The answer proves nothing (wrong shape): the grey record stands and is this tap's outcome."""
@@ -249,7 +263,7 @@ class Transaction:
         what = f"journal failed: {error}"
         if self.grey is None:
             was = f" ({intended.status}: {intended.reason})" if intended is not None and intended.reason else ""
-            out = self.outcome("failed", reason=f"{what}; nothing charged{was}")
+            out = self.outcome(self.stages[self.stage].journal_status, reason=f"{what}; nothing charged{was}")
         elif intended is not None and not intended.moved_money:
             out = intended.replace(reason=f"{intended.reason}; {what}; its grey record stays pending until the "
                                           "card's next tap")
@@ -259,14 +273,19 @@ class Transaction:
         self.done = out
         return out
 
-    def _end(self, outcome: Outcome, flag: str | None = None) -> Outcome:
+    def _end(self, outcome: Outcome, flag: str | None = None, seen: SeenCode | None = None) -> Outcome:
         try:
-            if self.grey_id is not None:
+            if seen is not None:
+                assert self.grey_id is None, "a QR ride has no grey record"
+                self.journal.append_ride(outcome, seen)  # type: ignore[attr-defined]
+            elif self.grey_id is not None:
                 self.journal.resolve(self.grey_id, outcome, flag=flag)
             else:
                 self.journal.append(outcome)
                 if flag is not None and outcome.card_no is not None:
                     self.journal.flag_card(outcome.card_no, flag)
+        except CodeAlreadySeen:
+            raise               # not a failing journal: the ride's own refusal (terminal_sim.qr declines it)
         except JournalError as exc:
             return self.journal_failed(exc, outcome)
         self.done = outcome

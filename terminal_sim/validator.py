@@ -19,9 +19,13 @@ the PSAM's terminal ID.
 
 The PSAM key index comes from the profile (D16: the terminal chooses), so DF 8011's EF17 is not read.
 
-`run()` waits for a card (polling `card_present`), taps, waits for the card to leave, and stops after
-`taps` outcomes or `idle_timeout` seconds without one. The reader wrappers (link policies, counting,
-tearing, tapping) are in terminal_sim.links.
+`scan(code)` is one QR-code ride (terminal_sim.qr) on a profile with a ``qr:`` table: the same device
+(PSAM terminal ID, journal, list version), the code's checks instead of a card dialogue.
+
+`run()` waits for a card (polling `card_present`) or a code (polling its scanner, terminal_sim.scanner),
+serves it, and stops after `taps` outcomes or `idle_timeout` seconds without one. A waiting code is
+served first; a card is served once until it leaves the field. The reader wrappers (link policies,
+counting, tearing, tapping) are in terminal_sim.links.
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ from .outcome import Outcome
 from .plan import AMOUNT_FLOWS, plan
 from .prechecks import Lists, Refusal, check_card, select_card
 from .profile import TerminalProfile
+from .qr import QrGate, qr_fare, ride
+from .scanner import Scanner
 from .records import china_time
 from .recovery import recover
 from .transaction import PURCHASE_STAGES, Device, Transaction, card_fields
@@ -114,6 +120,7 @@ class Validator:
         self._card_link = CardLink(card_reader)
         self._card = TUnionCard(self._card_link)
         self._device: Device | None = None
+        self._qr_gate: QrGate | None = None
 
     def __repr__(self) -> str:
         return f"Validator({self.profile.name!r}, card={self.card_reader.name!r}, psam={self.psam_reader.name!r})"
@@ -166,7 +173,7 @@ class Validator:
         selected = select_card(card)
         if isinstance(selected, Refusal):
             return tx.decline(selected.reason)
-        tx.add(**card_fields(selected.card_no, selected.issuer_id))
+        tx.add(**card_fields(selected.card_no, selected.issuer_id), medium=selected.medium)
         flag = self.journal.take_flag(selected.card_no)
         if flag is not None:
             return tx.decline(f"card refused: {flag}")
@@ -188,13 +195,31 @@ class Validator:
             return tx.decline(what.reason)
         return purchase(device, card, tx, view, what, now, recovery.rerun)
 
+    # -- a QR code -------------------------------------------------------------------------------
+    def scan(self, code: bytes, amount: int | None = None) -> Outcome:
+        """One QR-code ride (terminal_sim.qr): journaled like a tap (but an ``ignored`` repeat, Q10).
+
+        `amount` replaces the fare (default: this validator's amount, else the profile's flat fare). A
+        journal that fails declines the ride (nothing charged, the code not remembered), never raises.
+        ValueError: the profile takes no QR code, names no root store, or has no fare for a code.
+        """
+        fare = qr_fare(self.profile, amount if amount is not None else self.amount)
+        if self._qr_gate is None:
+            self._qr_gate = QrGate(self.profile, self.journal)  # type: ignore[arg-type]
+        device = self.start()
+        self.lists.refresh()
+        device.list_version = self.lists.version
+        return ride(device, self._qr_gate, code, self.clock.now(), fare)
+
     # -- the loop --------------------------------------------------------------------------------
     def run(self, taps: int | None = None, idle_timeout: float | None = None,
-            on_outcome: Callable[[Outcome], None] | None = None, poll_interval: float = 0.02) -> int:
-        """Serve cards until `taps` outcomes or `idle_timeout` seconds without one; returns the count.
+            on_outcome: Callable[[Outcome], None] | None = None, poll_interval: float = 0.02,
+            scanner: Scanner | None = None) -> int:
+        """Serve cards and codes until `taps` outcomes or `idle_timeout` seconds without one; returns the count.
 
-        Each round: wait for a card (poll card_present), tap, hand the outcome to `on_outcome`, wait
-        for the card to leave. A card left in the field is not charged twice.
+        Each round: a code waiting at `scanner` is scanned; otherwise a card in the field that has not
+        been served yet is tapped; otherwise wait. Every outcome goes to `on_outcome`. A card left in the
+        field is not charged twice: it is served again only after it left.
         """
         if taps is not None and taps < 0:
             raise ValueError(f"taps: {taps} must be >= 0")
@@ -202,24 +227,26 @@ class Validator:
             raise ValueError(f"idle_timeout: {idle_timeout} must be >= 0")
         count = 0
         last = time.monotonic()
-
-        def idle() -> bool:
-            return idle_timeout is not None and time.monotonic() - last >= idle_timeout
-
+        served = False              # the card in the field has had its transaction
         while taps is None or count < taps:
-            while not self.card_reader.card_present():
-                if idle():
+            code = scanner.poll() if scanner is not None else None
+            if code is not None:
+                outcome = self.scan(code)
+            elif not self.card_reader.card_present():
+                served = False
+                outcome = None
+            elif not served:
+                served = True
+                outcome = self.tap()
+            else:
+                outcome = None
+            if outcome is None:
+                if idle_timeout is not None and time.monotonic() - last >= idle_timeout:
                     return count
                 time.sleep(poll_interval)
-            outcome = self.tap()
+                continue
             count += 1
             last = time.monotonic()
             if on_outcome is not None:
                 on_outcome(outcome)
-            if taps is not None and count >= taps:
-                break
-            while self.card_reader.card_present():
-                if idle():
-                    return count
-                time.sleep(poll_interval)
         return count

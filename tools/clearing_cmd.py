@@ -14,10 +14,11 @@ from clearing.settle import FeeSchedule, MoneyRecord, settle as settle_day
 from clearing.store import Store
 from clearing.verify import verify as verify_files
 
-from .common import KEYSET
+from .common import KEYSET, Shipped
 from .output import emit_json, table
 
 SHOWN_REJECTIONS = 20
+QR_ROOTS = Shipped("qr-roots")
 
 
 @click.group("clearing")
@@ -35,13 +36,18 @@ def clearing() -> None:
               help="The clearing store (created if new); without it, a temporary store for this run only.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, metavar="N",
               help="Worker processes, partitioned by card (default: every core for large inputs).")
+@click.option("--qr-roots", "qr_roots", type=QR_ROOTS, default=None, metavar="FILE",
+              help="QR root store (name or JSON file) that QR rides' certificates are checked against.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record, then a summary object.")
 def verify(files: tuple[Path, ...], keysets: tuple[Path, ...], terminals: Path | None, out: Path | None,
-           workers: int | None, as_json: bool) -> None:
+           workers: int | None, qr_roots: Path | None, as_json: bool) -> None:
     """Verify clearing files (JSON Lines or CSV, any number, any order): every record accepted or rejected.
 
-    Reasons: tac, duplicate, counter-gap, balance-chain, grey-open, unknown-terminal, malformed. Exit status
-    0 when every record is accepted, 1 when any is rejected, 2 on bad input.
+    Reasons: tac, duplicate, counter-gap, balance-chain, grey-open, unknown-terminal, malformed. A QR ride
+    (medium qr) has its code re-verified at the ride's time against --qr-roots (checks 1-10 of mobile.md
+    §1.5; rejected with the failing check's token, e.g. cert_sig, user_sig, root_unknown) and is rejected
+    qr-replay when its code already rode at any terminal. Exit status 0 when no record is rejected,
+    1 when any is rejected, 2 on bad input.
     """
     err = Console(stderr=True, highlight=False)
     if err.is_terminal:
@@ -49,9 +55,11 @@ def verify(files: tuple[Path, ...], keysets: tuple[Path, ...], terminals: Path |
                       console=err, transient=True) as bar:
             task = bar.add_task("verify", total=None)
             run = verify_files(list(files), list(keysets), out=out, terminals=terminals, workers=workers,
+                               qr_roots=qr_roots,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
     else:
-        run = verify_files(list(files), list(keysets), out=out, terminals=terminals, workers=workers)
+        run = verify_files(list(files), list(keysets), out=out, terminals=terminals, workers=workers,
+                           qr_roots=qr_roots)
     summary = run.summary()
     if as_json:
         write = sys.stdout.write
@@ -71,8 +79,10 @@ def _show(run, summary: dict) -> None:
     c = Console(highlight=False)
     verdicts, reasons = summary["verdicts"], summary["reasons"]
     c.print(f"{summary['records']} records in {summary['files']} file(s) ({summary['new_files']} new): "
-            f"{verdicts['accepted']} accepted, {verdicts['rejected']} rejected")
+            f"{verdicts['accepted']} accepted, {verdicts['rejected']} rejected"
+            + (f" ({summary['qr_rides']} QR rides)" if summary["qr_rides"] else ""))
     rows = [[name, reasons[name]] for name in REASONS if reasons[name]]
+    rows += [[f"QR {name}", count] for name, count in summary["qr_reasons"].items()]
     if rows:
         c.print(table("rejections by reason (a record may have several)", ["reason", "records"], rows))
         shown = 0

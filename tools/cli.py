@@ -20,6 +20,8 @@ from .qr_cmd import qr
 from .conformance_cmd import conformance
 from .clearing_cmd import clearing
 from .report_cmd import report
+from .host_cmd import host
+from .wallet_cmd import wallet
 
 
 @click.group(cls=YktGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,8 +29,10 @@ from .report_cmd import report
 def cli() -> None:
     """ykt: workbench for the China T-Union (交通联合, JT/T 978) transit card.
 
-    Virtual cards and PSAMs, personalisation with managed TEST keys, a validator simulator with its
-    journal and clearing file, and the clearing platform's end: verification, settlement, the monthly return. Every command exits non-zero with a one-line reason on bad input.
+    Virtual cards and PSAMs, personalisation with managed TEST keys, a validator simulator (cards and MOT QR
+    codes) with its journal and clearing file, the over-the-air top-up host and wallet, and the clearing
+    platform's end: verification, settlement, the monthly return. Every command exits non-zero with a
+    one-line reason on bad input.
     """
 
 
@@ -45,6 +49,8 @@ cli.add_command(qr)
 cli.add_command(conformance)
 cli.add_command(clearing)
 cli.add_command(report)
+cli.add_command(host)
+cli.add_command(wallet)
 
 
 def main(argv: list[str] | None = None) -> None:

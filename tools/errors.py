@@ -14,8 +14,10 @@ Exit codes (a script can trust them without parsing text; docs/exit-codes.md is 
 130   interrupted (Ctrl-C)
 ====  ==========================================================================================
 
-``ykt terminal run`` exits with the code of its worst outcome (4 over 3 over 0); every error exits
-with one line on stderr, ``ykt: error: <reason>``, naming the file, field or option.
+``ykt terminal run`` exits with the code of its worst outcome (4 over 3 over 0); a QR code the validator
+refuses is a declined ride (3), at ``ykt terminal scan`` and at ``ykt qr verify`` alike; a top-up
+(``ykt wallet``) exits 0 loaded, 3 refused, 4 pending. Every error exits with one line on stderr,
+``ykt: error: <reason>``, naming the file, field or option.
 """
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def check(db: Path, as_json: bool) -> None:
         return
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.by_status.items())) or "no records"
     click.echo(f"{report.path}: sound ykt journal, schema {report.schema}: {report.records} records ({statuses}), "
-               f"{len(report.pending)} pending grey record(s), {report.flags} card flag(s)")
+               f"{len(report.pending)} pending grey record(s), {report.flags} card flag(s)"
+               + (f", {report.codes} QR code(s) seen" if report.codes else ""))
 
 
 @journal.command("salvage")
@@ -75,4 +76,6 @@ def salvage(db: Path, out: Path, as_json: bool) -> None:
                + (f" ({report.from_pages} read page by page)" if report.from_pages else "")
                + (f"; unreadable ids: {missing}{more}" if report.missing else "; no gap in the ids")
                + (f"; {len(report.reopened)} grey record(s) pending again" if report.reopened else "")
-               + ("; card flags unreadable" if report.flags_lost else f"; {report.flags} card flag(s)"))
+               + ("; card flags unreadable" if report.flags_lost else f"; {report.flags} card flag(s)")
+               + ("; QR codes seen unreadable" if report.codes_lost
+                  else f"; {report.codes} QR code(s) seen" if report.codes else ""))

@@ -16,6 +16,7 @@ from ykt_qr.scan import ScanError, code_from_text, decode_image
 from ykt_qr.times import format_unix, mmyy_text, parse_time
 
 from .common import Shipped, hex_bytes, make_rng, seed_option
+from .errors import EXIT_DECLINED, EXIT_OK
 from .output import console, emit_json, table
 
 QR_PKI = Shipped("qr-pki")
@@ -234,8 +235,8 @@ def show(account_file: Path, at: str | None, png: Path | None, svg: Path | None,
 @click.argument("code_text", required=False, metavar="[CODE_HEX]")
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="Read the code from a photo or screenshot instead.")
-@click.option("--roots", "roots_file", required=True, type=QR_ROOTS, metavar="FILE",
-              help="Root store (JSON, Q6), or a shipped name.")
+@click.option("--roots", "roots_file", default=None, type=QR_ROOTS, metavar="FILE",
+              help="Root store (JSON, Q6), or a shipped name; default: the --profile's qr.roots.")
 @click.option("--at", "at", default=None, metavar="TIME", help="Unix seconds or YYYYMMDDhhmmss China time (default now).")
 @click.option("--profile", default=None, metavar="T",
               help="Terminal profile with a qr table: runs checks 11-12 (white list, limit, replay).")
@@ -246,7 +247,8 @@ def show(account_file: Path, at: str | None, png: Path | None, svg: Path | None,
 @_json_option
 def verify(code_text: str | None, image: Path | None, roots_file: Path, at: str | None, profile: str | None,
            amount: int | None, replay_file: Path | None, as_json: bool) -> int:
-    """Run the offline checks of §1.5 in order; exit 0 only when the code is accepted."""
+    """Run the offline checks of §1.5 in order; exit 0 only when the code is accepted, 3 when it is refused
+    (or ignored: the same account within 2 s), as the validator declines it."""
     if (code_text is None) == (image is None):
         raise click.UsageError("give either CODE_HEX or --image FILE")
     try:
@@ -269,12 +271,17 @@ def verify(code_text: str | None, image: Path | None, roots_file: Path, at: str 
         raise click.BadParameter("remembering codes is part of checks 11-12: give --profile too", param_hint="--replay")
     elif amount is not None:
         raise click.BadParameter("the limit check is part of checks 11-12: give --profile too", param_hint="--amount")
+    if roots_file is None:
+        roots_file = prof.qr_roots if profile is not None else None
+        if roots_file is None:
+            raise click.BadParameter("give the root store, or a --profile whose qr table names one (qr.roots)",
+                                     param_hint="--roots")
     verdict = Verifier(RootStore.load(roots_file), policy, replay).verify(code, now, amount)
     if as_json:
         emit_json(verdict.to_json())
     else:
         _print_verdict(verdict)
-    return 0 if verdict.accepted else 1
+    return EXIT_OK if verdict.accepted else EXIT_DECLINED
 
 
 def _print_verdict(verdict: Verdict) -> None:

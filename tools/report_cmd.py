@@ -40,14 +40,17 @@ def stats(month: str, city: str, store: Path | None, registry: Path | None, term
         raise click.BadParameter(f"{month!r} is not a month YYYY-MM", param_hint="--month")
     prog = load_programme(programme)
     c = prog.city(city)
-    usage = []
+    usage, virtual, qr_usage = [], set(), []
     if store is not None:
         with Store(store, create=False) as s:
             usage = s.month_usage(month.replace("-", ""))
+            virtual = s.virtual_cards()
+            qr_usage = s.month_qr_usage(month.replace("-", ""))
     issuance = read_issuance_registry(registry) if registry is not None else []
     terms = list(TerminalRegistry.load(terminals).terminals.values()) if terminals is not None else []
     result = build_return(month, c.code, c.name, c.name_en, usage=usage, issuance=issuance, terminals=terms,
-                          target_cards=c.target_cards, target_year=prog.target_year)
+                          target_cards=c.target_cards, target_year=prog.target_year, virtual_cards=virtual,
+                          qr_usage=qr_usage)
     paths = result.write(out)
     if as_json:
         emit_json({**result.to_dict(), "files": [str(p) for p in paths]})

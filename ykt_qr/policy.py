@@ -25,12 +25,13 @@ from pydantic import model_validator
 from ykt_files.schema import DocumentError, HexString, IntRange, Model, problem, validate
 
 __all__ = ["AcceptancePolicy", "QrPolicyFile", "parse_policy", "DEFAULT_ACCOUNT_TYPES", "REFUSED_ACCOUNT_TYPE",
-           "VERSION_LOCAL"]
+           "VERSION_LOCAL", "MAX_ANTI_PASSBACK_S"]
 
 DEFAULT_ACCOUNT_TYPES = frozenset(range(0x00, 0x06))
 REFUSED_ACCOUNT_TYPE = 0xDD     # ZB refuses it whatever the profile says (Q8)
 VERSION_LOCAL = 0x81            # 81: a local code, accepted by issuer; 80 and others: by the white list (Q9)
 DEFAULT_ANTI_PASSBACK_S = 60
+MAX_ANTI_PASSBACK_S = 86400     # a day: how long a terminal must remember an account's last ride at most
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class QrPolicyFile(Model):
     account_types: list[HexString(2)] = [f"{t:02X}" for t in sorted(DEFAULT_ACCOUNT_TYPES)]
     local_issuers: list[HexString(8)] = []
     whitelist: list[WhiteListEntry] = []
-    anti_passback_s: IntRange(0, 86400) = DEFAULT_ANTI_PASSBACK_S
+    anti_passback_s: IntRange(0, MAX_ANTI_PASSBACK_S) = DEFAULT_ANTI_PASSBACK_S
     shanghai_uid_issuers: list[HexString(8)] = []
     local_time_quirk: list[HexString(8)] = []
 

@@ -87,6 +87,13 @@ class Verdict:
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
 
+    @property
+    def keep_until(self) -> int | None:
+        """Until when (Unix s) a terminal keeps this code's digest: generation + validity + 20 s (Q10)."""
+        if self.code is None:
+            return None
+        return _keep_until(self.code.gen_time, self.code.authorisation.validity, self.now)
+
     def record_fields(self) -> dict[str, Any]:
         """The Q12 clearing-record extension of this scan (the terminal adds status, amount, datetime, …)."""
         fields: dict[str, Any] = {"medium": "qr", "qr_code": self.raw.hex().upper(), "reason": self.reason}
@@ -188,8 +195,8 @@ class Verifier:
         """Record an accepted code in the replay store (for callers that verified with `commit=False`)."""
         if not verdict.accepted or self.replay is None or verdict.code is None:
             raise ValueError("only an accepted verdict of a verifier with a replay store can be committed")
-        self.replay.remember(verdict.digest, verdict.account or "", verdict.now,
-                             _keep_until(verdict.code.gen_time, verdict.code.authorisation.validity, verdict.now))
+        assert verdict.keep_until is not None
+        self.replay.remember(verdict.digest, verdict.account or "", verdict.now, verdict.keep_until)
 
     def _remember(self, verdict: Verdict, ctx: _Context) -> None:
         assert self.replay is not None and ctx.code is not None

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from apdu.transport.inprocess import InProcessReader
 from keysets.randomness import RandomSource
-from specs.catalog import card_profile_path, terminal_profile_path
+from specs.catalog import card_profile_path, find, terminal_profile_path
 from terminal_sim.export import export
 from terminal_sim.flows import load as load_flow
 from terminal_sim.journal import Journal
 from terminal_sim.load_host import LoadHost
 from terminal_sim.profile import load_terminal_profile
 from terminal_sim.links import TearingReader
+from terminal_sim.qr import unix_seconds
 from terminal_sim.validator import Validator
 from ykt_card.card.cos import TUnionCardOS
 from ykt_card.clock import SimulatedClock
@@ -25,6 +26,7 @@ from ykt_card.issuance.personalise import issue_card
 from ykt_card.issuance.profile import load_card_profile
 from ykt_card.psam.cos import PsamOS
 from ykt_card.psam.issue import issue_psam
+from ykt_qr.pki import load_account
 
 TERMINALS = {"bus-flat": "440300000101", "metro-entry": "440300000201", "metro-exit": "440300000202",
              "bus-flat-capp": "440300000301"}
@@ -38,9 +40,13 @@ class RealDay:
     terminal_ids: dict[str, str] = field(default_factory=dict)
 
 
-def real_day(folder: Path, keysets, *, cards: int = 3, fmt: str = "jsonl", seed: int = 11) -> RealDay:
+def real_day(folder: Path, keysets, *, cards: int = 3, fmt: str = "jsonl", seed: int = 11,
+             qr_rides: int = 0) -> RealDay:
     """A day of a few cards (3DES and SM4) at a bus, a metro line and a load office, with one torn purchase
-    recovered; one clearing file per terminal (written by `ykt journal export`'s code)."""
+    recovered; one clearing file per terminal (written by `ykt journal export`'s code). With `qr_rides`,
+    the bus's validator (the bus-qr profile on the bus-flat PSAM and journal) then takes that many MOT QR
+    codes of the shipped TEST account, five minutes apart, after every card: the card records are the
+    same as without them."""
     rng = RandomSource.seeded(seed)
     clock = SimulatedClock.parse("20261124071500")
     profile = load_card_profile(card_profile_path("gd-guangzhou"))
@@ -77,6 +83,15 @@ def real_day(folder: Path, keysets, *, cards: int = 3, fmt: str = "jsonl", seed:
             clock.advance(20)
             validator.tap()                      # back within the window: recovered
             tap("bus-flat")
+        if qr_rides:
+            account = load_account(find("qr-pki", "test-account"))
+            scanner = Validator(load_terminal_profile(terminal_profile_path("bus-qr")),
+                                InProcessReader(psams["bus-flat"], name="bus-flat"), card,
+                                journal=journals["bus-flat"], clock=clock, rng=rng)
+            for i in range(qr_rides):
+                clock.advance(300)
+                code = account.show(unix_seconds(clock.peek()) - 10, RandomSource.seeded(seed * 100 + i)).to_bytes()
+                assert scanner.scan(code).status == "approved"
         for name, journal in journals.items():
             path = folder / f"upload-{name}.{fmt}"
             export(journal, fmt, path)

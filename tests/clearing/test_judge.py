@@ -17,7 +17,7 @@ def rec(n: int, counter: int, before: int | None, amount: int, *, load: bool = F
                   issuer="02205810FFFFFFFF", amount=amount, balance_before=before, balance_after=after, overdraft=0,
                   terminal="440300000001", seq=None if load else n, datetime=when or f"20261124{n:06d}",
                   key_version=1, algorithm="3des", tac=None if status == "torn" else "00000000", mode=None,
-                  city=None, operator=None, transit_line=None)
+                  city=None, operator=None, transit_line=None, medium=None)
     return tuple(fields[f] for f in FIELDS_OF_TUPLE) + (n,)
 
 

@@ -8,8 +8,11 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from clearing.records import ClearingRecord, CsvReader, JsonReader, Malformed, card_of_json_line
+from clearing.qr import QrRide
+from clearing.records import (MEDIUM, ClearingRecord, CsvReader, JsonReader, Malformed, QrRideLine,
+                              card_of_json_line)
 from terminal_sim.outcome import FIELDS, Outcome
+from tests.terminal_sim.test_outcome import RIDE
 
 GOOD = {"status": "approved", "type": "09", "card_no": "03104870300000000001", "issuer_id": "02205810FFFFFFFF",
         "amount": 500, "balance_before": 4800, "balance_after": 4300, "overdraft_limit": 0, "card_counter": 2,
@@ -73,7 +76,9 @@ _VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**33, 2**33), st.sam
     "", " ", "0", "1", "02", "06", "09", "approved", "torn", "recovered", "failed", "declined", "3des", "sm4", "bus",
     "load", "metro", "AB", "XY", "0301", "03g1", "5810", "58100", "1234567890", "20261124085104", "20261324085104",
     "20261124245959", "14CBF2C8", "14cbf2c8", "14CBF2C", "440300000001", "44030000000", "0306", "030", "A10002",
-    "A|B", "A B", "卡", "a\nb", "02205810FFFFFFFF", "03104870300000000001", "0310487030000000000"]))
+    "A|B", "A B", "卡", "a\nb", "02205810FFFFFFFF", "03104870300000000001", "0310487030000000000", "physical",
+    "virtual", "qr", "F0000001", "F000000", "TEST000000000001", "TEST00000000001", "9001000000000000001F",
+    "80" * 332, "8", "0g"]))
 
 
 def _outcome_accepts(d: dict) -> bool:
@@ -109,3 +114,57 @@ def test_the_reader_accepts_exactly_what_outcome_accepts(changes, removed):
     except Malformed:
         accepted = False
     assert accepted == expected, d
+
+
+# -- QR rides (mobile.md Q12): checked for their form like Outcome checks it, then handed to clearing.qr ---
+
+def _reader_says(d: dict) -> str:
+    try:
+        JsonReader().parse(json.dumps(d, ensure_ascii=False).encode())
+    except Malformed:
+        return "malformed"
+    except QrRideLine:
+        return "qr ride"
+    return "accepted"
+
+
+def test_a_qr_ride_goes_to_the_qr_checks_in_both_formats_and_a_card_record_keeps_its_medium():
+    header, row = _csv_line(RIDE)
+    expected = QrRide(RIDE["qr_code"], RIDE["terminal_id"], RIDE["datetime"], RIDE["amount"], RIDE["qr_issuer"],
+                      RIDE["qr_platform"], RIDE.get("city"))
+    with pytest.raises(QrRideLine) as csv_ride:
+        CsvReader(header).parse(row)
+    with pytest.raises(QrRideLine) as json_ride:
+        JsonReader().parse(json.dumps(RIDE).encode())
+    assert csv_ride.value.ride == json_ride.value.ride == expected
+    assert JsonReader().parse(json.dumps(dict(GOOD, medium="virtual")).encode())[MEDIUM] == "virtual"
+    assert JsonReader().parse(json.dumps(dict(GOOD, medium="physical")).encode())[MEDIUM] is None
+    assert JsonReader().parse(json.dumps(GOOD).encode())[MEDIUM] is None
+
+
+@pytest.mark.parametrize("changes, reason", [
+    ({"status": "declined", "reason": "replay", "amount": None}, "declined outcome moved no money"),
+    ({"card_no": "03104870300000000001"}, "card_no: a QR ride record has no card fields"),
+    ({"tac": "14CBF2C8"}, "tac: a QR ride record has no card fields"),
+    ({"account_no": None}, "account_no: required for an approved QR ride"),
+    ({"type": "02"}, "type: a QR code pays a ride, it loads nothing"),
+    ({"qr_issuer": "F000000"}, "qr_issuer: 'F000000' does not match"),
+    ({"medium": None}, "only a QR ride record \\(medium qr\\) has it"),
+])
+def test_a_malformed_qr_ride_is_refused_naming_the_field(changes, reason):
+    d = {k: v for k, v in dict(RIDE, **changes).items() if v is not None}
+    with pytest.raises(Malformed, match=reason):
+        JsonReader().parse(json.dumps(d).encode())
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.sampled_from(FIELDS + ("colour",)), _VALUES, max_size=3),
+       st.sets(st.sampled_from(tuple(RIDE)), max_size=2))
+def test_the_reader_judges_a_qr_ride_as_outcome_does(changes, removed):
+    d = {k: v for k, v in dict(RIDE, **changes).items() if k not in removed}
+    try:
+        o = Outcome.from_dict(d)
+        expected = "qr ride" if o.status == "approved" else "malformed"      # a declined ride is not cleared
+    except (ValueError, TypeError):
+        expected = "malformed"
+    assert _reader_says(d) == expected, d

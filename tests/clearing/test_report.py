@@ -68,6 +68,20 @@ def test_issuance_by_medium(inputs):
     assert r.target_cards == 1_500_000
 
 
+def test_virtual_cards_from_their_records_and_qr_rides_of_the_city_are_counted(inputs):
+    """M4: a card the registry does not know but whose records said virtual counts as virtual; the month's
+    accepted QR rides at the city's terminals count under QR (another city's do not)."""
+    issuance, terminals = inputs
+    city = load_programme().city("广州")
+    r = build_return("2026-11", city.code, city.name, city.name_en, usage=USAGE, issuance=issuance,
+                     terminals=terminals, virtual_cards={"03104870300000000099", "03104870300000000001"},
+                     qr_usage=[("5810", 3, 600), ("5840", 7, 1400), ("", 1, 200)])
+    assert r.issuance["virtual"]["transactions"] == 3 and r.issuance["virtual"]["amount"] == 600
+    assert r.issuance["physical"]["transactions"] == 10      # the registry's word stands for card ...0001
+    assert r.issuance["qr"] == {"issued": 1, "sold": None, "transactions": 3, "amount": 600}
+    assert r.notes == []
+
+
 def test_coverage_by_mode(inputs):
     r = guangzhou(inputs)
     assert r.coverage["bus"] == {"all": (3, 4, 2), "covered": (1, 2, 1)}     # a bus with two terminals counts once

@@ -11,7 +11,9 @@ import random
 import duckdb
 import pytest
 
+from clearing.qr import NO_ROOTS
 from clearing.verify import verify
+from specs.catalog import find
 from keysets import Algorithm, purchase_tac
 
 from .generator import Generator
@@ -231,6 +233,109 @@ def test_real_validator_uploads_clear_and_tampering_is_caught(tmp_path, keysets,
     run = verify(files, keyset_paths)
     rejected = {(v.file.rsplit("/", 1)[-1], v.line): v.reasons for v in run.verdicts() if v.reasons}
     assert rejected == {(tampered.name, header + 2): ("tac",), (replay.name, header + 1): ("duplicate",)}
+
+
+ROOTS = find("qr-roots", "roots-test")
+
+
+def _by_line(run) -> dict:
+    return {(v.file.rsplit("/", 1)[-1], v.line): (v.verdict, v.reasons) for v in run.verdicts()}
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_qr_rides_in_an_upload_verify_and_card_records_verify_as_before(tmp_path, keysets, keyset_paths, fmt):
+    """The bus's validator also takes two QR codes (mobile.md): its upload gains two QR ride lines after the
+    same card lines; their codes verify against the TEST root store, the card records are judged exactly as
+    in the upload without them; without a root store the rides are root_unknown, naming the option."""
+    (tmp_path / "plain").mkdir(), (tmp_path / "mixed").mkdir()
+    plain = real_day(tmp_path / "plain", keysets, cards=3, fmt=fmt)
+    mixed = real_day(tmp_path / "mixed", keysets, cards=3, fmt=fmt, qr_rides=2)
+    bus = next(p for p in mixed.files if "upload-bus-flat." in p.name)
+    for before, after in zip(plain.files, mixed.files):
+        if after != bus:
+            assert after.read_bytes() == before.read_bytes()
+    cards, lines = (tmp_path / "plain" / bus.name).read_text().splitlines(), bus.read_text().splitlines()
+    assert lines[:len(cards)] == cards and len(lines) == len(cards) + 2
+    rides = {(bus.name, n) for n in (len(cards) + 1, len(cards) + 2)}
+    reference = _by_line(verify(plain.files, keyset_paths))
+    for store in (None, tmp_path / "store", tmp_path / "store"):      # the last run reads the store back
+        run = verify(mixed.files, keyset_paths, out=store, qr_roots=ROOTS)
+        verdicts = _by_line(run)
+        assert {k: verdicts[k] for k in rides} == {k: ("accepted", ()) for k in rides}
+        assert {k: v for k, v in verdicts.items() if k not in rides} == reference
+        assert run.summary()["verdicts"] == {"accepted": 20, "rejected": 0}
+        assert run.summary()["qr_rides"] == 2 and run.summary()["qr_reasons"] == {}
+    assert stored_records(tmp_path / "store") == 18
+    unchecked = verify(mixed.files, keyset_paths)
+    assert {(v.file.rsplit("/", 1)[-1], v.line): (v.reasons, v.detail) for v in unchecked.verdicts() if v.reasons} \
+        == {k: (("root_unknown",), NO_ROOTS) for k in rides}
+
+
+def test_the_store_gives_the_return_its_qr_rides_and_virtual_cards(tmp_path, keysets, keyset_paths):
+    """What `ykt report stats` reads: the month's accepted QR rides per city (a replay and a forged code left
+    out), and the cards whose records said medium virtual."""
+    from clearing.store import Store
+
+    day = real_day(tmp_path, keysets, cards=1, qr_rides=3)
+    bus = next(p for p in day.files if "upload-bus-flat." in p.name)
+    lines = bus.read_text().splitlines(keepends=True)
+    forged = json.loads(lines[-1])
+    forged["qr_code"] = _flip(forged["qr_code"], 300)
+    lines[-1] = json.dumps(forged, separators=(",", ":")) + "\n"
+    virtual = json.loads(next(line for line in lines if '"card_no"' in line and '"approved"' in line))
+    virtual.update(card_no="03104870399999999999", medium="virtual")
+    lines.append(json.dumps(virtual, separators=(",", ":")) + "\n")
+    lines.append(lines[-3])                                   # a replay of the first ride on the same bus
+    bus.write_text("".join(lines))
+    store = tmp_path / "store"
+    verify(day.files, keyset_paths, out=store, qr_roots=ROOTS)
+    rides = [json.loads(line) for line in lines[-5:-3]]
+    with Store(store, create=False) as s:
+        assert s.month_qr_usage("202611") == [(rides[0]["city"], 2, sum(r["amount"] for r in rides))]
+        assert s.month_qr_usage("202612") == []
+        assert s.virtual_cards() == {"03104870399999999999"}
+
+
+def _flip(code_hex: str, offset: int) -> str:
+    code = bytearray.fromhex(code_hex)
+    code[offset] ^= 0x01
+    return code.hex().upper()
+
+
+def test_planted_qr_faults_come_back_with_their_reason(tmp_path, keysets, keyset_paths):
+    """Four rides of one upload, three tampered in the file: the user signature (QR 268..331), the issuer
+    signature (199..262), the root's signature of the certificate (56..119); the fourth ride's line copied
+    into another terminal's upload is a replay there, wherever the copy comes in the arrival order."""
+    day = real_day(tmp_path, keysets, cards=1, qr_rides=4)
+    bus = next(p for p in day.files if "upload-bus-flat." in p.name)
+    lines = bus.read_text().splitlines(keepends=True)
+    first = len(lines) - 4
+    planted = {}
+    for i, (offset, reason) in enumerate([(300, "user_sig"), (230, "issuer_sig"), (80, "cert_sig")]):
+        ride = json.loads(lines[first + i])
+        ride["qr_code"] = _flip(ride["qr_code"], offset)
+        lines[first + i] = json.dumps(ride, separators=(",", ":")) + "\n"
+        planted[(bus.name, first + i + 1)] = ("rejected", (reason,))
+    bus.write_text("".join(lines))
+    copy = json.loads(lines[-1])
+    copy["terminal_id"] = "440300000201"
+    other = tmp_path / "upload-elsewhere.jsonl"
+    other.write_text(json.dumps(copy, separators=(",", ":")) + "\n")
+    run = verify([*day.files, other], keyset_paths, qr_roots=ROOTS)
+    rejected = {k: v for k, v in _by_line(run).items() if v[0] == "rejected"}
+    assert rejected == {**planted, (other.name, 1): ("rejected", ("qr-replay",))}
+    details = {(v.file.rsplit("/", 1)[-1], v.line): v.detail for v in run.verdicts() if v.reasons}
+    assert details[(other.name, 1)] == \
+        f"qr-replay: the same code rode at terminal {json.loads(lines[-1])['terminal_id']} at " \
+        f"{json.loads(lines[-1])['datetime']}"
+    assert details[(bus.name, first + 1)].startswith("user_sig: ")
+    assert run.summary()["qr_reasons"] == {"cert_sig": 1, "issuer_sig": 1, "user_sig": 1, "qr-replay": 1}
+    # The copy first, the original after it (another run, another order): the later one is the replay.
+    store = tmp_path / "store"
+    verify([other], keyset_paths, out=store, qr_roots=ROOTS)
+    again = verify(day.files, keyset_paths, out=store, qr_roots=ROOTS)
+    assert {k: v for k, v in _by_line(again).items() if v[0] == "rejected"} == \
+        {**planted, (bus.name, len(lines)): ("rejected", ("qr-replay",))}
 
 
 def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_paths):

@@ -147,3 +147,23 @@ def test_unicode_reasons_survive_both_formats(tmp_path):
     row = list(csv.DictReader((tmp_path / "u.csv").read_text(encoding="utf-8").splitlines()))[0]
     assert row["reason"] == "卡片离开 (card left), \"quoted\""
     assert json.loads((tmp_path / "u.jsonl").read_text(encoding="utf-8"))["reason"] == row["reason"]
+
+
+def test_qr_rides_go_to_clearing_with_the_q12_columns_at_the_end(tmp_path):
+    from tests.terminal_sim.test_outcome import ride
+
+    with Journal(tmp_path / "j.db") as journal:
+        fill(journal)
+        journal.append(ride(status="declined", reason="replay"))
+        journal.append(ride())
+        chosen = clearing_entries(journal)
+        assert [e.outcome.medium for e in chosen] == [None] * len(IN_CLEARING) + ["qr"]
+        export(journal, "csv", tmp_path / "c.csv")
+    rows = list(csv.reader((tmp_path / "c.csv").read_text(encoding="utf-8").splitlines()))
+    q12 = ["medium", "qr_code", "account_no", "pay_account", "qr_issuer", "qr_platform", "qr_gen_time", "ticket_type"]
+    assert rows[0][-8:] == q12 and rows[0][:-8] == list(FIELDS[:-8])
+    assert all(row[-8:] == [""] * 8 for row in rows[1:-1])                 # card rows: the new columns empty
+    ride_row = dict(zip(rows[0], rows[-1]))
+    assert [ride_row[k] for k in q12] == ["qr", "80" * 332, "9001000000000000001F", "TEST000000000001", "F0000001",
+                                          "F0000002", "1795478400", "01"]
+    assert ride_row["type"] == ride_row["card_no"] == ride_row["tac"] == ""

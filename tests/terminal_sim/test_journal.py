@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from terminal_sim.journal import Journal, JournalError, dedup_key
+from terminal_sim.journal import (SCHEMA_VERSION, CodeAlreadySeen, Journal, JournalError, MemoryJournal, SeenCode,
+                                  dedup_key)
+from terminal_sim.outcome import Outcome
 from tests.terminal_sim.test_outcome import make, torn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,7 +197,7 @@ def test_not_a_journal(tmp_path):
     con = sqlite3.connect(newer)
     con.execute("PRAGMA user_version=7")
     con.close()
-    with pytest.raises(JournalError, match=r"newer.db: journal schema 7, this code reads 1$"):
+    with pytest.raises(JournalError, match=r"newer.db: journal schema 7, this code reads 1, 2$"):
         Journal(newer)
 
 
@@ -286,3 +288,71 @@ def test_resolve_and_flag_commit_together(tmp_path):
         with pytest.raises(JournalError):
             j.resolve(other, failed, flag="never written")  # another card's outcome: refused whole
         assert j.take_flag(grey.card_no) is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# QR codes seen (schema 2): written with their ride, read by the replay and anti-pass-back checks
+
+V1_SCHEMA = """
+CREATE TABLE outcomes (id INTEGER PRIMARY KEY AUTOINCREMENT, dedup_key TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
+    card_no TEXT, terminal_id TEXT NOT NULL, terminal_seq INTEGER, record TEXT NOT NULL, context TEXT,
+    resolved_by INTEGER REFERENCES outcomes(id), CHECK (resolved_by IS NULL OR status = 'torn'));
+CREATE TABLE card_flags (card_no TEXT PRIMARY KEY, reason TEXT NOT NULL);
+"""
+
+
+def ride_record(n: int = 1) -> Outcome:
+    return Outcome(status="approved", amount=200, terminal_id="112233445566", datetime="20261124080010",
+                   medium="qr", qr_code=f"{n:02X}" * 332, account_no="9001000000000000001F",
+                   pay_account="TEST000000000001", qr_issuer="F0000001", qr_platform="F0000002",
+                   qr_gen_time=1795478400, ticket_type="01")
+
+
+def test_a_version_1_journal_gains_the_qr_table_and_keeps_its_records(tmp_path):
+    path = tmp_path / "v1.db"
+    con = sqlite3.connect(path)
+    con.executescript(V1_SCHEMA)
+    con.execute("INSERT INTO outcomes (dedup_key, status, card_no, terminal_id, terminal_seq, record) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (dedup_key(make()), "approved", make().card_no, make().terminal_id,
+                                              make().terminal_seq, make().to_json()))
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    with Journal(path) as journal:
+        assert [e.outcome for e in journal.all()] == [make()]
+        assert journal.append_ride(ride_record(), SeenCode(b"\x01" * 32, "ACC", 100, 180)) == 2
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    con.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_codes_seen_are_kept_then_pruned(kind, tmp_path):
+    journal = Journal(tmp_path / "j.db") if kind == "sqlite" else MemoryJournal()
+    first = SeenCode(b"\x01" * 32, "ACC-A", 1000, 1080)
+    assert not journal.code_seen(first.digest, 1000) and journal.last_accepted("ACC-A", 1000) is None
+    journal.append_ride(ride_record(1), first)
+    assert journal.code_seen(first.digest, 1080) and not journal.code_seen(first.digest, 1081)
+    assert journal.last_accepted("ACC-A", 5000) == 1000 and journal.last_accepted("ACC-B", 5000) is None
+    with pytest.raises(CodeAlreadySeen, match=r"^QR code 0101010101010101…: already rode \(a replay\)$"):
+        journal.append_ride(ride_record(2), SeenCode(first.digest, "ACC-A", 1010, 1090))
+    journal.append_ride(ride_record(3), SeenCode(b"\x03" * 32, "ACC-A", 1020, 1100))
+    assert journal.last_accepted("ACC-A", 1020) == 1020
+    later = 1000 + 86400 + 1                                    # a day after the first ride: it is forgotten
+    journal.append_ride(ride_record(4), SeenCode(b"\x04" * 32, "ACC-B", later, later + 80))
+    assert journal.last_accepted("ACC-A", later) == 1020        # the second is a day old only at 1020 + 86400
+    if kind == "sqlite":
+        digests = [r[0] for r in journal._db.execute("SELECT digest FROM qr_seen ORDER BY at")]
+        assert digests == ["03" * 32, "04" * 32]
+        assert [e.outcome.qr_code[:2] for e in journal.all()] == ["01", "03", "04"]   # the refused one wrote nothing
+        journal.close()
+
+
+def test_a_ride_and_its_code_commit_together(tmp_path):
+    """A ride whose outcome conflicts with the journal leaves no code behind (one transaction)."""
+    with Journal(tmp_path / "j.db") as journal:
+        journal.append(make())
+        clash = make(datetime="20261123081531")                  # same key, other contents
+        with pytest.raises(JournalError, match="different contents"):
+            journal.append_ride(clash, SeenCode(b"\x09" * 32, "ACC", 1, 2))
+        assert not journal.code_seen(b"\x09" * 32, 1) and len(journal) == 1

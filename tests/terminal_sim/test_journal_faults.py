@@ -30,7 +30,8 @@ from apdu.cardos import CardOS
 from apdu.transport.inprocess import InProcessReader
 from terminal_sim.export import clearing_entries, export, render
 from terminal_sim.flows import load
-from terminal_sim.journal import (APPLICATION_ID, Journal, JournalError, JournalStorageError, check_journal)
+from terminal_sim.journal import (APPLICATION_ID, READABLE_VERSIONS, SCHEMA_VERSION, TABLES, Journal, JournalError,
+                                  JournalStorageError, check_journal)
 from terminal_sim.links import TamperingReader, TearingReader
 from terminal_sim.salvage import salvage
 from terminal_sim.transaction import LOAD_STAGES, PURCHASE_STAGES
@@ -153,7 +154,7 @@ def test_a_writer_makes_a_new_journal_of_a_missing_empty_or_blank_file(tmp_path,
         journal.append(make())
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
     assert check_journal(path).records == 1
 
@@ -173,6 +174,120 @@ def test_a_journal_written_before_the_application_id_opens_read_only_unchanged_a
     with Journal(legacy):
         pass
     assert check_journal(legacy).to_dict()["application_id"] == f"0x{APPLICATION_ID:08X}"
+
+
+def version_1(pristine: Path, folder: Path, *, app_id: int = 0) -> Path:
+    """A copy of `pristine` as the code before the QR table wrote it: schema 1 (no ``qr_seen``), and
+    unstamped (application_id 0) unless `app_id` says otherwise. Closed cleanly (no -wal)."""
+    path = copy_journal(pristine, folder)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP INDEX qr_seen_account")
+    db.execute("DROP TABLE qr_seen")
+    db.execute("PRAGMA user_version=1")
+    db.execute(f"PRAGMA application_id={app_id}")
+    db.execute("VACUUM")
+    db.close()
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+def tables_of(path: Path) -> dict[str, tuple[str, ...]]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE "
+                                          "'sqlite_%' ORDER BY name")]
+        return {n: tuple(r[1] for r in db.execute(f"PRAGMA table_info({n})")) for n in names}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("app_id", [0, APPLICATION_ID])
+def test_a_version_1_journal_is_read_as_it_is_and_a_writer_adds_the_qr_table(tmp_path, pristine, app_id):
+    """Schema 1 (before the QR table), stamped or not: a reader takes it without writing a byte (its export
+    is the same file as before, it remembers no code); a writer brings it to 2 by adding the table and
+    stamps it, in one transaction; its records stay exactly as they were."""
+    legacy = version_1(pristine, tmp_path, app_id=app_id)
+    assert set(tables_of(legacy)) == {"outcomes", "card_flags"}
+    before = digest(legacy)
+    out_legacy, out_pristine = tmp_path / "legacy.jsonl", tmp_path / "pristine.jsonl"
+    assert export(legacy, "jsonl", out_legacy) == export(pristine, "jsonl", out_pristine) > 0
+    assert out_legacy.read_bytes() == out_pristine.read_bytes()
+    report = check_journal(legacy).to_dict()
+    assert (report["schema"], report["qr_codes_seen"]) == (1, 0)
+    assert report["application_id"] == ("0x00000000" if app_id == 0 else f"0x{APPLICATION_ID:08X}")
+    with Journal(legacy, readonly=True) as reader:
+        assert reader.schema == 1 and reader.codes_seen() == []
+        assert not reader.code_seen(b"\x01" * 32, 0) and reader.last_accepted("ANY", 0) is None
+        entries = [(e.id, e.outcome, e.context, e.resolved_by) for e in reader.all()]
+    salvaged = salvage(legacy, tmp_path / "salvaged.db")                # a version-1 source: no code, none lost
+    assert (salvaged.copied, salvaged.codes, salvaged.codes_lost) == (len(entries), 0, False)
+    assert digest(legacy) == before                                     # not a byte written by reading
+    with Journal(legacy) as writer:
+        assert writer.schema == SCHEMA_VERSION == 2 and writer.codes_seen() == []
+        assert [(e.id, e.outcome, e.context, e.resolved_by) for e in writer.all()] == entries
+    assert tables_of(legacy) == tables_of(pristine) == dict(TABLES)
+    report = check_journal(legacy).to_dict()
+    assert (report["schema"], report["application_id"]) == (2, f"0x{APPLICATION_ID:08X}")
+    export(legacy, "jsonl", out_legacy)
+    assert out_legacy.read_bytes() == out_pristine.read_bytes()
+
+
+def test_a_version_1_journal_on_a_read_only_mount_is_exported(tmp_path, pristine):
+    legacy = version_1(pristine, tmp_path)
+    with tmpfs(tmp_path / "ro") as fs:
+        path = fs.point / "journal.db"
+        shutil.copyfile(legacy, path)
+        fs.read_only()
+        out = tmp_path / "clearing.jsonl"
+        assert export(path, "jsonl", out) == export(pristine, "jsonl", tmp_path / "ref.jsonl") > 0
+        assert out.read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+        assert check_journal(path).schema == 1
+        with pytest.raises(JournalError, match=rf"^{path}: cannot write the journal: it is on a read-only file system$"):
+            Journal(path)
+        assert sorted(p.name for p in fs.point.iterdir()) == ["journal.db"]
+
+
+def test_a_version_1_file_with_a_foreign_qr_seen_table_is_refused_and_left_alone(tmp_path, pristine):
+    legacy = version_1(pristine, tmp_path)
+    db = sqlite3.connect(legacy)
+    db.execute("CREATE TABLE qr_seen (code TEXT, seen_at TEXT)")
+    db.commit()
+    db.close()
+    before = digest(legacy)
+    for readonly in (True, False):
+        with pytest.raises(JournalError, match=rf"^{legacy}: not a ykt journal \(table qr_seen has columns code, "
+                                               r"seen_at\)$"):
+            Journal(legacy, readonly=readonly)
+    assert digest(legacy) == before and not legacy.with_name(legacy.name + "-wal").exists()
+
+
+def test_a_journal_of_a_later_schema_is_refused_naming_the_versions_this_code_reads(tmp_path, pristine):
+    later = copy_journal(pristine, tmp_path)
+    db = sqlite3.connect(later)
+    db.execute("ALTER TABLE outcomes ADD COLUMN medium TEXT")          # what a later version might change
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    before = digest(later)
+    for readonly in (True, False):
+        with pytest.raises(JournalError, match=rf"^{later}: journal schema 3, this code reads 1, 2$"):
+            Journal(later, readonly=readonly)
+    assert digest(later) == before and READABLE_VERSIONS == (1, 2)
+
+
+def test_check_finds_a_remembered_code_whose_ride_is_missing(tmp_path, pristine):
+    path = copy_journal(pristine, tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO qr_seen VALUES (?, 'ACC', 1, 2, 1)", ("AB" * 32,))     # record 1: a grey card record
+    db.commit()
+    with pytest.raises(JournalError, match=rf"^{path}: remembered QR code ABABABABABABABAB… belongs to record 1, "
+                                           r"which is a torn card record, not an accepted QR ride; copy its readable"):
+        check_journal(path)
+    db.execute("UPDATE qr_seen SET record_id = 99999")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match=r"belongs to record 99999, which is missing; copy its readable records"):
+        check_journal(path)
 
 
 def test_reading_a_journal_leaves_its_file_byte_for_byte(tmp_path, pristine):

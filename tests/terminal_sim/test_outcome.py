@@ -221,3 +221,75 @@ def test_json_round_trip(outcome):
                  "entry_station", "entry_terminal"):
         value = getattr(outcome, name)
         assert value is None or value == value.upper()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the medium and the QR ride record (mobile.md M4, Q12)
+
+CARD_JSON_BEFORE_Q12 = (
+    '{"status":"approved","type":"06","card_no":"03105810000000001234","issuer_id":"58105810FFFFFFFF",'
+    '"amount":200,"balance_before":1000,"balance_after":800,"overdraft_limit":0,"card_counter":7,'
+    '"terminal_id":"112233445566","terminal_seq":258,"datetime":"20261123081530","key_version":1,'
+    '"algorithm":"3des","tac":"557DB817","mac2_verified":true,"list_version":"2024112401","mode":"bus",'
+    '"city":"5810","line":"0002"}')
+"""The reference purchase as JSON before the QR extension existed: clearing files must not change."""
+
+RIDE = dict(status="approved", amount=200, terminal_id="112233445566", datetime="20261124080010",
+            list_version="2024112401", mode="bus", city="5810", line="0002", medium="qr", qr_code="80" * 332,
+            account_no="9001000000000000001F", pay_account="TEST000000000001", qr_issuer="F0000001",
+            qr_platform="F0000002", qr_gen_time=1795478400, ticket_type="01")
+
+
+def ride(**changes) -> Outcome:
+    fields = {**RIDE, **changes}
+    return Outcome(**{k: v for k, v in fields.items() if v is not None})
+
+
+def test_a_card_record_is_byte_identical_to_before_the_qr_extension():
+    assert make().to_json() == CARD_JSON_BEFORE_Q12
+
+
+def test_the_q12_fields_follow_the_transit_context():
+    assert FIELDS[-8:] == ("medium", "qr_code", "account_no", "pay_account", "qr_issuer", "qr_platform",
+                           "qr_gen_time", "ticket_type")
+    assert FIELDS.index("entry_time") == len(FIELDS) - 9
+
+
+def test_a_qr_ride_has_no_card_fields_and_an_optional_type():
+    out = ride()
+    assert out.type is None and out.card_no is None and out.tac is None and out.moved_money
+    assert Outcome.from_json(out.to_json()) == out
+    assert ride(type="06").type == "06"
+    declined = ride(status="declined", reason="replay", account_no=None, pay_account=None, qr_issuer=None,
+                    qr_platform=None, qr_gen_time=None, ticket_type=None, qr_code="80")
+    assert declined.to_dict()["reason"] == "replay"
+
+
+@pytest.mark.parametrize("changes, field, reason", [
+    ({"tac": "557DB817"}, "tac", "a QR ride record has no card fields (Q12)"),
+    ({"card_no": "03105810000000001234"}, "card_no", "a QR ride record has no card fields (Q12)"),
+    ({"balance_before": 1000}, "balance_before", "a QR ride record has no card fields (Q12)"),
+    ({"terminal_seq": 1}, "terminal_seq", "a QR ride record has no card fields (Q12)"),
+    ({"status": "torn", "reason": "x"}, "status", "a QR ride is approved or declined, never torn"),
+    ({"account_no": None}, "account_no", "required for an approved QR ride"),
+    ({"status": "declined", "reason": None}, "reason", "required for a declined QR ride"),
+    ({"qr_code": None}, "qr_code", "required for an approved QR ride"),
+    ({"qr_code": "8"}, "qr_code", "expected 2 to 8192 hex digits (whole bytes), got '8'"),
+    ({"pay_account": "TEST00000000001"}, "pay_account", "expected 16 printable ASCII characters, got 'TEST00000000001'"),
+    ({"qr_issuer": "F000001"}, "qr_issuer", "expected 8 hex digits, got 'F000001'"),
+    ({"qr_gen_time": -1}, "qr_gen_time", "-1 out of range 0..4294967295"),
+    ({"medium": "paper"}, "medium", "expected one of physical, virtual, qr, got 'paper'"),
+    ({"type": "02"}, "type", "a QR code pays a ride, it loads nothing"),
+])
+def test_bad_qr_records_are_refused_naming_the_field(changes, field, reason):
+    with pytest.raises(OutcomeError) as info:
+        ride(**changes)
+    assert str(info.value) == f"outcome: {field}: {reason}"
+
+
+def test_card_records_carry_a_medium_but_never_the_qr_fields():
+    assert make(medium="virtual").medium == "virtual" and make(medium="physical").to_dict()["medium"] == "physical"
+    with pytest.raises(OutcomeError, match=r"^outcome: qr_code: only a QR ride record \(medium qr\) has it$"):
+        make(qr_code="80" * 332)
+    with pytest.raises(OutcomeError, match=r"^outcome: type: required \(every card outcome has a transaction type\)$"):
+        make(type=None)

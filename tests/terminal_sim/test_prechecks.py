@@ -3,11 +3,14 @@ sent with exactly the commands needed to reach it (black-listed cards are locked
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from pathlib import Path
 
 from keysets import Algorithm, SecretKey
-from terminal_sim.prechecks import Lists, algorithm_of_key_index
+from terminal_sim.export import export
+from terminal_sim.journal import Journal
+from terminal_sim.prechecks import Lists, algorithm_of_key_index, card_medium
 from terminal_sim.links import TamperingReader
 from ykt_card.host.card import application_block_mac
 from ykt_card.card.state import Lock
@@ -165,3 +168,37 @@ def test_ef15_is_read_only_when_the_fci_lacks_it():
     assert out.status == "approved"
     assert headers(w.log)[:3] == [SELECT, ("card", "00B09500"), READ_17]
     assert command(w.log, "card", "00B09500").le == 0x1E
+
+
+# -- the medium of a card record (mobile.md M4) ---------------------------------------------------------
+
+PHONE_AID = bytes.fromhex("A0000006320101055800022058100000")     # M1: the Guangdong virtual card
+
+
+def test_the_medium_is_virtual_only_for_a_df_name_longer_than_8_bytes():
+    assert card_medium(bytes.fromhex("A000000632010105")) == "physical"
+    assert card_medium(bytes.fromhex("A00000063201010558")) == "virtual"          # 9 bytes
+    assert card_medium(PHONE_AID) == "virtual"
+
+
+def test_a_card_whose_fci_names_an_extended_aid_is_journaled_and_exported_virtual(tmp_path: Path):
+    """The card side cannot yet hold a 16-byte AID (card profiles have no `aid`), so a phone card is
+    played by the physical card's answer to SELECT with tag 84 rewritten to the extended AID, as a phone
+    answers the partial selection `A000000632010105` (mobile.md §2.2): every other byte is the card's own."""
+    w = make_world()
+
+    def phone_fci(rapdu: bytes) -> bytes:
+        fci, sw = rapdu[:-2], rapdu[-2:]
+        assert fci[0] == 0x6F and fci[1] < 0x80 and fci[2:4] == b"\x84\x08", fci.hex()
+        body = b"\x84\x10" + PHONE_AID + fci[12:]
+        return bytes((0x6F, len(body))) + body + sw
+
+    with Journal(tmp_path / "journal.db") as journal:
+        phone = w.validator("bus-flat", journal=journal,
+                            card_reader=TamperingReader(w.card_reader, ins=0xA4, tamper=phone_fci)).tap()
+        w.clock.advance(120)
+        card = w.validator("bus-flat", journal=journal).tap()
+    assert (phone.status, phone.medium, card.status, card.medium) == ("approved", "virtual", "approved", "physical")
+    export(tmp_path / "journal.db", "jsonl", tmp_path / "upload.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "upload.jsonl").read_text().splitlines()]
+    assert [(r["card_no"], r["medium"]) for r in rows] == [(phone.card_no, "virtual"), (card.card_no, "physical")]

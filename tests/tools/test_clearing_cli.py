@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from keysets import KeySet, TEST_KEYSET_DIR
 from tests.clearing.generator import Generator
@@ -28,6 +29,7 @@ def test_verify_settle_and_report(tmp_path):
     assert got == day.expected
     assert all(r["reasons"] == [] for r in records if r["verdict"] == "accepted")
     assert summary["verdicts"] == {"accepted": len(records) - len(day.expected), "rejected": len(day.expected)}
+    assert summary["qr_rides"] == 0 and summary["qr_reasons"] == {}
     assert {k: v for k, v in summary["reasons"].items() if v} == day.planted
 
     again = ykt("clearing", "verify", *files, "--keyset", "gd-test-3des", "--keyset", "gd-test-sm4", "--out", store)
@@ -52,6 +54,46 @@ def test_verify_settle_and_report(tmp_path):
     assert "合计 Total" in r.stdout
     assert sorted(f.name for f in out.iterdir()) == ["stats-5810-2026-11-coverage.csv", "stats-5810-2026-11-issuance.csv",
                                                      "stats-5810-2026-11.html", "stats-5810-2026-11.md"]
+
+
+def test_qr_rides_are_verified_against_the_roots_and_counted_in_the_return(tmp_path):
+    """A real bus upload with three QR rides, one with a forged user signature, one replayed at another
+    terminal: `verify --qr-roots` names both; the return counts the two accepted rides under QR."""
+    from clearing.qr import NO_ROOTS
+    from tests.clearing.conftest import KEYSET_PATHS
+    from tests.clearing.real_terminal import real_day
+
+    day = real_day(tmp_path, [KeySet.load(p) for p in KEYSET_PATHS], cards=1, qr_rides=3)
+    bus = next(p for p in day.files if "upload-bus-flat." in p.name)
+    lines = bus.read_text().splitlines(keepends=True)
+    forged = json.loads(lines[-3])
+    code = bytearray.fromhex(forged["qr_code"])
+    code[300] ^= 1
+    forged["qr_code"] = code.hex().upper()
+    lines[-3] = json.dumps(forged) + "\n"
+    bus.write_text("".join(lines))
+    copy = dict(json.loads(lines[-2]), terminal_id="440300000201")
+    other = tmp_path / "upload-taxi.jsonl"
+    other.write_text(json.dumps(copy) + "\n")
+    store = tmp_path / "store"
+    p = ykt("clearing", "verify", *day.files, other, "--keyset", "gd-test-3des", "--keyset", "gd-test-sm4",
+            "--qr-roots", "roots-test", "--out", store, "--json")
+    assert p.returncode == 1, p.stderr
+    lines_out = [json.loads(line) for line in p.stdout.splitlines()]
+    rejected = {(Path(r["file"]).name, r["line"]): r["reasons"] for r in lines_out[:-1] if r["verdict"] == "rejected"}
+    assert rejected == {(bus.name, len(lines) - 2): ["user_sig"], (other.name, 1): ["qr-replay"]}
+    assert lines_out[-1]["summary"]["qr_rides"] == 4
+    assert lines_out[-1]["summary"]["qr_reasons"] == {"user_sig": 1, "qr-replay": 1}
+    plain = ykt("clearing", "verify", bus, "--keyset", "gd-test-3des", "--keyset", "gd-test-sm4", "--json")
+    assert plain.returncode == 1
+    rides = [json.loads(line) for line in plain.stdout.splitlines()[:-1] if '"medium":"qr"' in line]
+    assert [(r["reasons"], r["detail"]) for r in rides] == [(["root_unknown"], NO_ROOTS)] * 3
+    r = ykt("report", "stats", "--month", "2026-11", "--city", "guangzhou", "--store", store, "--json",
+            "--out", tmp_path / "return")
+    assert r.returncode == 0, r.stderr
+    accepted = [json.loads(line) for line in lines[-2:]]           # the replay's original and the last ride
+    assert json.loads(r.stdout)["issuance"]["qr"]["transactions"] == 2
+    assert json.loads(r.stdout)["issuance"]["qr"]["amount"] == sum(a["amount"] for a in accepted)
 
 
 def test_a_clean_upload_exits_zero(tmp_path):

@@ -72,6 +72,33 @@ def test_journal_and_terminal_errors_are_input_errors(tmp_path):
     assert p.returncode == 2 and one_line_error(p).startswith("ykt: error: PSAM start-up failed: ")
 
 
+def test_qr_scans_and_checks_exit_as_transactions_do(tmp_path):
+    """A refused code is declined (3) at the validator and at `qr verify`; 1 keeps meaning the command could
+    not finish. The scan's journal is checked before its PSAM is asked anything (exit 2 naming it)."""
+    code = ykt("qr", "show", "test-account", "--at", "20261124080000", "--seed", "1", "--no-symbol").stdout.strip()
+    db = tmp_path / "j.db"
+    scan = ["terminal", "scan", "--profile", "bus-qr", "--code", code, "--terminal-id", "440300000001",
+            "--journal", db, "--json", "--clock", "20261124080010"]
+    first, again = ykt(*scan), ykt(*scan)
+    assert (first.returncode, json.loads(first.stdout)["status"]) == (0, "approved")
+    assert (again.returncode, json.loads(again.stdout)["reason"], again.stderr) == (3, "replay", "")
+    verify = ["qr", "verify", code, "--at", "20261124080010", "--profile", "bus-qr"]
+    assert ykt(*verify).returncode == 0
+    assert ykt(*verify, "--amount", "999999").returncode == 3                   # over the code's limit: refused
+    not_journal = tmp_path / "notes.db"
+    not_journal.write_text("shopping list\n")
+    port = free_udp_port()                                                       # nobody serves a PSAM here
+    p = ykt("terminal", "scan", "--profile", "bus-qr", "--code", code, "--psam", f"nfc:udp:localhost:{port}",
+            "--journal", not_journal)
+    assert p.returncode == 2
+    assert one_line_error(p) == f"ykt: error: {not_journal}: not a ykt journal (not an SQLite database)"
+
+
+def test_a_top_up_exits_by_what_became_of_the_money():
+    from tools.wallet_cmd import TOPUP_EXIT
+    assert TOPUP_EXIT == {"loaded": errors.EXIT_OK, "refused": errors.EXIT_DECLINED, "pending": errors.EXIT_INCOMPLETE}
+
+
 def test_trace_show_on_a_binary_file_names_the_file(tmp_path):
     binary = tmp_path / "capture.pcapng"
     binary.write_bytes(bytes(range(256)) * 4)

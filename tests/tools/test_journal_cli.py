@@ -50,7 +50,7 @@ def tap(card: Path, psam: Path, journal: Path, trace: Path):
 def test_check_reports_a_sound_journal(journal_db):
     p = ykt("journal", "check", journal_db)
     assert p.returncode == 0 and p.stderr == ""
-    assert p.stdout.startswith(f"{journal_db}: sound ykt journal, schema 1: ") and "1 pending grey record(s)" in p.stdout
+    assert p.stdout.startswith(f"{journal_db}: sound ykt journal, schema 2: ") and "1 pending grey record(s)" in p.stdout
     report = json.loads(ykt("journal", "check", journal_db, "--json").stdout)
     with Journal(journal_db, readonly=True) as journal:
         entries = journal.all()

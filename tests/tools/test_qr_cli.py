@@ -72,7 +72,7 @@ def test_show_then_verify_from_the_picture_and_at_a_terminal(tmp_path):
                    "--replay", seen, "--json")
     first, second = at_terminal("20261124080010"), at_terminal("20261124080020")
     assert first.returncode == 0 and json.loads(first.stdout)["ticket_type"] == "01"
-    assert second.returncode == 1
+    assert second.returncode == 3                                   # refused, as the validator declines it
     assert (json.loads(second.stdout)["accepted"], json.loads(second.stdout)["reason"]) == (False, "replay")
 
 
@@ -82,7 +82,7 @@ def test_over_limit_with_the_profile_fare_or_an_amount(tmp_path):
                "--limit", "150", "--at", AT, "--seed", "5", "--out", account).returncode == 0
     code = ykt("qr", "show", account, "--at", AT, "--seed", "6", "--no-symbol").stdout.strip()
     p = ykt("qr", "verify", code, "--roots", "roots-test", "--at", "20261124080005", "--profile", "bus-qr")
-    assert p.returncode == 1
+    assert p.returncode == 3
     assert "over_limit" in p.stdout and "fare 200 fen above the code's limit 150 fen" in p.stdout
     assert p.stdout.rstrip().endswith("REFUSED: over_limit")
     ok = ykt("qr", "verify", code, "--roots", "roots-test", "--at", "20261124080005", "--profile", "bus-qr",
@@ -95,7 +95,7 @@ def test_the_real_sample_ends_as_q14_says(tmp_path, at, reason):
     roots = tmp_path / "roots.json"
     roots.write_text(json.dumps({"02": REAL_ROOT_02.hex().upper()}))
     p = ykt("qr", "verify", REAL_CODE.hex(), "--roots", roots, "--json", *(["--at", at] if at else []))
-    assert p.returncode == 1
+    assert p.returncode == 3
     assert json.loads(p.stdout)["reason"] == reason
 
 
@@ -125,3 +125,12 @@ def test_errors_are_one_line_naming_the_option_or_file(tmp_path, args, message):
     line = one_line_error(ykt(*args, cwd=tmp_path))
     assert line.endswith(message), line
     _clean(line)
+
+
+def test_verify_takes_the_root_store_of_the_profile(tmp_path):
+    shown = ykt("qr", "show", "test-account", "--at", "20261124080000", "--seed", "1", "--no-symbol")
+    p = ykt("qr", "verify", shown.stdout.strip(), "--at", "20261124080010", "--profile", "bus-qr", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["accepted"] is True
+    line = one_line_error(ykt("qr", "verify", shown.stdout.strip()))
+    assert line == ("ykt: error: qr verify: Invalid value for --roots: give the root store, or a --profile whose qr "
+                    "table names one (qr.roots)")
