@@ -202,6 +202,8 @@ class AirModel:
             raise ValueError(f"UID length: {uid_length} bytes is not 4, 7 or 10")
         self.ats, self.kbps, self.fsd, self.uid_length = ats, kbps, fsd, uid_length
         self._framer = IsoDepFramer(ats, fsd=fsd)
+        #: how long the last `exchange` left the air to the card (FDT, its processing, S(WTX) rounds)
+        self.card_slot_us = 0.0
 
     @property
     def fwt_us(self) -> float:
@@ -268,7 +270,9 @@ class AirModel:
                         f"{label} (chained)", "R(ACK)")
         last = pcd_frame(command[-1][1], k)
         self._pcd(t, last, label)
+        slot_start = t.cursor
         wtx = self._card_time(t, last, card_us, label)
+        self.card_slot_us = t.cursor - slot_start
         for i, (_, frame) in enumerate(response):
             if i % 2 == 0:
                 t.add("card", picc_frame(frame, k).duration_us, f"{label}: response"

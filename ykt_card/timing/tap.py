@@ -74,6 +74,7 @@ class Pair:
     reader: str
     command: Exchange
     response: Exchange | None
+    host_before_us: float = 0.0  # the host's time since the record before the command, when that was a response
 
     @property
     def capdu(self) -> bytes:
@@ -90,8 +91,10 @@ def pairs_of(exchanges: list[Exchange]) -> list[Pair]:
     open_: dict[str, int] = {}
     for number, x in enumerate(exchanges, 1):
         if x.direction == "C":
+            before = exchanges[number - 2] if number > 1 else None
+            host = (x.t - before.t) * 1e6 if before is not None and before.direction == "R" else 0.0
             open_[x.reader] = len(pairs)
-            pairs.append(Pair(x.reader, x, None))
+            pairs.append(Pair(x.reader, x, None, max(0.0, host)))
         else:
             at = open_.pop(x.reader, None)
             if at is None:
@@ -225,11 +228,9 @@ def model_tap(exchanges: list[Exchange] | list[Pair], settings: TapSettings,
             rows.append(ApduTiming(index, "psam", short_name(pair.capdu), "other", 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0,
                                    counted=False))
             continue
-        host = 0.0
-        if previous is not None and previous.response is not None:
-            host = max(0.0, (pair.command.t - previous.response.t) * 1e6)
-            if host:
-                t.add("host", host, "host", "host")
+        host = pair.host_before_us if previous is not None else 0.0
+        if host:
+            t.add("host", host, "host", "host")
         header = _header(pair.capdu)
         if header == (0x80, 0x50):
             capp_bytes = 0
@@ -275,9 +276,9 @@ def _card_apdu(air: AirModel, t: Timeline, pair: Pair, settings: TapSettings, al
     label = short_name(pair.capdu)
     measured = 0.0
     if isinstance(settings.card, str):  # the link alone, on a copy of the model, then the rest is the card's
-        scratch = Timeline()
-        copy.deepcopy(air).exchange(scratch, pair.capdu, pair.rapdu or b"\x6F\x00", 0.0, label)
-        measured = max(0.0, _window_us(pair) - scratch.cursor)
+        scratch, model = Timeline(), copy.deepcopy(air)
+        model.exchange(scratch, pair.capdu, pair.rapdu or b"\x6F\x00", 0.0, label)
+        measured = max(0.0, _window_us(pair) - (scratch.cursor - model.card_slot_us))
     process = _process_us(settings, pair, "card", algorithm, capp_bytes, measured)
     first = len(t.segments)
     if pair.response is None:  # no answer: the command's frames, then the reader waits FWT in vain
