@@ -36,7 +36,7 @@ from apdu.trace import IsoDepFramer
 
 __all__ = [
     "BIT_RATES", "Frame", "Segment", "AirModel", "pcd_frame", "picc_frame", "short_frame",
-    "fdt_pcd_to_picc_us", "FDT_PICC_TO_PCD_US", "etu_us", "Lane", "Timeline", "frames_of",
+    "fdt_pcd_to_picc_us", "FDT_PICC_TO_PCD_US", "etu_us", "Lane", "Timeline",
 ]
 
 Lane = Literal["reader", "card", "psam", "host"]
@@ -317,7 +317,3 @@ class AirModel:
         frame = with_crc_a(s_deselect())
         self._round(t, pcd_frame(frame, self.kbps), picc_frame(frame, self.kbps), "S(DESELECT)", "S(DESELECT)")
 
-
-def frames_of(segments: Iterable[Segment]) -> list[Segment]:
-    """The segments that are frames on the air."""
-    return [s for s in segments if s.frame is not None]

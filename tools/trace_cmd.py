@@ -164,7 +164,7 @@ def _print_report(file: Path, report: TapTiming, settings: TapSettings, budget: 
               help="Terminal profile whose mode sets the budget (metro 300 ms, bus/ferry/taxi 400, load 1000).")
 @click.option("--ats", default=None, metavar="HEX", help="The card's ATS (default: the reference card's).")
 @click.option("--uid-length", type=click.Choice(["4", "7", "10"]), default="4", show_default=True,
-              help="UID bytes: 1, 2 or 3 anticollision cascade levels.")
+              help="UID length in bytes (4, 7, 10: one, two or three anticollision cascade levels).")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object (deterministic).")
 @click.option("--svg", "svg_out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="OUT",
               help="Draw the tap on a time axis (reader, card, PSAM lanes, budget line) into OUT.")
