@@ -17,6 +17,7 @@ PROFILES_DIR = Path(__file__).parent / "profiles"
 CARD_PROFILES = PROFILES_DIR / "cards"
 TERMINAL_PROFILES = PROFILES_DIR / "terminals"
 LISTS_DIR = Path(__file__).parent / "lists"
+TIMING_DIR = Path(__file__).parent / "timing"
 DEFAULT_CARD_PROFILE = "reference"
 
 
@@ -52,12 +53,14 @@ SHELVES: dict[str, Shelf] = {
     "qr-pki": Shelf("QR TEST PKI file", TEST_PKI_DIR, (".toml",)),
     "qr-roots": Shelf("QR root store", TEST_PKI_DIR, (".json",)),
     "wallet-credentials": Shelf("wallet credential file", TEST_CREDENTIALS_DIR, (".toml",)),
+    "card-timing": Shelf("card timing profile", TIMING_DIR / "cards", (".yaml", ".yml")),
+    "psam-timing": Shelf("PSAM timing profile", TIMING_DIR / "psam", (".yaml", ".yml")),
 }
 
 
 def find(kind: str, name: str) -> Path:
     """A shipped file of `kind` ('keyset', 'card-profile', 'terminal-profile', 'list', 'qr-pki', 'qr-roots',
-    'wallet-credentials') by name or path."""
+    'wallet-credentials', 'card-timing', 'psam-timing') by name or path."""
     return SHELVES[kind].find(name)
 
 

@@ -23,8 +23,8 @@ def test_version():
 
 
 COMMANDS = [["keys", "show"], ["keys", "derive"], ["keys", "compose"], ["decode"], ["card", "issue"], ["card", "serve"],
-            ["card", "read"], ["psam", "issue"], ["psam", "serve"], ["trace", "show"], ["trace", "export"], ["doctor"],
-            ["demo"], ["journal", "export"], ["journal", "check"], ["journal", "salvage"]]
+            ["card", "read"], ["psam", "issue"], ["psam", "serve"], ["trace", "show"], ["trace", "export"],
+            ["trace", "timing"], ["doctor"], ["demo"], ["journal", "export"], ["journal", "check"], ["journal", "salvage"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
