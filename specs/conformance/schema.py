@@ -244,7 +244,8 @@ class Ics(Model):
     on its black list), list_version (the black list version its records carry), keeps_psam_session
     (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
     terminals do, a program run once per tap does not unless it says so), psam (a python: DUT's PSAM
-    reader).
+    reader), suite_psam (whether an in-process DUT may be given a PSAM the suite controls, for the PSAM
+    fault cases: by default `ykt`, and `python:` without its own `psam`).
     """
 
     name: NonEmpty
@@ -261,6 +262,7 @@ class Ics(Model):
     list_version: str | None = None
     keeps_psam_session: bool | None = None
     psam: str | None = None
+    suite_psam: bool | None = None
     notes: str | None = None
 
     @model_validator(mode="after")

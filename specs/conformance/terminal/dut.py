@@ -41,7 +41,7 @@ from apdu.transport.inprocess import InProcessReader
 from keysets import KeySet
 from keysets.randomness import RandomSource
 
-from ..results import Inconclusive
+from ..results import Inconclusive, NotApplicable
 from .personalities import TestCard
 
 __all__ = ["TapResult", "TerminalDut", "InProcessDut", "CommandDut", "open_terminal_dut", "DEFAULT_PROFILE",
@@ -81,6 +81,10 @@ class TerminalDut:
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
         raise NotImplementedError
 
+    def use_psam(self, psam_reader: Reader) -> None:
+        """This case's terminal works with `psam_reader` (a PSAM the suite controls), before any tap."""
+        raise NotApplicable(f"a {self.kind} DUT brings its own PSAM: the suite cannot give it one")
+
     def close(self) -> None:
         """Release what `open` took."""
 
@@ -108,6 +112,7 @@ class InProcessDut(TerminalDut):
         self.psam_reader: Reader | None = None
         self.terminal: Any = None
         self._session: Any = None
+        self._mode = ""
 
     def open(self, session: Any) -> dict[str, Any]:
         self._session = session
@@ -125,9 +130,16 @@ class InProcessDut(TerminalDut):
                         f"terminal ID {session.terminal_id.hex().upper()}"}
 
     def begin_case(self, mode: str) -> None:
+        self._make(mode, self.psam_reader)
+
+    def _make(self, mode: str, psam_reader: Reader | None) -> None:
         s = self._session
-        self.terminal = self.factory(s.profile(mode), self.psam_reader, self.slot, None, s.clock,
+        self._mode = mode
+        self.terminal = self.factory(s.profile(mode), psam_reader, self.slot, None, s.clock,
                                      s.rng.fork(f"terminal {mode}"))
+
+    def use_psam(self, psam_reader: Reader) -> None:
+        self._make(self._mode, psam_reader)    # a new terminal of the case's mode: no tap has happened yet
 
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
         self.slot.insert(card)
