@@ -245,7 +245,8 @@ class Ics(Model):
     (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
     terminals do, a program run once per tap does not unless it says so), psam (a python: DUT's PSAM
     reader), suite_psam (whether an in-process DUT may be given a PSAM the suite controls, for the PSAM
-    fault cases: by default `ykt`, and `python:` without its own `psam`).
+    fault cases: by default `ykt`, and `python:` without its own `psam`), suite_journal (whether it
+    takes the seam's `journal`, for the journal fault cases: by default `ykt` only).
     """
 
     name: NonEmpty
@@ -263,6 +264,7 @@ class Ics(Model):
     keeps_psam_session: bool | None = None
     psam: str | None = None
     suite_psam: bool | None = None
+    suite_journal: bool | None = None
     notes: str | None = None
 
     @model_validator(mode="after")

@@ -24,7 +24,7 @@ from .terminal_mutants import ValidatorMutant
 
 SUITE = TerminalSuite()
 CASES = SUITE.load()
-PSAM_CASES = [lc for lc in CASES if lc.case.terminal]
+PSAM_CASES = [lc for lc in CASES if lc.case.terminal and "psam" in lc.case.terminal]
 TERMINAL_ID = bytes.fromhex("112233445566")
 
 
@@ -188,3 +188,44 @@ def test_psam_path_mutant_is_caught_by_a_case_naming_the_defect(mutant: Validato
     expected = by_id[mutant.case]
     assert expected.verdict == "fail", (mutant.name, expected.verdict, expected.reasons)
     assert any(re.search(mutant.reason, reason) for reason in expected.reasons), (mutant.name, expected.reasons)
+
+
+# -- the suite's own journals (specs/conformance/terminal/journals.py) ------------------------------------
+
+def test_every_journal_failure_is_served_by_some_case_and_claims_suite_journal():
+    from specs.conformance.terminal.journals import JournalParams, journal_params_of
+    cases = [lc for lc in CASES if lc.case.terminal and "journal" in lc.case.terminal]
+    kinds = {journal_params_of(lc.case.terminal, "x", lc.case.id).fails for lc in cases}
+    assert kinds == set(JournalParams.model_fields["fails"].annotation.__args__)
+    assert all("suite_journal" in lc.case.applies.features for lc in cases)
+    with pytest.raises(CaseError, match=r"TU-TERM-900.terminal.journal.fails: "):
+        journal_params_of({"journal": {"fails": "sometimes"}}, "j.yaml", "TU-TERM-900")
+
+
+def test_the_failing_journal_fails_only_where_and_as_often_as_it_says():
+    from specs.conformance.terminal.journals import FailingJournal, JournalParams
+    from terminal_sim.journal import JournalError
+    from terminal_sim.outcome import Outcome
+    journal = FailingJournal(JournalParams(fails="lookup", skip=1, times=1))
+    assert journal.pending_for("1") == []
+    with pytest.raises(JournalError, match="storage failed"):
+        journal.pending_for("1")
+    assert journal.pending_for("1") == []
+    assert journal.append(Outcome(status="declined", reason="x", type="06", terminal_id="112233445566",
+                                  datetime="20260301120000")) >= 1
+
+
+def test_journal_cases_apply_to_ykt_and_to_duts_that_claim_suite_journal(tmp_path):
+    ids = [lc.case.id for lc in CASES if lc.case.terminal and "journal" in lc.case.terminal]
+    ics = tmp_path / "ics.yaml"
+    ics.write_text("name: seam\nalgorithms: [3des, sm4]\nmodes: [bus-flat]\nfare: 200\noptional: [recovery]\n",
+                   encoding="utf-8")
+    result = run("python:terminal_sim.terminal:make_terminal", ics=str(ics), cases=ids)
+    assert {r.verdict for r in result.results} == {"not applicable"}
+    assert all("suite_journal" in r.reasons[0] or "load" in r.reasons[0] for r in result.results)
+    ics.write_text(ics.read_text() + "suite_journal: true\n", encoding="utf-8")
+    result = run("python:terminal_sim.terminal:make_terminal", ics=str(ics), cases=ids)
+    assert result.passed and "pass" in {r.verdict for r in result.results}
+    result = run("ykt:load", cases=ids)
+    assert result.passed and {r.case_id for r in result.results if r.verdict == "pass"} == {"TU-TERM-182",
+                                                                                           "TU-TERM-183"}

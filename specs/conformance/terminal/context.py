@@ -176,6 +176,15 @@ class TerminalSession:
             return self.ics.suite_psam
         return self.ics is None or self.ics.psam is None
 
+    def accepts_suite_journal(self) -> bool:
+        """Whether a case may give the DUT a journal the suite controls (ICS suite_journal; by default
+        ykt's in-process validator only: the seam lets another terminal keep its own journal)."""
+        if self.dut.kind == "command":
+            return False
+        if self.ics is not None and self.ics.suite_journal is not None:
+            return self.ics.suite_journal
+        return self.dut.kind == "ykt"
+
     def exact_time(self) -> bool:
         """Whether the suite sets the terminal's time to the second (not so with --real-time)."""
         return "clock" in self.dut.features

@@ -106,9 +106,11 @@ def psam_params_of(terminal: Mapping[str, Any] | None, source: str, where: str) 
     from ykt_files.schema import validate
     if not terminal:
         return None
-    unknown = sorted(set(terminal) - {"psam"})
+    unknown = sorted(set(terminal) - {"psam", "journal"})
     if unknown:
-        raise CaseError(source, f"{where}.terminal.{unknown[0]}", "unknown terminal setting (known: psam)")
+        raise CaseError(source, f"{where}.terminal.{unknown[0]}", "unknown terminal setting (known: psam, journal)")
+    if "psam" not in terminal:
+        return None
     params = terminal.get("psam")
     if not isinstance(params, Mapping):
         raise CaseError(source, f"{where}.terminal.psam", "a test PSAM is a mapping: {personality: NAME, ...}")
