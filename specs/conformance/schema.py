@@ -245,7 +245,9 @@ class Ics(Model):
     on its black list), list_version (the black list version its records carry), keeps_psam_session
     (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
     terminals do, a program run once per tap does not unless it says so), psam (a python: DUT's PSAM
-    reader).
+    reader), suite_psam (whether an in-process DUT may be given a PSAM the suite controls, for the PSAM
+    fault cases: by default `ykt`, and `python:` without its own `psam`), suite_journal (whether it
+    takes the seam's `journal`, for the journal fault cases: by default `ykt` only).
     """
 
     name: NonEmpty
@@ -262,6 +264,8 @@ class Ics(Model):
     list_version: str | None = None
     keeps_psam_session: bool | None = None
     psam: str | None = None
+    suite_psam: bool | None = None
+    suite_journal: bool | None = None
     notes: str | None = None
 
     @model_validator(mode="after")

@@ -166,6 +166,25 @@ class TerminalSession:
             return self.ics.keeps_psam_session
         return self.dut.kind != "command"
 
+    def accepts_suite_psam(self) -> bool:
+        """Whether a case may give the DUT a PSAM the suite controls (ICS suite_psam; by default the
+        in-process DUTs that do not bring their own PSAM). A program run per tap has its PSAM in its
+        command line: never."""
+        if self.dut.kind == "command":
+            return False
+        if self.ics is not None and self.ics.suite_psam is not None:
+            return self.ics.suite_psam
+        return self.ics is None or self.ics.psam is None
+
+    def accepts_suite_journal(self) -> bool:
+        """Whether a case may give the DUT a journal the suite controls (ICS suite_journal; by default
+        ykt's in-process validator only: the seam lets another terminal keep its own journal)."""
+        if self.dut.kind == "command":
+            return False
+        if self.ics is not None and self.ics.suite_journal is not None:
+            return self.ics.suite_journal
+        return self.dut.kind == "ykt"
+
     def exact_time(self) -> bool:
         """Whether the suite sets the terminal's time to the second (not so with --real-time)."""
         return "clock" in self.dut.features
@@ -288,6 +307,7 @@ class TerminalCase:
         self.mode = mode
         self.profile = session.profile(mode)
         self.cards: dict[str, TestCard] = {}
+        self.psam: Any = None                   # the case's test PSAM (specs.conformance.terminal.psams)
         self.initial: dict[str, CardView] = {}
         self.taps: list[TapRecord] = []
         self.exchange: list[Exchanged] = []

@@ -41,7 +41,7 @@ from apdu.transport.inprocess import InProcessReader
 from keysets import KeySet
 from keysets.randomness import RandomSource
 
-from ..results import Inconclusive
+from ..results import Inconclusive, NotApplicable
 from .personalities import TestCard
 
 __all__ = ["TapResult", "TerminalDut", "InProcessDut", "CommandDut", "open_terminal_dut", "DEFAULT_PROFILE",
@@ -81,6 +81,14 @@ class TerminalDut:
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
         raise NotImplementedError
 
+    def use_psam(self, psam_reader: Reader) -> None:
+        """This case's terminal works with `psam_reader` (a PSAM the suite controls), before any tap."""
+        raise NotApplicable(f"a {self.kind} DUT brings its own PSAM: the suite cannot give it one")
+
+    def use_journal(self, journal: Any) -> None:
+        """This case's terminal keeps its outcomes in `journal` (one the suite controls), before any tap."""
+        raise NotApplicable(f"a {self.kind} DUT keeps its own journal: the suite cannot give it one")
+
     def close(self) -> None:
         """Release what `open` took."""
 
@@ -108,6 +116,9 @@ class InProcessDut(TerminalDut):
         self.psam_reader: Reader | None = None
         self.terminal: Any = None
         self._session: Any = None
+        self._mode = ""
+        self._case_psam: Reader | None = None
+        self._case_journal: Any = None
 
     def open(self, session: Any) -> dict[str, Any]:
         self._session = session
@@ -125,9 +136,22 @@ class InProcessDut(TerminalDut):
                         f"terminal ID {session.terminal_id.hex().upper()}"}
 
     def begin_case(self, mode: str) -> None:
-        s = self._session
-        self.terminal = self.factory(s.profile(mode), self.psam_reader, self.slot, None, s.clock,
+        self._mode, self._case_psam, self._case_journal = mode, None, None
+        self._make()
+
+    def _make(self) -> None:
+        s, mode = self._session, self._mode
+        psam = self._case_psam if self._case_psam is not None else self.psam_reader
+        self.terminal = self.factory(s.profile(mode), psam, self.slot, self._case_journal, s.clock,
                                      s.rng.fork(f"terminal {mode}"))
+
+    def use_psam(self, psam_reader: Reader) -> None:
+        self._case_psam = psam_reader
+        self._make()                           # a new terminal of the case's mode: no tap has happened yet
+
+    def use_journal(self, journal: Any) -> None:
+        self._case_journal = journal
+        self._make()
 
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
         self.slot.insert(card)

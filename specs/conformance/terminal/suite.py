@@ -26,6 +26,8 @@ from ..schema import CASES_DIR, Case, LoadedCase, Step, load_cases, load_ics
 from .context import MODE_GROUPS, TerminalCase, TerminalSession
 from .dut import TerminalDut, open_terminal_dut
 from .personalities import CardParams
+from .psams import build_psam, psam_params_of
+from .journals import FailingJournal, journal_params_of
 from .vocabulary import ACTIONS, CHECKS, run_action, run_check
 
 __all__ = ["TerminalSuite", "COMMANDS", "CONDITIONS", "FLOWS"]
@@ -75,6 +77,14 @@ class TerminalSuite:
                 if mode not in FLOWS and mode not in MODE_GROUPS:
                     raise ValueError(f"{lc.path}: {lc.case.id}.applies.modes: {mode!r} is neither a flow "
                                      f"({', '.join(FLOWS)}) nor a group ({', '.join(MODE_GROUPS)})")
+            psam = psam_params_of(lc.case.terminal, str(lc.path), lc.case.id)
+            if psam is not None and "suite_psam" not in lc.case.applies.features:
+                raise ValueError(f"{lc.path}: {lc.case.id}.applies.features: a case with terminal.psam needs "
+                                 "the feature suite_psam")
+            journal = journal_params_of(lc.case.terminal, str(lc.path), lc.case.id)
+            if journal is not None and "suite_journal" not in lc.case.applies.features:
+                raise ValueError(f"{lc.path}: {lc.case.id}.applies.features: a case with terminal.journal needs "
+                                 "the feature suite_journal")
         _LOADED[str(self.folder)] = (stamp, tuple(cases))
         return cases
 
@@ -125,6 +135,14 @@ class TerminalSuite:
             elif feature == "exact_time":
                 if not session.exact_time():
                     return None, "needs the terminal's time set to the second (an ICS clock option)"
+            elif feature == "suite_psam":
+                if not session.accepts_suite_psam():
+                    return None, ("gives the terminal a PSAM the suite controls: an in-process DUT whose ICS "
+                                  "allows it (suite_psam)")
+            elif feature == "suite_journal":
+                if not session.accepts_suite_journal():
+                    return None, ("gives the terminal a journal the suite controls: an in-process DUT whose ICS "
+                                  "allows it (suite_journal)")
             elif feature == "psam_session":
                 if not session.keeps_psam_session():
                     return None, ("needs a terminal whose PSAM keeps a torn purchase's session until the card "
@@ -172,6 +190,13 @@ class TerminalSuite:
         ctx.phase = f"setup (mode {ctx.mode})"
         session = ctx.s
         session.dut.begin_case(ctx.mode)
+        psam = psam_params_of(case.terminal, str(loaded.path), case.id)
+        if psam is not None:
+            ctx.psam, reader = build_psam(psam, session.keysets, session.terminal_id, session.rng.fork("test psam"))
+            session.dut.use_psam(reader)
+        journal = journal_params_of(case.terminal, str(loaded.path), case.id)
+        if journal is not None:
+            session.dut.use_journal(FailingJournal(journal))
         for name, params in loaded.cards.items():
             ctx.add_card(name, params)
         for i, step in enumerate(case.steps):

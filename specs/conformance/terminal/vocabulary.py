@@ -25,6 +25,8 @@ from ykt_files.schema import Model
 from ..results import Exchanged, Inconclusive
 from .context import AMOUNT_FLOWS, TapRecord, TerminalCase, command_name
 from .personalities import CardParams
+from .psams import (PsamNotSentParams, PsamSequenceParams, check_psam_not_sent, check_psam_sequence,
+                    psam_exchange)
 
 __all__ = ["ACTIONS", "CHECKS", "run_action", "run_check", "COMMAND_NAMES"]
 
@@ -70,6 +72,8 @@ def tap(ctx: TerminalCase, p: TapParams) -> TapRecord:
     number = len(ctx.taps) + 1
     ctx.phase = f"tap {number} ({p.card})"
     card.tap = number
+    if ctx.psam is not None:
+        ctx.psam.tap = number
     before = card.view()
     clock = ctx.s.clock
     now = clock.now() if "clock" in ctx.s.dut.features and ctx.s.dut.kind == "command" else (
@@ -80,6 +84,8 @@ def tap(ctx: TerminalCase, p: TapParams) -> TapRecord:
     ctx.taps.append(record)
     for s in record.seen:
         ctx.exchange.append(Exchanged(ctx.phase, s.command, s.response, s.note))
+    if ctx.psam is not None:
+        ctx.exchange.extend(psam_exchange(ctx.psam, number, ctx.phase))
     if result.outcome is not None:
         ctx.vars[f"tap{number}"] = result.outcome
     return record
@@ -566,6 +572,8 @@ CHECKS: dict[str, tuple[type[Model] | None, Callable[..., list[str]]]] = {
     "lock": (LockParams, check_lock),
     "capp_record": (RecordParams, check_capp_record),
     "history": (HistoryParams, check_history),
+    "psam_sequence": (PsamSequenceParams, check_psam_sequence),
+    "psam_not_sent": (PsamNotSentParams, check_psam_not_sent),
 }
 
 
