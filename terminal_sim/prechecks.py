@@ -3,8 +3,12 @@
 A validator asks these questions of every card before it spends a PSAM sequence number on it, and
 every "no" is a `Refusal` with a one-line reason (the validator turns it into a `declined` outcome):
 
-1. SELECT the T-Union application: 6283 = temporarily locked (black-listed), 9303/6284 = permanently
-   locked, 6A82 = not a T-Union card.
+1. Find and SELECT the T-Union application, physical or phone (mobile.md M2, 2.2): SELECT the PPSE and take
+   the entry whose AID starts with MOT_T_EP (A000000632 ‖ 010105; the highest priority first), then SELECT
+   that AID; a card without PPSE, or whose PPSE lists no such entry, is asked by partial selection
+   (`SELECT A000000632010105`, P2 00: the first application whose name starts with it, which on a
+   physical card is the whole name). 6283 = temporarily locked (black-listed), 9303/6284 = permanently
+   locked, 6A82 = not a T-Union card. The FCI's tag 84 is the AID found (`Selected.aid`).
 2. EF15: the application type must include the electronic purse (02 or 03), today must lie between
    the start and expiry dates. The FCI of SELECT carries EF15 (tag 9F0C); only a card whose FCI lacks
    it is asked `READ BINARY 15` (no extra read, no extra 20 ms on a real card).
@@ -32,13 +36,14 @@ from pathlib import Path
 
 from apdu.status import SW_FILE_NOT_FOUND, SW_RECORD_NOT_FOUND, CardError, describe
 from keysets import Algorithm
-from ykt_card.host.card import CardResponseError, Fci, Management, PublicData, TUnionCard
+from ykt_card.host.card import CardResponseError, Fci, Management, Ppse, PpseEntry, PublicData, TUnionCard
+from ykt_card.layouts.names import MOT_T_EP, is_tunion_ep
 from ykt_card.host.psam import Psam
 
 from .lists import BlackList, IssuerWhiteList, ListError, acceptance_refusal, load_blacklist, load_whitelist
 from .profile import TerminalProfile
 
-__all__ = ["Refusal", "Selected", "CardView", "Lists", "select_card", "check_card", "lock_card",
+__all__ = ["Refusal", "Selected", "CardView", "Lists", "select_card", "find_in_ppse", "check_card", "lock_card",
            "algorithm_of_key_index", "card_medium", "EP_APP_TYPES", "PHYSICAL_AID_MAX"]
 
 EP_APP_TYPES = (0x02, 0x03)
@@ -73,10 +78,20 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Selected:
-    """Step 1 passed: the application answered its FCI, and EF15 is known."""
+    """Step 1 passed: the application answered its FCI, and EF15 is known.
+
+    `fci.aid` (hex) and `aid` (bytes) are the FCI's tag 84, the application's whole name: 8 bytes on a
+    physical card, 9..16 on a phone card (mobile.md M4 tells the medium by it). `via` says how it was
+    found: "ppse" (the PPSE's entry) or "partial" (partial selection of MOT_T_EP).
+    """
 
     fci: Fci
     public: PublicData
+    via: str = "ppse"
+
+    @property
+    def aid(self) -> bytes:
+        return bytes.fromhex(self.fci.aid)
 
     @property
     def card_no(self) -> str:
@@ -183,16 +198,39 @@ def _sw(exc: CardError) -> str:
 
 # -- step 1 -------------------------------------------------------------------------------------------
 
-def select_card(card: TUnionCard) -> Selected | Refusal:
-    """SELECT the T-Union AID; EF15 from the FCI (READ BINARY 15 only when the FCI lacks it)."""
+def find_in_ppse(ppse: Ppse) -> PpseEntry | None:
+    """The T-Union EP entry of a PPSE directory: the AID starts with MOT_T_EP (A000000632 ‖ 010105); of
+    several, the highest priority (tag 87, lowest value; an entry without one comes last), then the first."""
+    entries = [e for e in ppse.entries if is_tunion_ep(e.aid)]
+    if not entries:
+        return None
+    return min(entries, key=lambda e: 256 if e.priority is None else e.priority)
+
+
+def _find_application(card: TUnionCard) -> tuple[Fci, str, bytes]:
+    """SELECT through the PPSE or, without a usable one, by partial selection: (FCI, how, name sent)."""
     try:
-        fci = card.select()
+        entry = find_in_ppse(card.select_ppse())
+    except (CardError, CardResponseError):
+        entry = None                    # no PPSE (6A82), or one this terminal cannot read: ask by name
+    if entry is not None:
+        return card.select(entry.aid), "ppse", entry.aid
+    return card.select(MOT_T_EP), "partial", MOT_T_EP
+
+
+def select_card(card: TUnionCard) -> Selected | Refusal:
+    """Find and SELECT the T-Union EP (PPSE, else partial selection); EF15 from the FCI (READ BINARY 15
+    only when the FCI lacks it)."""
+    try:
+        fci, via, name = _find_application(card)
     except CardError as exc:
         if exc.sw == SW_FILE_NOT_FOUND:
             return Refusal("not a T-Union card: SELECT answered 6A82 (no such application)")
         return Refusal(f"SELECT refused: {_sw(exc)}")
     except CardResponseError as exc:
         return Refusal(f"card answered SELECT with a malformed FCI: {exc.reason}")
+    if not bytes.fromhex(fci.aid).startswith(name):
+        return Refusal(f"SELECT {name.hex().upper()} answered the FCI of another application ({fci.aid})")
     if fci.locked == "temporary":
         return Refusal(f"application temporarily locked ({fci.sw:04X}): a black-listed card")
     if fci.locked == "permanent":
@@ -205,7 +243,7 @@ def select_card(card: TUnionCard) -> Selected | Refusal:
             return Refusal(f"EF15 unreadable: {_sw(exc)}")
         except CardResponseError as exc:
             return Refusal(f"EF15 malformed: {exc.reason}")
-    return Selected(fci, public)
+    return Selected(fci, public, via)
 
 
 # -- steps 2 to 5 -------------------------------------------------------------------------------------

@@ -88,12 +88,29 @@ def _no_lock(original):
     return lock_card
 
 
+def _ppse_ignored(original):
+    def find_application(card):
+        from ykt_card.layouts.names import MOT_T_EP
+        return card.select(MOT_T_EP), "partial", MOT_T_EP     # the 8-byte name only, as before phone cards
+    return find_application
+
+
+def _ppse_required(original):
+    def find_application(card):
+        fci, via, name = original(card)
+        if via != "ppse":
+            from apdu.status import CardError
+            raise CardError(0x6A82, "no PPSE entry: this terminal knows no partial selection")
+        return fci, via, name
+    return find_application
+
+
 def _accepts_locked(original):
     def select_card(card):
         real_select = card.select
 
-        def select():
-            fci = real_select()
+        def select(*args):
+            fci = real_select(*args)
             return dataclasses.replace(fci, locked=None) if fci.locked == "temporary" else fci
         card.select = select
         try:
@@ -342,6 +359,12 @@ MUTANTS: tuple[ValidatorMutant, ...] = (
                     (("terminal_sim.journal", "MemoryJournal.flag_card", _no_flag),)),
     ValidatorMutant("load_charges_twice", "loads twice after a torn CREDIT", "load", "TU-TERM-047",
                     r"loads twice after a tear", (("terminal_sim.flows", "recover", _load_no_recovery),)),
+    ValidatorMutant("ppse_ignored", "selects the 8-byte T-Union AID only (never reads the PPSE)", "bus-flat",
+                    "TU-TERM-090", r"does not find a phone card's extended AID in the PPSE",
+                    (("terminal_sim.prechecks", "_find_application", _ppse_ignored),)),
+    ValidatorMutant("ppse_required", "refuses cards without a PPSE entry (no partial selection)", "bus-flat",
+                    "TU-TERM-091", r"does not select by partial name",
+                    (("terminal_sim.prechecks", "_find_application", _ppse_required),)),
     ValidatorMutant("max_fare_ignored", "charges the table's highest fare instead of the maximum fare",
                     "metro-exit", "TU-TERM-061", r"does not charge the maximum fare",
                     (("terminal_sim.fares", "metro_exit_fare", _max_fare_ignored),)),

@@ -185,7 +185,8 @@ def sws(log: list[tuple[str, bytes, bytes]]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # exchange tables
 
-SELECT = ("card", "00A40400")
+SELECT = [("card", "00A40400"), ("card", "00A40400")]
+"""How a validator finds the T-Union EP of a physical card: SELECT PPSE, then SELECT the AID it lists."""
 READ_17 = ("card", "00B09700")
 PSAM_8070 = [("psam", "80700000"), ("psam", "00C00000")]
 PSAM_8072 = ("psam", "80720000")
@@ -193,7 +194,8 @@ PSAM_8072 = ("psam", "80720000")
 
 def check_common_purchase(log, out: Outcome, w: World, *, capp: bool, amount: int, tx_type: int) -> None:
     """The fields of INITIALIZE, 8070, DEBIT and 8072 that the reference fixes or that link answers."""
-    select = command(log, "card", "00A40400")
+    ppse, select = command(log, "card", "00A40400"), command(log, "card", "00A40400", 1)
+    assert ppse.data == b"2PAY.SYS.DDF01" and ppse.le == 256
     assert select.data == bytes.fromhex(AID) and select.le == 256
     assert command(log, "card", "00B09700").le == 0x3C
     init_header = "80500302" if capp else "80500102"
@@ -225,7 +227,7 @@ def check_common_purchase(log, out: Outcome, w: World, *, capp: bool, amount: in
 def test_bus_flat_is_a_plain_purchase_type_06():
     w = make_world()
     out = w.validator("bus-flat").tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"), PSAM_8072]
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"), PSAM_8072]
     assert out.status == "approved" and out.type == "06" and out.amount == 200
     check_common_purchase(w.log, out, w, capp=False, amount=200, tx_type=0x06)
     assert (out.balance_before, out.balance_after, out.card_counter) == (5000, 4800, 0)
@@ -236,7 +238,7 @@ def test_bus_flat_is_a_plain_purchase_type_06():
 def test_bus_flat_capp_appends_one_ef1e_record_of_type_06():
     w = make_world()
     out = w.validator("bus-flat-capp").tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "80500302"), *PSAM_8070, ("card", "80DC00F0"),
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "80500302"), *PSAM_8070, ("card", "80DC00F0"),
                               ("card", "80540100"), PSAM_8072]
     assert out.status == "approved" and out.type == "09" and out.algorithm == "sm4"   # key index 2 (D16)
     check_common_purchase(w.log, out, w, capp=True, amount=200, tx_type=0x09)
@@ -250,7 +252,7 @@ def test_bus_flat_capp_appends_one_ef1e_record_of_type_06():
 def test_metro_entry_zero_amount_is_an_approved_type_09_purchase_with_a_tac():
     w = make_world()
     out = w.validator("metro-entry").tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "00B201D4"), ("card", "80500302"), *PSAM_8070,
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "00B201D4"), ("card", "80500302"), *PSAM_8070,
                               ("card", "80DC01D0"), ("card", "80DC00F0"), ("card", "80540100"), PSAM_8072]
     assert out.status == "approved" and out.amount == 0 and out.type == "09" and out.tac
     check_common_purchase(w.log, out, w, capp=True, amount=0, tx_type=0x09)
@@ -266,7 +268,7 @@ def test_metro_exit_charges_the_station_pair_fare_of_the_entry():
     w = make_world()
     w.validator("metro-entry", station="0302").tap()
     out = w.validator("metro-exit").tap()       # 0302 → 0306: 4.00
-    assert headers(w.log) == [SELECT, READ_17, ("card", "00B201D4"), ("card", "80500302"), *PSAM_8070,
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "00B201D4"), ("card", "80500302"), *PSAM_8070,
                               ("card", "80DC01D0"), ("card", "80DC00F0"), ("card", "80540100"), PSAM_8072]
     check_common_purchase(w.log, out, w, capp=True, amount=400, tx_type=0x09)
     assert (out.amount, out.full_fare, out.entry_station, out.entry_city) == (400, 400, "0302", "5810")
@@ -293,7 +295,7 @@ def test_metro_exit_after_an_entry_in_another_city_charges_the_maximum_fare():
 def test_bus_segment_boards_with_the_mark_amount_and_alights_with_the_pair_fare():
     w = make_world()
     board = w.validator("bus-segment", station="02").tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "00B202D4"), ("card", "80500302"), *PSAM_8070,
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "00B202D4"), ("card", "80500302"), *PSAM_8070,
                               ("card", "80DC02D0"), ("card", "80DC00F0"), ("card", "80540100"), PSAM_8072]
     check_common_purchase(w.log, board, w, capp=True, amount=0, tx_type=0x09)
     bus = parse_bus(w.state.files[0x1A].records[2])
@@ -334,14 +336,14 @@ def test_an_unreadable_previous_record_is_declined_before_initialize():
     w.state.files[0x1A].records[2] = bytes(rec)
     out = w.validator("bus-segment").tap()
     assert out.status == "declined" and "card records unusable" in out.reason
-    assert headers(w.log) == [SELECT, READ_17, ("card", "00B202D4")]
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "00B202D4")]
 
 
 def test_ferry_plain_profile_sends_no_capp_update():
     """A ferry profile set to plain purchases (type 06) writes no EF1E record and sends no 80DC."""
     w = make_world()
     out = w.validator(terminal_profile("ferry", transaction_type="06")).tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"), PSAM_8072]
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"), PSAM_8072]
     assert out.type == "06" and out.amount == 1500
 
 
@@ -350,7 +352,7 @@ def test_ferry_and_taxi_on_the_composite_path_append_an_ef1e_flat_record(name):
     w = make_world()
     v = w.validator(name, amount=2750 if name == "taxi" else None)  # the shipped profiles use type 09
     out = v.tap()
-    assert headers(w.log) == [SELECT, READ_17, ("card", "80500302"), *PSAM_8070, ("card", "80DC00F0"),
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "80500302"), *PSAM_8070, ("card", "80DC00F0"),
                               ("card", "80540100"), PSAM_8072]
     amount = 2750 if name == "taxi" else 1500
     check_common_purchase(w.log, out, w, capp=True, amount=amount, tx_type=0x09)
@@ -365,14 +367,14 @@ def test_taxi_charges_the_meter_amount_and_refuses_without_one():
     assert out.status == "approved" and out.amount == 3550 and out.type == "09"
     refused = w.validator("taxi").tap()
     assert refused.status == "declined" and "--amount" in refused.reason
-    assert headers(w.log) == [SELECT, READ_17]                 # refused before INITIALIZE
+    assert headers(w.log) == [*SELECT, READ_17]                 # refused before INITIALIZE
 
 
 def test_insufficient_balance_is_declined_at_initialize_without_the_psam():
     w = make_world(balance=100)
     out = w.validator("bus-flat").tap()
     assert out.status == "declined" and "9401" in out.reason and out.tac is None
-    assert headers(w.log) == [SELECT, READ_17, ("card", "80500102")]
+    assert headers(w.log) == [*SELECT, READ_17, ("card", "80500102")]
     assert w.balance == 100 and w.counter == 0
 
 

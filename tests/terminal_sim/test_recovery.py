@@ -78,7 +78,7 @@ def test_debit_answer_lost_then_recovered_with_the_psam_still_holding_the_sessio
         assert [e.outcome.status for e in journal.pending()] == ["torn"]
         w.log.clear()
         out = v.tap()
-        assert headers(w.log) == [SELECT, PROVE, PSAM_8072]
+        assert headers(w.log) == [*SELECT, PROVE, PSAM_8072]
         prove = command(w.log, "card", "805A0006")
         assert prove.data == (1).to_bytes(2, "big") and prove.le == 8     # INIT counter + 1 (D5)
         proof = answer(w.log, "card", "805A0006")
@@ -94,7 +94,7 @@ def test_without_a_journal_file_the_validator_still_recovers_in_memory():
     w = make_world()
     tear = TearingReader(w.card_reader)
     v = w.validator("metro-exit", card_reader=tear)
-    tear.arm(7, "after")                                      # ... 80DC 80DC DEBIT
+    tear.arm(8, "after")                                      # ... 80DC 80DC DEBIT
     assert v.tap().status == "torn"
     assert len(v.journal.pending()) == 1
     out = v.tap()
@@ -108,14 +108,14 @@ def test_after_another_card_the_proof_is_kept_with_mac2_unverified(tmp_path: Pat
     with Journal(tmp_path / "j.db") as journal:
         tear = TearingReader(w.card_reader)
         v = w.validator("bus-flat", card_reader=tear, journal=journal)
-        tear.arm(4, "after")
+        tear.arm(5, "after")
         assert v.tap().status == "torn"
         w.swap_card(other)
         assert v.tap().status == "approved"                     # the PSAM's session is now this one's
         w.back()
         w.log.clear()
         out = v.tap()
-        assert headers(w.log) == [SELECT, PROVE]                # no 8072: the PSAM lost the session
+        assert headers(w.log) == [*SELECT, PROVE]                # no 8072: the PSAM lost the session
         assert out.status == "recovered" and out.mac2_verified is False and out.tac == tac_of(out, w.state)
         assert "clearing checks the TAC" in out.reason
         assert w.balance == 4800 and other.balance == 4800
@@ -132,8 +132,8 @@ def test_debit_never_received_runs_the_purchase_again(tmp_path: Path):
         assert torn.status == "torn" and w.balance == 5000 and w.counter == 0
         w.log.clear()
         out = v.tap()
-        assert headers(w.log)[:3] == [SELECT, PROVE_09, ("card", "00B09700")]
-        assert w.log[1][2][-2:] == bytes.fromhex("9406")        # no proof: the debit never happened
+        assert headers(w.log)[:4] == [*SELECT, PROVE_09, ("card", "00B09700")]
+        assert w.log[2][2][-2:] == bytes.fromhex("9406")        # no proof: the debit never happened
         assert headers(w.log)[-2:] == [("card", "80540100"), PSAM_8072]
         assert out.status == "approved" and out.terminal_seq == torn.terminal_seq + 1
         statuses = {e.id: (e.outcome.status, e.resolved_by) for e in journal.all()}
@@ -151,7 +151,7 @@ def test_a_grey_record_outlives_the_process(tmp_path: Path):
     with Journal(path) as journal:
         tear = TearingReader(w.card_reader)
         v = w.validator("metro-entry", card_reader=tear, journal=journal)
-        tear.arm(7, "after")                                   # SELECT 17 1A INIT 80DC 80DC DEBIT
+        tear.arm(8, "after")                                   # PPSE AID 17 1A INIT 80DC 80DC DEBIT
         assert v.tap().status == "torn"
     w.psam_slot.disconnect()                                    # the terminal restarts: PSAM power cycle
     with Journal(path) as journal:
@@ -166,7 +166,7 @@ def test_outside_the_window_the_grey_record_stays_for_clearing(tmp_path: Path):
     with Journal(tmp_path / "j.db") as journal:
         tear = TearingReader(w.card_reader)
         v = w.validator("bus-flat", card_reader=tear, journal=journal)
-        tear.arm(4, "after")
+        tear.arm(5, "after")
         torn = v.tap()
         w.clock.advance(121)                                    # D12: 120 s
         w.log.clear()
@@ -182,7 +182,7 @@ def test_a_card_used_elsewhere_since_keeps_its_grey_record_pending(tmp_path: Pat
     with Journal(tmp_path / "j.db") as journal:
         tear = TearingReader(w.card_reader)
         v = w.validator("bus-flat", card_reader=tear, journal=journal)
-        tear.arm(4, "after")
+        tear.arm(5, "after")
         torn = v.tap()
         elsewhere.card_slot.remove()
         elsewhere.card_slot.insert(w.card_os)
@@ -212,7 +212,7 @@ def test_a_mac2_failure_fails_with_the_tac_and_refuses_the_card_once(tmp_path: P
         w.log.clear()
         refused = v.tap()
         assert refused.status == "declined" and "MAC2 failure" in refused.reason
-        assert headers(w.log) == [SELECT]
+        assert headers(w.log) == [*SELECT]
         assert v.tap().status == "approved"                     # refused on the next tap only
         money = [e.outcome for e in journal.all() if e.outcome.moved_money]
         assert [o.status for o in money] == ["failed", "approved"]
@@ -220,13 +220,13 @@ def test_a_mac2_failure_fails_with_the_tac_and_refuses_the_card_once(tmp_path: P
 
 
 def test_tearing_during_the_recovery_itself_keeps_the_grey_record(tmp_path: Path):
-    for position in (1, 2):                                   # SELECT, GET TRANSACTION PROVE
+    for position in (1, 2, 3):                                # SELECT PPSE, SELECT AID, GET TRANSACTION PROVE
         for when in ("before", "after"):
             w = make_world()
             with Journal(tmp_path / f"r{position}{when}.db") as journal:
                 tear = TearingReader(w.card_reader)
                 v = w.validator("bus-flat", card_reader=tear, journal=journal)
-                tear.arm(4, "after")
+                tear.arm(5, "after")
                 assert v.tap().status == "torn"
                 tear.arm(position, when)
                 out = v.tap()

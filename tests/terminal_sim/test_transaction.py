@@ -189,7 +189,7 @@ def test_make_terminal_of_a_load_profile_loads_with_the_psam_s_terminal_id(tmp_p
         terminal = make_terminal(profile, w.psam_reader, w.card_reader, journal=journal, clock=w.clock)
         assert isinstance(terminal, LoadTerminal)
         out = terminal.tap(amount=2000)
-        assert headers(w.log) == [("psam", "00A40000"), ("psam", "00B09600"), ("psam", "00A40000"), SELECT,
+        assert headers(w.log) == [("psam", "00A40000"), ("psam", "00B09600"), ("psam", "00A40000"), *SELECT,
                                   ("card", "80500002"), ("card", "80520000")]
         assert out.status == "approved" and out.terminal_id == TERMINAL_ID.hex().upper()
         assert (out.amount, out.balance_after, out.type, out.mode) == (2000, 7000, "02", "load")
@@ -223,5 +223,5 @@ def test_a_validator_tap_through_the_seam_is_the_reference_exchange():
     w = make_world()
     terminal = make_terminal(terminal_profile("bus-flat"), w.psam_reader, w.card_reader, clock=w.clock)
     terminal.tap()
-    assert headers(w.log)[3:] == [SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"),
+    assert headers(w.log)[3:] == [*SELECT, READ_17, ("card", "80500102"), *PSAM_8070, ("card", "80540100"),
                                   PSAM_8072]

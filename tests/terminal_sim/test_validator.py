@@ -115,10 +115,10 @@ def test_counting_reader_counts_apdus_and_bytes_per_flow():
     c, p = card.reset(), psam.reset()
     card_log = [(cmd, rsp) for who, cmd, rsp in w.log if who == "card"]
     psam_log = [(cmd, rsp) for who, cmd, rsp in w.log if who == "psam"]
-    assert (c.commands, p.commands) == (len(card_log), len(psam_log)) == (4, 3)
+    assert (c.commands, p.commands) == (len(card_log), len(psam_log)) == (5, 3)
     assert c.bytes_out == sum(len(x) for x, _ in card_log) and c.bytes_in == sum(len(y) for _, y in card_log)
     assert p.bytes_out == sum(len(x) for x, _ in psam_log) and p.bytes_in == sum(len(y) for _, y in psam_log)
-    assert c.by_ins == {0xA4: 1, 0xB0: 1, 0x50: 1, 0x54: 1} and p.by_ins == {0x70: 1, 0xC0: 1, 0x72: 1}
+    assert c.by_ins == {0xA4: 2, 0xB0: 1, 0x50: 1, 0x54: 1} and p.by_ins == {0x70: 1, 0xC0: 1, 0x72: 1}
     assert card.counts.commands == 0
 
 

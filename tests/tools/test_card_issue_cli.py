@@ -73,6 +73,26 @@ def test_issue_reference_card_and_registry(tmp_path):
     assert list(load_card(tmp_path / "b.json").key_sets) == [1]
 
 
+def test_phone_cards_register_medium_virtual_and_their_aid(tmp_path):
+    """M3: `--profile …-virtual` registers medium virtual and the extended AID; the image selects by it."""
+    reg = tmp_path / "registry.jsonl"
+    ok("card", "issue", "--keyset", K3, "--keyset", K4, "--profile", "gd-guangzhou-virtual", "--out",
+       str(tmp_path / "phone.json"), "--registry", str(reg), *CLOCK)
+    ok("card", "issue", "--keyset", K3, "--profile", "generic-virtual", "--out", str(tmp_path / "generic.json"),
+       "--registry", str(reg), *CLOCK)
+    ok("card", "issue", "--keyset", K3, "--profile", "gd-guangzhou", "--out", str(tmp_path / "plastic.json"),
+       "--registry", str(reg), *CLOCK)
+    lines = [json.loads(x) for x in reg.read_text().splitlines()]
+    assert [(x["profile"], x["medium"], x["aid"]) for x in lines] == [
+        ("gd-guangzhou-virtual", "virtual", "A0000006320101055800022058100000"),
+        ("generic-virtual", "virtual", "A00000063201010558105810FFFFFFFF"),
+        ("gd-guangzhou", "physical", "A000000632010105")]
+    assert lines[0]["card_no"] == "03104870300000000001" and lines[0]["issuer_id"] == "02205810FFFFFFFF"
+    phone = card_to_doc(load_card(tmp_path / "phone.json"))["application"]
+    assert phone["aid"] == "A0000006320101055800022058100000"
+    assert phone["ppse"] == [{"aid": "A0000006320101055800022058100000", "label": "MOT_T_EP", "priority": 1}]
+
+
 def test_batch_into_a_folder_with_scripts(tmp_path):
     out, scripts, reg = tmp_path / "cards", tmp_path / "scripts", tmp_path / "reg.jsonl"
     ok("card", "issue", "--keyset", K3, "--keyset", K4, "--profile", "gd-guangzhou", "--card-no",

@@ -41,13 +41,45 @@ def test_ppse_can_list_the_ep_only():
 def test_unknown_aid_file_id_and_bad_select_parameters():
     run_table(card(), [
         ("00A4040008A00000063201010600", "6A82"),       # MOT_T_CASH is listed in the PPSE, not implemented
-        ("00A4040007A000000632010100", "6A82"),         # a prefix is not a match
+        ("00A4040008A00000063201010700", "6A82"),       # nothing starts with that name
+        ("00A4040011" + AID + "0000000000000000" + "00" + "00", "6A82"),  # longer than the AID
         ("00A40000023F0000", "6A82"),                   # no MF by file ID on T-Union cards
         ("00A40000033F000000", "6700"),
-        ("00A4040200", "6A86"),
+        ("00A4040200", "6700"),                         # P2 02 (next occurrence) still needs a name
+        ("00A4040108" + AID + "00", "6A86"),            # P2 01 (last occurrence) is not supported
+        ("00A4000202" + "3F00", "6A86"),                # occurrences are for DF names only
         ("00A4020008" + AID + "00", "6A86"),
         ("00A4040C08" + AID, "6A86"),
         ("00A40400", "6700"),                           # no name at all
+    ])
+
+
+def test_partial_selection_first_and_next_occurrence():
+    """ISO 7816-4 partial DF name (mobile.md 2.2): P2 00 the first DF whose name starts with the data, P2 02
+    the next one after the current DF, 6A82 when none is left; a physical card answers it too."""
+    run_table(card(), [
+        ("00A4040007A000000632010100", FCI + "9000"),            # the start of MOT_T_EP: the EP
+        ("00A4040207A000000632010100", "6A82"),                  # no next occurrence
+        ("00B095001E", EF15_HEX + "9000"),                       # a failed SELECT keeps the EP selected
+        ("00A4040005A00000063200", FCI + "9000"),                # the RID alone
+        ("00A40402043250415900", PPSE_FCI + "9000"),             # "2PAY": after the EP, the next is the PPSE
+        ("00A40402043250415900", "6A82"),                        # and nothing after the PPSE
+        ("00A4040204A000000600", FCI + "9000"),                  # current DF (PPSE) no match: the first
+    ])
+
+
+def test_a_phone_card_answers_full_and_partial_selection_of_its_extended_aid():
+    from ykt_card.layouts.names import GD_VIRTUAL_AID
+    ext = GD_VIRTUAL_AID.hex().upper()
+    fci = "6F398410" + ext + "A5259F0801029F0C1E" + EF15_HEX
+    ppse = ("6F36840E325041592E5359532E4444463031A524BF0C21"
+            "611F4F10" + ext + "50084D4F545F545F4550870101")
+    run_table(card(aid=GD_VIRTUAL_AID), [
+        ("00A404000E325041592E5359532E444446303100", ppse + "9000"),   # the PPSE lists the extended AID
+        ("00A4040010" + ext + "00", fci + "9000"),                       # full name
+        ("00A4040008" + AID + "00", fci + "9000"),                       # partial: MOT_T_EP, first occurrence
+        ("00A4040208" + AID + "00", "6A82"),                             # next occurrence: none left
+        ("00A4040010A000000632010105580002205810FFFF00", "6A82"),        # another suffix
     ])
 
 

@@ -19,7 +19,22 @@ GUANGDONG = {  # guangdong.md: area code, issuer ID bytes 0..3, IIN
 def test_reference_and_21_cities_ship():
     names = card_profile_names()
     assert "reference" in names
-    assert len([n for n in names if n.startswith("gd-")]) == 21
+    assert len([n for n in names if n.startswith("gd-") and not n.endswith("-virtual")]) == 21
+
+
+def test_virtual_profiles_carry_extended_aids_and_physical_ones_mot_t_ep():
+    """M1: the Guangdong phone card's AID; the generic one is MOT_T_EP ‖ the profile's aid_suffix."""
+    virtual = [n for n in card_profile_names() if n.endswith("-virtual")]
+    assert sorted(virtual) == ["gd-guangzhou-virtual", "generic-virtual"]
+    gz = load_card_profile(card_profile_path("gd-guangzhou-virtual"))
+    assert (gz.medium, gz.aid.hex().upper()) == ("virtual", "A0000006320101055800022058100000")
+    generic = load_card_profile(card_profile_path("generic-virtual"))
+    assert (generic.medium, generic.aid.hex().upper()) == ("virtual", "A000000632010105" "58105810FFFFFFFF")
+    for name in card_profile_names():
+        p = load_card_profile(card_profile_path(name))
+        assert (p.medium == "virtual") == (len(p.aid) > 8), name
+        if p.medium == "physical":
+            assert p.aid.hex().upper() == "A000000632010105"
 
 
 @pytest.mark.parametrize("name", card_profile_names())
@@ -73,6 +88,12 @@ BAD = [
     ({"ef18_records": 256}, "ef18_records: must be an integer 1..255, got 256"),
     ({"ats_historical": "00" * 16}, "ats_historical: at most 15 historical bytes"),
     ({"capp_records": [1, True]}, "capp_records[1]: must be an integer"),
+    ({"aid": "A000000632010106"}, "aid: must be A000000632010105 (the T-Union EP), optionally followed by a suffix"),
+    ({"aid": "A0000006320101055800"}, "medium: an extended AID is for medium virtual, not physical"),
+    ({"medium": "virtual"}, "aid: a virtual card needs an extended AID"),
+    ({"medium": "virtual", "aid_suffix": "00" * 9}, "aid_suffix: an AID suffix is 1..8 bytes, got 9"),
+    ({"medium": "virtual", "aid_suffix": "0Z"}, "aid_suffix: must be hex"),
+    ({"medium": "virtual", "aid_suffix": "01", "aid": "A00000063201010501"}, "aid_suffix: give aid or aid_suffix"),
 ]
 
 

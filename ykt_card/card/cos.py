@@ -242,8 +242,13 @@ class TUnionCardOS(CardApplication):
     # -- selection --------------------------------------------------------------------------------
     @instruction(0xA4, cla=0x00)
     def select(self, cmd: CommandApdu):
-        """SELECT by DF name (P1 04): the PPSE or the EP application; by file ID (P1 00): 6A82."""
-        if cmd.p1 not in (0x00, 0x04) or cmd.p2 != 0x00:
+        """SELECT by DF name (P1 04): the PPSE or the EP application; by file ID (P1 00): 6A82.
+
+        The name may be the whole DF name or its start (ISO 7816-4 partial selection, mobile.md 2.2): P2 00
+        selects the first DF whose name starts with it, P2 02 the next one after the current DF, and 6A82
+        answers when none is (left). A phone card's EP is found so by `A000000632010105`.
+        """
+        if cmd.p1 not in (0x00, 0x04) or cmd.p2 not in (0x00, 0x02) or (cmd.p1 == 0x00 and cmd.p2):
             raise CardError(SW_WRONG_P1P2)
         if not cmd.data:
             raise CardError(SW_WRONG_LENGTH, "SELECT needs a name or file ID")
@@ -252,8 +257,8 @@ class TUnionCardOS(CardApplication):
                 raise CardError(SW_WRONG_LENGTH, "a file ID is 2 bytes")
             raise CardError(SW_FILE_NOT_FOUND, "no file selectable by ID")
         state = self.store.state
-        name = cmd.data
-        if name == state.aid:
+        found = self._occurrence(state, cmd.data, following=cmd.p2 == 0x02)
+        if found == _APP:
             self._select(_APP)
             fci = state.app_fci()
             if state.lock is Lock.TEMPORARY:
@@ -261,10 +266,20 @@ class TUnionCardOS(CardApplication):
             if state.lock is Lock.PERMANENT:
                 return fci, SW_APP_LOCKED_PERM
             return fci
-        if name == PPSE_NAME:
+        if found == _PPSE:
             self._select(_PPSE)
             return state.ppse_fci()
         raise CardError(SW_FILE_NOT_FOUND, "no such application")
+
+    def _occurrence(self, state: CardState, name: bytes, following: bool) -> int:
+        """The DF (_APP, _PPSE) whose name starts with `name`: the first, or the next after the current DF
+        in the card's order (the EP application, then the PPSE); _NONE when there is none (left). A card
+        whose PPSE directory is empty has no PPSE (as some phone wallets and older cards)."""
+        dfs = ((state.aid, _APP), (PPSE_NAME, _PPSE)) if state.ppse else ((state.aid, _APP),)
+        matches = [kind for df_name, kind in dfs if df_name.startswith(name)]
+        if following and self._selected in matches:
+            matches = matches[matches.index(self._selected) + 1:]
+        return matches[0] if matches else _NONE
 
     def _select(self, what: int) -> None:
         self._selected = what

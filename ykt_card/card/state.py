@@ -41,7 +41,7 @@ from ykt_card.layouts import EF15, EF16, EF17, EF18, EF1ABus, EF1AMetro, EF1EA, 
 from ykt_card.layouts.ef1a import blank_record
 from ykt_card.layouts.fci import PpseEntry
 from ykt_card.layouts.names import (DEFAULT_PPSE, MOT_T_EP, PPSE_NAME, SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG,
-                                    SFI_MANAGEMENT, SFI_PUBLIC)
+                                    SFI_MANAGEMENT, SFI_PUBLIC, ppse_for)
 from ykt_card.proof import PROOF_KINDS, PROOF_TYPES, Proof
 
 __all__ = [
@@ -159,7 +159,8 @@ class CardState:
         ats_historical: bytes = DEFAULT_ATS_HISTORICAL,
         ats_interface: bytes = DEFAULT_ATS_INTERFACE,
         uid: bytes = DEFAULT_UID,
-        ppse: Sequence[PpseEntry] = DEFAULT_PPSE,
+        aid: bytes = MOT_T_EP,
+        ppse: Sequence[PpseEntry] | None = None,
         transport_key: SecretKey | None = None,
         extra_files: Iterable[ElementaryFile] = (),
     ) -> CardState:
@@ -175,6 +176,8 @@ class CardState:
         log_capacity, history_capacity: records of EF18 and EF1E (default: the layouts' 10 and 30).
         balance .. offline_counter: the purse (real balance in fen; the overdraft limit is 3 bytes).
         pin: decimal digits (default 123456), stored BCD; pin_tries: tries allowed (D11).
+        aid: the EP application's DF name: MOT_T_EP, or a virtual card's extended AID (mobile.md M1).
+        ppse: the PPSE directory (default: `names.ppse_for(aid)`, the extended AID for a virtual card).
         transport_key: the card transport key protecting WRITE KEY for key indexes without card_master.
         extra_files: issuer-defined files (SFI 05..08, 19...).
         """
@@ -204,7 +207,8 @@ class CardState:
             ats_interface=bytes(ats_interface),
             ats_historical=bytes(ats_historical),
             uid=bytes(uid),
-            ppse=tuple(ppse),
+            aid=bytes(aid),
+            ppse=tuple(ppse_for(bytes(aid)) if ppse is None else ppse),
             transport_key=transport_key,
         )
         state.validate()

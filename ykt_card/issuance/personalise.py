@@ -19,7 +19,8 @@ from ykt_card.card.files import BinaryFile, CyclicFile, RecordFile
 from ykt_card.card.state import CardState, Pin, Purse, pin_bcd
 from ykt_card.issuance.profile import CardProfile
 from ykt_card.layouts import EF15, EF16, EF17, EF18, EF1EA
-from ykt_card.layouts.names import SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC
+from ykt_card.layouts.names import (SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG, SFI_MANAGEMENT, SFI_PUBLIC,
+                                    ppse_for)
 
 
 class IssueError(ValueError):
@@ -128,12 +129,14 @@ def issue_card(profile: CardProfile, keysets: Sequence[KeySet], card_no: str, is
         pin_required_for_load=profile.pin_required_for_load,
         app_version=profile.fci_app_version,
         ats_historical=profile.ats_historical,
+        aid=profile.aid,
     )
     registry = {
         "card_no": card_no,
         "issuer_id": profile.issuer_id.hex().upper(),
         "city": profile.city,
         "medium": profile.medium,
+        "aid": profile.aid.hex().upper(),
         "card_type": f"{profile.card_type:02X}",
         "issued_on": issued_on.isoformat(),
         "price": profile.price,
@@ -184,6 +187,8 @@ def blank_card(profile: CardProfile, transport_key: SecretKey) -> CardState:
         pin_required_for_load=profile.pin_required_for_load,
         app_version=profile.fci_app_version,
         ats_historical=profile.ats_historical,
+        aid=profile.aid,
+        ppse=ppse_for(profile.aid),
         transport_key=transport_key,
     )
     state.validate()

@@ -17,6 +17,7 @@ from pydantic import BeforeValidator, field_validator, model_validator
 from ykt_files.schema import Digits, Model, ProfileError, load_document, problem, validate
 
 from ykt_card.layouts import record_size
+from ykt_card.layouts.names import MOT_T_EP, extended_aid, is_extended_aid
 
 __all__ = ["ProfileError", "KeySlot", "CardProfile", "CardProfileFile", "load_card_profile",
            "card_profile_from_dict", "CAPP_RECORD_IDS", "MEDIA"]
@@ -65,6 +66,7 @@ class CardProfile:
     ats_historical: bytes
     medium: str
     price: int               # fen, for the issuance registry
+    aid: bytes = MOT_T_EP    # the EP's DF name: MOT_T_EP, or a virtual card's extended AID (mobile.md M1)
     source: str = "<memory>"
 
     @property
@@ -170,6 +172,29 @@ def _ats_historical(value: Any) -> bytes:
     return data
 
 
+def _aid(value: Any) -> bytes:
+    try:
+        aid = bytes.fromhex(_text(value))
+    except ValueError:
+        raise problem("must be hex") from None
+    if not aid.startswith(MOT_T_EP) or len(aid) > 16:
+        raise problem(f"must be {MOT_T_EP.hex().upper()} (the T-Union EP), optionally followed by a suffix "
+                      f"of up to 8 bytes, got {aid.hex().upper()}")
+    return aid
+
+
+def _aid_suffix(value: Any) -> bytes:
+    try:
+        suffix = bytes.fromhex(_text(value))
+    except ValueError:
+        raise problem("must be hex") from None
+    try:
+        extended_aid(suffix)
+    except ValueError as exc:
+        raise problem(str(exc)) from None
+    return suffix
+
+
 def _medium(value: Any) -> str:
     if value not in MEDIA:
         raise problem(f"must be one of {', '.join(MEDIA)}")
@@ -208,6 +233,8 @@ class CardProfileFile(Model):
     ats_historical: Annotated[bytes, BeforeValidator(_ats_historical)] = bytes.fromhex("4D54009D0040869B19705D1401")
     medium: Annotated[str, BeforeValidator(_medium)] = "physical"
     price: Integer(0, 10_000_000) = 0
+    aid: Annotated[bytes, BeforeValidator(_aid)] | None = None
+    aid_suffix: Annotated[bytes, BeforeValidator(_aid_suffix)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -239,10 +266,28 @@ class CardProfileFile(Model):
             raise problem("a record ID is listed twice")
         return records
 
+    @model_validator(mode="after")
+    def _medium_matches_aid(self) -> "CardProfileFile":
+        """M1/M4: a virtual card carries an extended AID (clearing tells the media apart by it), a physical
+        card MOT_T_EP itself; `aid` and `aid_suffix` are two ways to write one AID."""
+        if self.aid is not None and self.aid_suffix is not None:
+            raise problem("give aid or aid_suffix, not both", at="aid_suffix")
+        aid = self.effective_aid()
+        if self.medium == "virtual" and not is_extended_aid(aid):
+            raise problem("a virtual card needs an extended AID (aid or aid_suffix: MOT_T_EP ‖ suffix)", at="aid")
+        if self.medium != "virtual" and is_extended_aid(aid):
+            raise problem(f"an extended AID is for medium virtual, not {self.medium}", at="medium")
+        return self
+
+    def effective_aid(self) -> bytes:
+        if self.aid_suffix is not None:
+            return extended_aid(self.aid_suffix)
+        return self.aid if self.aid is not None else MOT_T_EP
+
     def build(self, source: str) -> CardProfile:
-        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields = {name: getattr(self, name) for name in type(self).model_fields if name != "aid_suffix"}
         fields.update(keys=tuple(KeySlot(k.algorithm, k.index) for k in self.keys),
-                      capp_records=tuple(self.capp_records))
+                      capp_records=tuple(self.capp_records), aid=self.effective_aid())
         return CardProfile(**fields, source=source)
 
 

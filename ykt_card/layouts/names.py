@@ -17,7 +17,8 @@ from ykt_card.layouts.fci import PpseEntry
 from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 
 __all__ = [
-    "MOT_T_EP", "MOT_T_CASH", "PPSE_NAME", "DEFAULT_PPSE", "SFI_PUBLIC", "SFI_HOLDER", "SFI_MANAGEMENT",
+    "MOT_T_EP", "MOT_T_CASH", "TUNION_RID", "LABEL_EP", "GD_VIRTUAL_AID", "extended_aid", "is_extended_aid",
+    "is_tunion_ep", "ppse_for", "PPSE_NAME", "DEFAULT_PPSE", "SFI_PUBLIC", "SFI_HOLDER", "SFI_MANAGEMENT",
     "SFI_LOG", "SFI_CAPP", "SFI_HISTORY", "FILE_NAMES", "PSAM_MF", "PSAM_DF_TUNION", "PSAM_SFI_PUBLIC",
     "PSAM_SFI_TERMINAL_ID", "PSAM_SFI_APP_DATA", "WRITE_KEY_TYPES", "WRITE_KEY_TYPE_OF", "KEY_TYPE_PURCHASE",
     "KEY_TYPE_PIN_UNBLOCK", "KEY_TYPE_TAC", "KEY_TYPE_APP_MAINTENANCE", "KEY_TYPE_APP_BLOCK",
@@ -30,9 +31,38 @@ MOT_T_EP = bytes.fromhex("A000000632010105")
 """The T-Union electronic purse, the application the virtual card implements."""
 MOT_T_CASH = bytes.fromhex("A000000632010106")
 """Listed in the reference PPSE; the virtual card does not implement it (SELECT answers 6A82)."""
+TUNION_RID = MOT_T_EP[:5]
+"""A000000632, the RID of the MOT (交通运输部) applications."""
+LABEL_EP = "MOT_T_EP"
+"""The PPSE label (tag 50) of the electronic purse, physical or virtual (mobile.md M2)."""
+GD_VIRTUAL_AID = bytes.fromhex("A0000006320101055800022058100000")
+"""The Guangdong (岭南通·羊城通) phone card: MOT_T_EP ‖ province 5800 ‖ issuer 0220 5810 ‖ 0000 (mobile.md M1, 2.1)."""
 PPSE_NAME = b"2PAY.SYS.DDF01"
-DEFAULT_PPSE = (PpseEntry(MOT_T_CASH, "MOT_T_CASH", 1), PpseEntry(MOT_T_EP, "MOT_T_EP", 2))
+DEFAULT_PPSE = (PpseEntry(MOT_T_CASH, "MOT_T_CASH", 1), PpseEntry(MOT_T_EP, LABEL_EP, 2))
 """The reference PPSE (from HY personalisation data), byte for byte."""
+
+
+def extended_aid(suffix: bytes) -> bytes:
+    """A virtual (phone SE) card's AID: MOT_T_EP ‖ an issuer-chosen suffix of 1..8 bytes, opaque (mobile.md 2.1)."""
+    if not 1 <= len(suffix) <= 16 - len(MOT_T_EP):
+        raise ValueError(f"an AID suffix is 1..{16 - len(MOT_T_EP)} bytes, got {len(suffix)}")
+    return MOT_T_EP + bytes(suffix)
+
+
+def is_tunion_ep(aid: bytes) -> bool:
+    """The T-Union EP, physical (MOT_T_EP itself) or virtual (MOT_T_EP ‖ suffix): what a validator selects."""
+    return aid.startswith(MOT_T_EP) and len(aid) <= 16
+
+
+def is_extended_aid(aid: bytes) -> bool:
+    """An AID longer than MOT_T_EP's 8 bytes: the mark of a virtual card in FCI tag 84 (mobile.md M4)."""
+    return is_tunion_ep(aid) and len(aid) > len(MOT_T_EP)
+
+
+def ppse_for(aid: bytes) -> tuple[PpseEntry, ...]:
+    """The PPSE a card with this EP AID answers: the reference directory for a physical card, the one
+    extended AID labelled MOT_T_EP for a virtual card (mobile.md M2; the phone's EC AID is not implemented)."""
+    return DEFAULT_PPSE if aid == MOT_T_EP else (PpseEntry(aid, LABEL_EP, 1),)
 
 # -- the card's files (1.3): SFIs of the layouts ---------------------------------------------------------
 

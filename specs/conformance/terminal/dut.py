@@ -23,6 +23,10 @@ Three adapters (`--dut`):
   last JSON object CMD printed on stdout; none is a tap without outcome (the case is inconclusive).
 
 One tap = `TapResult`: the outcome (the design's JSON form, a dict) or why there is none.
+
+The in-process adapters present a test card in a `CardSlot`: straight into an in-process slot, or, for a
+card that speaks for itself on the ISO-DEP link (a phone card asking for more time, S(WTX)), through the
+in-process air link (apdu.transport.air: the terminal's reader runs the ISO 14443-4 PCD engine).
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from keysets.randomness import RandomSource
 from ..results import Inconclusive, NotApplicable
 from .personalities import TestCard
 
-__all__ = ["TapResult", "TerminalDut", "InProcessDut", "CommandDut", "open_terminal_dut", "DEFAULT_PROFILE",
+__all__ = ["TapResult", "TerminalDut", "CardSlot", "InProcessDut", "CommandDut", "open_terminal_dut", "DEFAULT_PROFILE",
            "last_json_object"]
 
 DEFAULT_PROFILE = "bus-flat"
@@ -106,13 +110,59 @@ def _as_dict(outcome: Any) -> dict[str, Any] | None:
     raise TypeError(f"tap() returned a {type(outcome).__name__}, not an outcome")
 
 
+class CardSlot:
+    """The card slot an in-process terminal reads (a Reader): the test card inserted straight, or over the
+    air link when it has `wtx_rounds` (it sends S(WTX) before some answers), so that the terminal's ISO-DEP
+    PCD engine grants the time as a reader in the field does."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._direct = InProcessReader(name=name)
+        self._active: Any = self._direct
+        self._endpoint: Any = None
+
+    def insert(self, card: TestCard) -> None:
+        rounds = card.wtx_rounds
+        if rounds is None:
+            self._direct.insert(card)
+            self._active = self._direct
+            return
+        from apdu.transport.air import AirCardEndpoint, AirReader, LossyChannel
+        channel = LossyChannel()
+        self._endpoint = AirCardEndpoint(card, channel, wtx_rounds=rounds)
+        self._endpoint.serve_in_thread(name=f"terminal suite air link ({card.name})")
+        if not self._endpoint.wait_ready(5.0):
+            raise Inconclusive(f"card {card.name}: the air link did not come up ({self._endpoint.error})")
+        self._active = AirReader(channel, name=self.name)
+
+    def remove(self) -> None:
+        if self._endpoint is not None:
+            self._endpoint.stop()
+            self._endpoint = None
+        else:
+            self._direct.remove()
+        self._active = self._direct
+
+    def connect(self) -> bytes:
+        return self._active.connect()
+
+    def transmit(self, capdu: bytes) -> bytes:
+        return self._active.transmit(capdu)
+
+    def disconnect(self) -> None:
+        self._active.disconnect()
+
+    def card_present(self) -> bool:
+        return self._active.card_present()
+
+
 class InProcessDut(TerminalDut):
     """A terminal made by a factory with make_terminal's signature, one per case (see the module doc)."""
 
     def __init__(self, spec: str, kind: str, factory: Callable[..., Any], default_modes: list[str]) -> None:
         super().__init__(spec, kind, default_modes, {"clock"})
         self.factory = factory
-        self.slot = InProcessReader(name="terminal suite card slot")
+        self.slot = CardSlot("terminal suite card slot")
         self.psam_reader: Reader | None = None
         self.terminal: Any = None
         self._session: Any = None

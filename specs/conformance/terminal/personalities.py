@@ -19,7 +19,15 @@ card profile with the suite's `--keyset`s, in a given *personality*:
   expect, the card doing nothing), `malformed` (a command processed but its answer data cut short),
   `slow` (long processing before the answer, as a card sending WTX), `fci_without_ef15` (SELECT's FCI
   without the 9F0C copy of EF15). A tearing card may also give a bad proof afterwards (`proof:
-  bad_mac2|bad_tac`: GET TRANSACTION PROVE answers MAC2 or TAC with one bit flipped).
+  bad_mac2|bad_tac`: GET TRANSACTION PROVE answers MAC2 or TAC with one bit flipped);
+- phone cards (mobile.md M1, M2, 2.2): `phone` (a virtual card: its EP has an extended AID, listed in the
+  PPSE; a physical profile becomes virtual with the AID MOT_T_EP ‖ its issuer ID, the "issuer ID ‖ FF"
+  convention of 2.1; its SE selects by the whole name only, partial selection answering 6A82, so a
+  terminal must read the PPSE to find it), `phone_no_ppse` (the same without a PPSE: the terminal must find the EP by partial
+  selection), `phone_wtx` (a phone card that asks for more time, S(WTX) `times` times, before answering
+  `command` (every command without one): the in-process DUT then reaches it over the ISO-DEP air link,
+  apdu.transport.air, where the terminal's PCD engine must grant the time; through vpcd, pcscd's reader
+  driver does).
 
 Every card records what it saw (`TestCard.seen`: command, answer, tap number) whatever the transport
 (in-process or served through vpcd), and exposes its end state (`TestCard.view()`), so the suite
@@ -49,16 +57,18 @@ from ykt_card.card.writes import LockWrite, PurseWrite, RecordWrite
 from ykt_card.issuance.personalise import issue_card
 from ykt_card.issuance.profile import CardProfile
 from ykt_card.layouts import EF1ABus, EF1AMetro
+from ykt_card.layouts.names import extended_aid
 from ykt_files.schema import Model, problem
 
-__all__ = ["PERSONALITIES", "COMMAND_INS", "CardParams", "Seen", "TestCard", "CardView", "build_card"]
+__all__ = ["PERSONALITIES", "PHONE_PERSONALITIES", "COMMAND_INS", "CardParams", "Seen", "TestCard", "CardView", "build_card"]
 
 PERSONALITIES = (
     "valid", "expired", "not_yet_valid", "expires_today", "starts_today", "not_interoperable", "ed_only", "not_tunion", "blacklisted",
     "locked", "locked_permanent", "ef1a_locked", "insufficient_balance", "max_balance", "counter_max",
     "entered", "boarded", "foreign_keys", "fci_without_ef15", "tearing", "bad_mac2", "bad_tac",
-    "unexpected_sw", "malformed", "slow",
+    "unexpected_sw", "malformed", "slow", "phone", "phone_no_ppse", "phone_wtx",
 )
+PHONE_PERSONALITIES = ("phone", "phone_no_ppse", "phone_wtx")
 COMMAND_INS = {
     "select": 0xA4, "read_binary": 0xB0, "read_record": 0xB2, "get_balance": 0x5C, "initialize": 0x50,
     "update_capp_cache": 0xDC, "debit": 0x54, "credit_load": 0x52, "get_transaction_prove": 0x5A,
@@ -77,7 +87,8 @@ class CardParams(Model):
     algorithm: the key sets the card carries (D16: `dual` = 3DES and SM4). balance: fen or a `$`
     expression (`$fare - 1`). card_type: EF17 byte 10 (hex), the discount key.
     Behaviour: `command` (which command the behaviour bends), `when` (`before`/`after`, tearing),
-    `times` (how many times it happens), `sw` (unexpected_sw), `delay` (slow, seconds).
+    `times` (how many times it happens; phone_wtx: S(WTX) per answer), `sw` (unexpected_sw), `delay` (slow,
+    seconds).
     History: `station`, `minutes_ago` (entered, boarded).
     """
 
@@ -185,6 +196,7 @@ class TestCard:
         self.tap = 0
         self.bent = 0
         self.powered_on = 0
+        self.wtx_requests = 0
         state_ef15 = state.ef15
         self.ef15 = state_ef15
         self.card_keys = {ks.algorithm.value: ks.card_keys(state_ef15[0:8], state_ef15[12:20]) for ks in keysets}
@@ -210,6 +222,22 @@ class TestCard:
     def atr(self) -> bytes:
         """The PC/SC pseudo-ATR of this contactless card (what pcscd reports for it through vpcd)."""
         return pseudo_atr(self.os.state.ats_historical)
+
+    @property
+    def wtx_rounds(self) -> Any:
+        """For a card that asks for more time (phone_wtx): `f(capdu) -> n`, the S(WTX) it sends before
+        answering that command, for an ISO-DEP link to call; None for a card served straight into a slot."""
+        return self._wtx_for if self.params.personality == "phone_wtx" else None
+
+    def _wtx_for(self, capdu: bytes) -> int:
+        wanted = self.params.command
+        if wanted is not None and (len(capdu) < 2 or capdu[1] != COMMAND_INS[wanted]):
+            return 0
+        rounds = self.params.times
+        self.wtx_requests += rounds
+        if self.seen and self.seen[-1].command == bytes(capdu):
+            self.seen[-1].note = f"the card asked for more time: {rounds} × S(WTX) before its answer"
+        return rounds
 
     # -- the Card OS seam ------------------------------------------------------------------------
     def power_on(self) -> bytes:
@@ -238,6 +266,8 @@ class TestCard:
         ins = capdu[1] if len(capdu) > 1 else -1
         if p.personality == "fci_without_ef15":
             return self._short_fci if ins == COMMAND_INS["select"] else None
+        if p.personality == "phone" and ins == COMMAND_INS["select"]:
+            return self._whole_names_only
         if p.personality == "tearing" and p.proof != "good" and ins == COMMAND_INS["get_transaction_prove"]:
             return self._bad_proof
         if p.personality not in ("tearing", "bad_mac2", "bad_tac", "unexpected_sw", "malformed", "slow"):
@@ -294,6 +324,13 @@ class TestCard:
         version = fci.find(0x9F08)
         prop = _tlv(0x9F08, version.value) if version is not None else b""
         return _tlv(0x6F, _tlv(0x84, aid) + _tlv(0xA5, prop)) + rapdu[-2:]
+
+    def _whole_names_only(self, capdu: bytes) -> bytes:
+        name = capdu[5:5 + capdu[4]] if len(capdu) > 5 else b""
+        aid = self.os.state.aid
+        if len(capdu) > 2 and capdu[2] == 0x04 and name != aid and aid.startswith(name):
+            return bytes.fromhex("6A82")             # a start of the AID is no name to this SE
+        return self.os.process(capdu)
 
     def _unexpected_sw(self, capdu: bytes) -> bytes:
         self.bent += 1
@@ -374,6 +411,8 @@ def build_card(name: str, params: CardParams, profile: CardProfile, keysets: lis
         changes["app_type"] = 0x01
     if params.card_type is not None:
         changes["card_type"] = int(params.card_type, 16)
+    if p in PHONE_PERSONALITIES and profile.medium != "virtual":
+        changes.update(medium="virtual", aid=extended_aid(profile.issuer_id))
     profile = dataclasses.replace(profile, **changes) if changes else profile
     profile, start = _dates(params, profile, today)
     card_no = profile.card_number(number)
@@ -402,6 +441,8 @@ def _set_up(state: CardState, params: CardParams, terminal: Terminal, now: _dt.d
         PurseWrite("online_counter", 0xFFFF).apply(state)
     elif p == "not_tunion":
         state.aid = OTHER_AID
+    elif p == "phone_no_ppse":
+        state.ppse = ()                  # no PPSE: SELECT 2PAY.SYS.DDF01 answers 6A82
     elif p == "foreign_keys":
         state.key_sets = {0x70 + i: ks for i, ks in enumerate(state.key_sets.values())}
     elif p == "ef1a_locked":
