@@ -185,22 +185,15 @@ def test_the_medium_is_virtual_only_for_a_df_name_longer_than_8_bytes():
 
 
 def test_a_card_whose_fci_names_an_extended_aid_is_journaled_and_exported_virtual(tmp_path: Path):
-    """The card side cannot yet hold a 16-byte AID (card profiles have no `aid`), so a phone card is
-    played by the physical card's answer to SELECT with tag 84 rewritten to the extended AID, as a phone
-    answers the partial selection `A000000632010105` (mobile.md §2.2): every other byte is the card's own."""
-    w = make_world()
-
-    def phone_fci(rapdu: bytes) -> bytes:
-        fci, sw = rapdu[:-2], rapdu[-2:]
-        assert fci[0] == 0x6F and fci[1] < 0x80 and fci[2:4] == b"\x84\x08", fci.hex()
-        body = b"\x84\x10" + PHONE_AID + fci[12:]
-        return bytes((0x6F, len(body))) + body + sw
-
+    """A phone card (gd-guangzhou-virtual: FCI tag 84 the 16-byte extended AID of mobile.md M1) and a
+    plastic card tapped at one validator: the records say `virtual` and `physical` (M4), in the journal and
+    in the clearing export."""
+    phone_world = make_world("gd-guangzhou-virtual", card_no="03104870300000000042")
+    card_world = make_world(psam=phone_world.psam_os)          # one validator: one PSAM, one journal
+    card_world.clock.advance(120)
     with Journal(tmp_path / "journal.db") as journal:
-        phone = w.validator("bus-flat", journal=journal,
-                            card_reader=TamperingReader(w.card_reader, ins=0xA4, tamper=phone_fci)).tap()
-        w.clock.advance(120)
-        card = w.validator("bus-flat", journal=journal).tap()
+        phone = phone_world.validator("bus-flat", journal=journal).tap()
+        card = card_world.validator("bus-flat", journal=journal).tap()
     assert (phone.status, phone.medium, card.status, card.medium) == ("approved", "virtual", "approved", "physical")
     export(tmp_path / "journal.db", "jsonl", tmp_path / "upload.jsonl")
     rows = [json.loads(line) for line in (tmp_path / "upload.jsonl").read_text().splitlines()]
