@@ -31,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keysets import KeySet
+import numpy as np
 
-from .tac import tac_input_padded
+from keysets import Algorithm, KeySet
+
+from .tac import TacColumns, tac_input_padded
 from .judge import BIT, TAC, judge_card
 from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
                       KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
@@ -246,22 +248,23 @@ def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
 
 
 def _judge_bucket(rows: list[tuple], tacs: "_Tacs", new_rows: list[tuple], write_update) -> None:
-    """Pass 2 on one bucket: card by card, in kind, counter and arrival order."""
+    """Pass 2 on one bucket: the TACs of the whole bucket at once, then card by card, in kind, counter and
+    arrival order."""
     rows.sort(key=_SORT_KEY)
+    fixed_all = tacs.fixed_bits(rows)
     i, total = 0, len(rows)
-    check = tacs.check
+    append = new_rows.append
     while i < total:
         card = rows[i][CARD]
         j = i + 1
         while j < total and rows[j][CARD] == card:
             j += 1
         group = rows[i:j]
-        fixed = [check(r) if r[OLD] is None else r[FIXED] for r in group]
+        fixed = fixed_all[i:j]
         judged = judge_card(group, fixed)
-        tacs.forget_card()
         for r, fx, jm in zip(group, fixed, judged):
             if r[OLD] is None:
-                new_rows.append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
+                append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
             elif (fx | jm) != r[OLD] or fx != r[FIXED]:
                 write_update((r[N], fx, fx | jm))
         i = j
@@ -280,6 +283,51 @@ class _Tacs:
 
     def forget_card(self) -> None:
         self._cards.clear()
+
+    def _keyset(self, r: tuple) -> KeySet | None:
+        key = (r[ALGORITHM], r[KEY_VERSION])
+        ks = self._keysets.get(key, False)
+        if ks is False:
+            ks = self._keysets[key] = self.verifier.keyset(*key)
+        return ks
+
+    def fixed_bits(self, rows: list[tuple]) -> list[int]:
+        """The fixed reason bits of every row of a bucket sorted by card, the TAC bit decided for the new
+        ones: the 3DES-family records of each key set in one batch (`TacVerifier.des_tacs_verify`), SM4
+        records card by card (`check`). Earlier records keep their stored bits."""
+        fixed = [r[FIXED] for r in rows]
+        batches: dict[int, tuple[KeySet, list[int]]] = {}
+        card = None
+        for i, r in enumerate(rows):
+            if r[OLD] is not None or r[STATUS] == TORN:
+                continue
+            if r[ALGORITHM] != "sm4":
+                ks = self._keyset(r)
+                if ks is not None and ks.algorithm is not Algorithm.SM4:
+                    batches.setdefault(id(ks), (ks, []))[1].append(i)
+                    continue
+            if r[CARD] != card:
+                self.forget_card()
+                card = r[CARD]
+            fixed[i] = self.check(r)
+        self.forget_card()
+        for ks, idxs in batches.values():
+            ok = self._des_batch(ks, [rows[i] for i in idxs])
+            for i, good in zip(idxs, ok.tolist()):
+                if not good:
+                    fixed[i] |= TAC
+        return fixed
+
+    def _des_batch(self, ks: KeySet, batch: list[tuple]):
+        """Whether each record's TAC verifies, for records of one 3DES-family key set."""
+        cards: dict[tuple[str, str], int] = {}
+        card_of = [cards.setdefault((r[ISSUER], r[CARD]), len(cards)) for r in batch]
+        columns = TacColumns([r[TYPE] for r in batch], [r[AMOUNT] for r in batch],
+                             [r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT] for r in batch],
+                             [r[OVERDRAFT] for r in batch], [r[COUNTER] for r in batch],
+                             [r[TERMINAL] for r in batch], [r[SEQ] for r in batch], [r[DATETIME] for r in batch],
+                             [r[TAC_FIELD] for r in batch])
+        return self.verifier.des_tacs_verify(ks, list(cards), np.array(card_of, dtype=np.intp), columns)
 
     def check(self, r: tuple) -> int:
         """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
