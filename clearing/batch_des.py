@@ -118,20 +118,38 @@ def key_schedule(keys: np.ndarray) -> np.ndarray:
 
 
 def _rounds(block: np.ndarray, subkeys: np.ndarray) -> np.ndarray:
-    """The 16 rounds on IP-permuted blocks; returns the output before the final permutation (R16 ‖ L16)."""
+    """The 16 rounds on IP-permuted blocks; returns the output before the final permutation (R16 ‖ L16).
+    Every operation writes into a preallocated array: numpy's temporaries cost as much as the work."""
     left = (block >> np.uint64(32)).astype(np.uint32)
     right = (block & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    sp = _SP
-    u1, u2, u4, u30, u31, m = np.uint32(1), np.uint32(2), np.uint32(0xF), np.uint32(30), np.uint32(31), np.uint32(0x3F)
+    sp, n = _SP, len(right)
+    rr, tmp, idx, part = (np.empty(n, dtype=np.uint32) for _ in range(4))
+    m, u1, u2, u4, u30, u31 = (np.uint32(v) for v in (0x3F, 1, 2, 0xF, 30, 31))
     shifts = [np.uint32(26 - 4 * i) for i in range(7)]
     for r in range(16):
         k = subkeys[r]
-        rr = (right >> u1) | (right << u31)            # E's chunk i is bits 4i-1..4i+4: R rotated right by one
-        f = sp[0][((rr >> shifts[0]) & m) ^ k[0]]
-        for i in range(1, 7):
-            f ^= sp[i][((rr >> shifts[i]) & m) ^ k[i]]
-        f ^= sp[7][(((rr & u4) << u2) | (rr >> u30)) ^ k[7]]
-        left, right = right, left ^ f
+        np.right_shift(right, u1, out=rr)               # E's chunk i is bits 4i-1..4i+4: R rotated right by one
+        np.left_shift(right, u31, out=tmp)
+        rr |= tmp
+        f = np.empty(n, dtype=np.uint32)
+        for i in range(7):
+            np.right_shift(rr, shifts[i], out=idx)
+            idx &= m
+            idx ^= k[i]
+            if i == 0:
+                np.take(sp[0], idx, out=f)
+            else:
+                np.take(sp[i], idx, out=part)
+                f ^= part
+        np.bitwise_and(rr, u4, out=idx)                 # chunk 7 wraps around: bits 28..32 and 1
+        idx <<= u2
+        np.right_shift(rr, u30, out=tmp)
+        idx |= tmp
+        idx ^= k[7]
+        np.take(sp[7], idx, out=part)
+        f ^= part
+        f ^= left
+        left, right = right, f
     return (right.astype(np.uint64) << np.uint64(32)) | left.astype(np.uint64)
 
 

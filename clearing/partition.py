@@ -118,9 +118,9 @@ class _Spill:
         buf = self.buffers[bucket]
         buf.append(row)
         if len(buf) >= self.batch:
-            self._dump(bucket)
+            self.dump(bucket)
 
-    def _dump(self, bucket: int) -> None:
+    def dump(self, bucket: int) -> None:
         data = marshal.dumps(self.buffers[bucket])
         self.files[bucket].write(_LENGTH.pack(len(data)) + data)
         self.buffers[bucket].clear()
@@ -128,7 +128,7 @@ class _Spill:
     def close(self) -> None:
         for b, fh in enumerate(self.files):
             if self.buffers[b]:
-                self._dump(b)
+                self.dump(b)
             fh.close()
 
     @staticmethod
@@ -154,7 +154,7 @@ def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spi
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add, write_bad,
+            r, b, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill, write_bad,
                                  progress, result)
             records += r
             bad += b
@@ -165,7 +165,7 @@ def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spi
 def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
     """The record reader of a file: JSON Lines, or CSV after its header (read here); the first record line."""
     if f.fmt != "csv":
-        return JsonReader(), card_of_json_line, None, 1
+        return JsonReader(), _card_of_json, None, 1
     try:
         reader = CsvReader(fh.readline())
     except Malformed as exc:
@@ -173,8 +173,19 @@ def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], st
     return reader, reader.card_of, None, 2
 
 
+def _card_of_json(line: bytes) -> bytes | None:
+    """`card_of_json_line`, with a shortcut for the compact form every exporter writes: the pattern's first
+    match can only start at the first ``"card_no"``, so when that one is compact the answer is its digits."""
+    at = line.find(b'"card_no"')
+    if at >= 0 and line[at + 9:at + 11] == b':"' and line[at + 31:at + 32] == b'"':
+        card = line[at + 11:at + 31]
+        if card.isdigit():
+            return card
+    return card_of_json_line(line)
+
+
 def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
-               known: dict[str, str] | None, add, write_bad, progress,
+               known: dict[str, str] | None, spill: "_Spill", write_bad, progress,
                result: PartitionResult) -> tuple[int, int, int]:
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
@@ -182,6 +193,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
     records = bad = done = blank = 0
     number = first - 1
     sequences, collisions = result.sequences, result.collisions
+    buffers, batch, dump = spill.buffers, spill.batch, spill.dump
     for number, line in enumerate(fh, first):
         done += len(line)
         if done >= 1 << 22:
@@ -225,7 +237,10 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
                 fixed = UNKNOWN_TERMINAL
         if acquirer is None and p[OPERATOR] is not None and p[CITY] is not None:
             acquirer = p[OPERATOR] + p[CITY]
-        add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
+        bucket = buffers[(ph // W) % B]
+        bucket.append(p + (n, acquirer, fixed, ph, None))
+        if len(bucket) >= batch:
+            dump((ph // W) % B)
         records += 1
         seq = p[SEQ]
         if seq is not None and p[STATUS] != TORN:           # grey records take no part in duplicates
@@ -319,15 +334,18 @@ class _Tacs:
         return fixed
 
     def _des_batch(self, ks: KeySet, batch: list[tuple]):
-        """Whether each record's TAC verifies, for records of one 3DES-family key set."""
-        cards: dict[tuple[str, str], int] = {}
-        card_of = [cards.setdefault((r[ISSUER], r[CARD]), len(cards)) for r in batch]
-        columns = TacColumns([r[TYPE] for r in batch], [r[AMOUNT] for r in batch],
-                             [r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT] for r in batch],
-                             [r[OVERDRAFT] for r in batch], [r[COUNTER] for r in batch],
-                             [r[TERMINAL] for r in batch], [r[SEQ] for r in batch], [r[DATETIME] for r in batch],
-                             [r[TAC_FIELD] for r in batch])
-        return self.verifier.des_tacs_verify(ks, list(cards), np.array(card_of, dtype=np.intp), columns)
+        """Whether each record's TAC verifies, for records of one 3DES-family key set (sorted by card)."""
+        cols = list(zip(*batch))
+        issuers, numbers = cols[ISSUER], cols[CARD]
+        change = np.empty(len(batch), dtype=bool)         # a new (issuer, card) pair starts here
+        change[0] = True
+        a, b = np.array(numbers), np.array(issuers)
+        change[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        card_of = np.cumsum(change) - 1                   # a pair seen again later just derives its key twice
+        cards = [(issuers[i], numbers[i]) for i in np.flatnonzero(change).tolist()]
+        columns = TacColumns(cols[TYPE], cols[AMOUNT], cols[AFTER], cols[OVERDRAFT], cols[COUNTER], cols[TERMINAL],
+                             cols[SEQ], cols[DATETIME], cols[TAC_FIELD], balance_before=cols[BEFORE])
+        return self.verifier.des_tacs_verify(ks, cards, card_of, columns)
 
     def check(self, r: tuple) -> int:
         """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""

@@ -167,7 +167,9 @@ class Store:
         if not candidates:
             return
         self.con.execute("CREATE OR REPLACE TEMP TABLE candidates (terminal VARCHAR, seq BIGINT)")
-        self.con.executemany("INSERT INTO candidates VALUES (?, ?)", sorted(candidates))
+        pairs = sorted(candidates)          # one statement: executemany costs a statement per pair
+        self.con.execute("INSERT INTO candidates SELECT unnest(?), unnest(?)",
+                         [[t for t, _ in pairs], [s for _, s in pairs]])
         self.con.execute(f"""
             UPDATE records SET fixed = fixed | {DUPLICATE}, reasons = reasons | {DUPLICATE}
             WHERE n IN (
