@@ -27,7 +27,7 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +106,16 @@ _LENGTH = struct.Struct("<I")
 
 class _Spill:
     """Bucket files of marshalled batches of tuples, each batch behind its length (marshal.load on a file
-    object reads in small steps; reading the batch whole and using marshal.loads is many times faster)."""
+    object reads in small steps; reading the batch whole and using marshal.loads is many times faster).
+
+    The last bucket stays in memory and is judged first: judging holds one bucket at a time anyway, so
+    this costs no memory and spares one bucket's marshal round trip (with one bucket, all of it)."""
 
     def __init__(self, folder: Path, buckets: int) -> None:
         self.batch = max(256, SPILL_ROWS // buckets)
-        self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets)]
+        self.keep = buckets - 1
+        self.kept: list[tuple] = []
+        self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets - 1)]
         self.files = [open(p, "wb") for p in self.paths]
         self.buffers: list[list[tuple]] = [[] for _ in range(buckets)]
 
@@ -121,15 +126,34 @@ class _Spill:
             self.dump(bucket)
 
     def dump(self, bucket: int) -> None:
-        data = marshal.dumps(self.buffers[bucket])
-        self.files[bucket].write(_LENGTH.pack(len(data)) + data)
+        if bucket == self.keep:
+            self.kept.extend(self.buffers[bucket])
+        else:
+            data = marshal.dumps(self.buffers[bucket])
+            self.files[bucket].write(_LENGTH.pack(len(data)) + data)
         self.buffers[bucket].clear()
 
     def close(self) -> None:
-        for b, fh in enumerate(self.files):
-            if self.buffers[b]:
+        for b, buf in enumerate(self.buffers):
+            if buf:
                 self.dump(b)
+        for fh in self.files:
             fh.close()
+
+    def buckets(self) -> Iterator[list[tuple]]:
+        """Each bucket's rows, the one in memory first; a bucket file is gone once read."""
+        yield self._take_kept()               # (no local name holds a bucket while the next one is read)
+        for path in self.paths:
+            yield self._take(path)
+
+    def _take_kept(self) -> list[tuple]:
+        kept, self.kept = self.kept, []
+        return kept
+
+    def _take(self, path: Path) -> list[tuple]:
+        rows = self.read(path)
+        os.remove(path)
+        return rows
 
     @staticmethod
     def read(path: Path) -> list[tuple]:
@@ -388,9 +412,7 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     with open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         total_bytes = sum(os.path.getsize(f.path) for f in job.files)
-        for path in spill.paths:
-            rows = _Spill.read(path)
-            os.remove(path)
+        for rows in spill.buckets():
             judged = len(rows)
             if job.history is not None:
                 rows.extend(_history(job, {r[CARD] for r in rows}))

@@ -106,6 +106,19 @@ def test_worker_processes_judge_like_one_process(tmp_path, keysets, keyset_paths
     check_exact(run, day.expected)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_many_small_buckets_judge_like_one(tmp_path, keysets, keyset_paths, monkeypatch, workers):
+    """Buckets spilled to disk and the one kept in memory give the same verdicts as a single bucket."""
+    import clearing.verify
+
+    monkeypatch.setattr(clearing.verify, "BUCKET_BYTES", 4096)
+    day = Generator(keysets, seed=9, cards=40, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    run = verify(files, keyset_paths, out=tmp_path / "store", workers=workers)
+    check_exact(run, day.expected)
+    assert planted_counts(run) == day.planted
+
+
 def test_a_grey_record_is_open_until_a_later_upload_completes_it(tmp_path, keysets, keyset_paths):
     g = Generator(keysets, seed=9, cards=3, rides=3)
     day = g.day_files()
