@@ -336,15 +336,20 @@ class _Tacs:
         records card by card (`check`). Earlier records keep their stored bits."""
         fixed = [r[FIXED] for r in rows]
         batches: dict[int, tuple[KeySet, list[int]]] = {}
+        routes: dict[tuple, list[int] | None] = {}        # (algorithm, version) -> its batch, or None: one by one
         card = None
         for i, r in enumerate(rows):
             if r[OLD] is not None or r[STATUS] == TORN:
                 continue
-            if r[ALGORITHM] != "sm4":
+            key = (r[ALGORITHM], r[KEY_VERSION])
+            batch = routes.get(key, False)
+            if batch is False:
                 ks = self._keyset(r)
-                if ks is not None and ks.algorithm is not Algorithm.SM4:
-                    batches.setdefault(id(ks), (ks, []))[1].append(i)
-                    continue
+                batch = routes[key] = (None if ks is None or ks.algorithm is Algorithm.SM4
+                                       else batches.setdefault(id(ks), (ks, []))[1])
+            if batch is not None:
+                batch.append(i)
+                continue
             if r[CARD] != card:
                 self.forget_card()
                 card = r[CARD]
