@@ -52,6 +52,7 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
+TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
 
 # A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
 # party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
@@ -356,10 +357,12 @@ class _Tacs:
             fixed[i] = self.check(r)
         self.forget_card()
         for ks, idxs in batches.values():
-            ok = self._des_batch(ks, [rows[i] for i in idxs])
-            for i, good in zip(idxs, ok.tolist()):
-                if not good:
-                    fixed[i] |= TAC
+            for at in range(0, len(idxs), TAC_BATCH):        # a few MB of arrays at a time, whatever the bucket
+                part = idxs[at:at + TAC_BATCH]
+                ok = self._des_batch(ks, [rows[i] for i in part])
+                for i, good in zip(part, ok.tolist()):
+                    if not good:
+                        fixed[i] |= TAC
         return fixed
 
     def _des_batch(self, ks: KeySet, batch: list[tuple]):
