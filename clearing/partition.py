@@ -10,10 +10,11 @@ Two passes, with memory bounded by one bucket, not by the input:
 1. **read** every new file once, keep the lines of this worker's cards: decode and check each
    (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
    malformed lines are written out with their reason;
-2. **judge** bucket by bucket: load it with the history of its cards from the store (earlier runs), sort by
-   card, kind, counter and arrival, recompute the TACs card by card (one cipher context per card,
-   `tac.TacVerifier`), judge each card (`judge.judge_card`), and write the records with their reason bits
-   as CSV for the store's bulk load, plus the changed verdicts of earlier records.
+2. **judge** bucket by bucket (the last one never left memory): load it with the history of its cards from
+   the store (earlier runs), sort by card, kind, counter and arrival, recompute the bucket's TACs (3DES
+   cards all together in numpy lanes, `tac.TacVerifier.des_tacs_verify`; SM4 cards one context per
+   card), judge each card (`judge.judge_card`), and write the records with their reason bits as CSV for
+   the store's bulk load, plus the changed verdicts of earlier records.
 
 `run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
 process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
