@@ -404,6 +404,24 @@ class _Tacs:
         return fixed | TAC
 
 
+_COMMAS = len(RECORD_COLUMNS) - 1
+
+
+def _write_rows(out, rows: list[tuple]) -> None:
+    """The store's rows as CSV for its bulk load, None written as ``None`` (the load reads it as NULL, as it
+    does an empty field). The text columns hold checked hex, digits or fixed names, never a comma, a quote, a
+    line break or the word None, so a plain join is CSV and costs half of `csv.writer`; a chunk where that
+    does not hold (counted, not assumed) goes through `csv.writer`."""
+    for at in range(0, len(rows), 4096):
+        chunk = rows[at:at + 4096]
+        text = "\n".join([",".join(map(str, r)) for r in chunk]) + "\n"
+        if (text.count(",") != _COMMAS * len(chunk) or text.count("\n") != len(chunk) or '"' in text
+                or "\r" in text):
+            csv.writer(out, lineterminator="\n").writerows(chunk)
+        else:
+            out.write(text)
+
+
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
     """Read and judge one worker's partition of the cards; the results are files for the store's bulk load."""
     folder = Path(job.spill)
@@ -431,7 +449,7 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
             if new_rows:                     # one file per bucket: the store loads (and commits) them one by one
                 result.records_csv.append(str(folder / f"records-{len(result.records_csv)}.csv"))
                 with open(result.records_csv[-1], "w", newline="", encoding="utf-8") as rec_out:
-                    csv.writer(rec_out, lineterminator="\n").writerows(new_rows)
+                    _write_rows(rec_out, new_rows)
             del new_rows
             progress(total_bytes * judged // max(1, result.records))    # the judge pass: as much again
     result.no_keyset = tacs.no_keyset

@@ -132,7 +132,7 @@ class Store:
         try:
             for r in results:
                 for path in r.records_csv:
-                    con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR '')")
+                    con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR ['', 'None'])")
             for r in results:
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
