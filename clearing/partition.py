@@ -111,7 +111,8 @@ class _Spill:
     object reads in small steps; reading the batch whole and using marshal.loads is many times faster).
 
     The last bucket stays in memory and is judged first: judging holds one bucket at a time anyway, so
-    this costs no memory and spares one bucket's marshal round trip (with one bucket, all of it)."""
+    the peak grows by little (the bucket's rows while the others are read) and one bucket's marshal round
+    trip is spared (with one bucket, all of it)."""
 
     def __init__(self, folder: Path, buckets: int) -> None:
         self.batch = max(256, SPILL_ROWS // buckets)

@@ -138,3 +138,12 @@ def test_the_shape_of_the_text_fields_decides_as_each_field_pattern(changes):
         want = not all(upper[n].fullmatch(v) for n, v in present.items())
     assert records._text_verdict(record) is want
     assert records._text_verdict(record) is want
+
+
+@given(st.lists(st.sampled_from([b'"card_no"', b':', b' ', b'"', b'03104870300000000001', b'0310487030000000000',
+                                 b'x', b'{', b'}', b',', b'"card_no":"03104870300000000001"']), max_size=8))
+def test_the_partition_router_finds_the_card_the_pattern_finds(parts):
+    from clearing.partition import _card_of_json
+
+    line = b"".join(parts)
+    assert _card_of_json(line) == card_of_json_line(line)
