@@ -11,10 +11,11 @@ Two passes, with memory bounded by one bucket, not by the input:
    (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
    malformed lines are written out with their reason; a QR ride (no card: routed by its line) has its code
    checked here (`qr.QrChecker`) and is written out with its verdict for the store, which finds replays;
-2. **judge** bucket by bucket: load it with the history of its cards from the store (earlier runs), sort by
-   card, kind, counter and arrival, recompute the TACs card by card (one cipher context per card,
-   `tac.TacVerifier`), judge each card (`judge.judge_card`), and write the records with their reason bits
-   as CSV for the store's bulk load, plus the changed verdicts of earlier records.
+2. **judge** bucket by bucket (the last one never left memory): load it with the history of its cards from
+   the store (earlier runs), sort by card, kind, counter and arrival, recompute the bucket's TACs (3DES
+   cards all together in numpy lanes, `tac.TacVerifier.des_tacs_verify`; SM4 cards one context per
+   card), judge each card (`judge.judge_card`), and write the records with their reason bits as CSV for
+   the store's bulk load, plus the changed verdicts of earlier records.
 
 `run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
 process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
@@ -28,13 +29,15 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keysets import KeySet
+import numpy as np
 
-from .tac import tac_input_padded
+from keysets import Algorithm, KeySet
+
+from .tac import TacColumns, tac_input_padded
 from .judge import BIT, TAC, judge_card
 from .qr import QrChecker, QrRide
 from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
@@ -52,6 +55,7 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
+TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
 
 # A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
 # party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
@@ -110,11 +114,17 @@ _LENGTH = struct.Struct("<I")
 
 class _Spill:
     """Bucket files of marshalled batches of tuples, each batch behind its length (marshal.load on a file
-    object reads in small steps; reading the batch whole and using marshal.loads is many times faster)."""
+    object reads in small steps; reading the batch whole and using marshal.loads is many times faster).
+
+    The last bucket stays in memory and is judged first: judging holds one bucket at a time anyway, so
+    the peak grows by little (the bucket's rows while the others are read) and one bucket's marshal round
+    trip is spared (with one bucket, all of it)."""
 
     def __init__(self, folder: Path, buckets: int) -> None:
         self.batch = max(256, SPILL_ROWS // buckets)
-        self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets)]
+        self.keep = buckets - 1
+        self.kept: list[tuple] = []
+        self.paths = [folder / f"bucket-{b}.bin" for b in range(buckets - 1)]
         self.files = [open(p, "wb") for p in self.paths]
         self.buffers: list[list[tuple]] = [[] for _ in range(buckets)]
 
@@ -122,18 +132,37 @@ class _Spill:
         buf = self.buffers[bucket]
         buf.append(row)
         if len(buf) >= self.batch:
-            self._dump(bucket)
+            self.dump(bucket)
 
-    def _dump(self, bucket: int) -> None:
-        data = marshal.dumps(self.buffers[bucket])
-        self.files[bucket].write(_LENGTH.pack(len(data)) + data)
+    def dump(self, bucket: int) -> None:
+        if bucket == self.keep:
+            self.kept.extend(self.buffers[bucket])
+        else:
+            data = marshal.dumps(self.buffers[bucket])
+            self.files[bucket].write(_LENGTH.pack(len(data)) + data)
         self.buffers[bucket].clear()
 
     def close(self) -> None:
-        for b, fh in enumerate(self.files):
-            if self.buffers[b]:
-                self._dump(b)
+        for b, buf in enumerate(self.buffers):
+            if buf:
+                self.dump(b)
+        for fh in self.files:
             fh.close()
+
+    def buckets(self) -> Iterator[list[tuple]]:
+        """Each bucket's rows, the one in memory first; a bucket file is gone once read."""
+        yield self._take_kept()               # (no local name holds a bucket while the next one is read)
+        for path in self.paths:
+            yield self._take(path)
+
+    def _take_kept(self) -> list[tuple]:
+        kept, self.kept = self.kept, []
+        return kept
+
+    def _take(self, path: Path) -> list[tuple]:
+        rows = self.read(path)
+        os.remove(path)
+        return rows
 
     @staticmethod
     def read(path: Path) -> list[tuple]:
@@ -159,7 +188,7 @@ def _read_pass(job: PartitionJob, registry: TerminalRegistry | None, spill: _Spi
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            r, b, k, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill.add,
+            r, b, k, n = _read_file(job, f, fh, first, reader, card_of, header_error, known, spill,
                                     (write_bad, write_qr), progress, result)
             records += r
             bad += b
@@ -187,7 +216,7 @@ def _qr_writer(job: PartitionJob, registry: TerminalRegistry | None, writerow) -
 def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], str | None, int]:
     """The record reader of a file: JSON Lines, or CSV after its header (read here); the first record line."""
     if f.fmt != "csv":
-        return JsonReader(), card_of_json_line, None, 1
+        return JsonReader(), _card_of_json, None, 1
     try:
         reader = CsvReader(fh.readline())
     except Malformed as exc:
@@ -195,8 +224,19 @@ def _reader(f: FileJob, fh) -> tuple[object, Callable[[bytes], bytes | None], st
     return reader, reader.card_of, None, 2
 
 
+def _card_of_json(line: bytes) -> bytes | None:
+    """`card_of_json_line`, with a shortcut for the compact form every exporter writes: the pattern's first
+    match can only start at the first ``"card_no"``, so when that one is compact the answer is its digits."""
+    at = line.find(b'"card_no"')
+    if at >= 0 and line[at + 9:at + 11] == b':"' and line[at + 31:at + 32] == b'"':
+        card = line[at + 11:at + 31]
+        if card.isdigit():
+            return card
+    return card_of_json_line(line)
+
+
 def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
-               known: dict[str, str] | None, add, writers, progress,
+               known: dict[str, str] | None, spill: "_Spill", writers, progress,
                result: PartitionResult) -> tuple[int, int, int, int]:
     W, me, B = job.workers, job.worker, job.buckets
     base = f.idx << LINE_BITS
@@ -205,6 +245,7 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
     records = bad = rides = done = blank = 0
     number = first - 1
     sequences, collisions = result.sequences, result.collisions
+    buffers, batch, dump = spill.buffers, spill.batch, spill.dump
     for number, line in enumerate(fh, first):
         done += len(line)
         if done >= 1 << 22:
@@ -252,7 +293,10 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
                 fixed = UNKNOWN_TERMINAL
         if acquirer is None and p[OPERATOR] is not None and p[CITY] is not None:
             acquirer = p[OPERATOR] + p[CITY]
-        add((ph // W) % B, p + (n, acquirer, fixed, ph, None))
+        bucket = buffers[(ph // W) % B]
+        bucket.append(p + (n, acquirer, fixed, ph, None))
+        if len(bucket) >= batch:
+            dump((ph // W) % B)
         if p[MEDIUM] is not None:
             result.virtual_cards.add(p[CARD])
         records += 1
@@ -277,22 +321,23 @@ def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
 
 
 def _judge_bucket(rows: list[tuple], tacs: "_Tacs", new_rows: list[tuple], write_update) -> None:
-    """Pass 2 on one bucket: card by card, in kind, counter and arrival order."""
+    """Pass 2 on one bucket: the TACs of the whole bucket at once, then card by card, in kind, counter and
+    arrival order."""
     rows.sort(key=_SORT_KEY)
+    fixed_all = tacs.fixed_bits(rows)
     i, total = 0, len(rows)
-    check = tacs.check
+    append = new_rows.append
     while i < total:
         card = rows[i][CARD]
         j = i + 1
         while j < total and rows[j][CARD] == card:
             j += 1
         group = rows[i:j]
-        fixed = [check(r) if r[OLD] is None else r[FIXED] for r in group]
+        fixed = fixed_all[i:j]
         judged = judge_card(group, fixed)
-        tacs.forget_card()
         for r, fx, jm in zip(group, fixed, judged):
             if r[OLD] is None:
-                new_rows.append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
+                append(r[:CITY] + (r[N], r[ACQUIRER], fx, fx | jm))
             elif (fx | jm) != r[OLD] or fx != r[FIXED]:
                 write_update((r[N], fx, fx | jm))
         i = j
@@ -311,6 +356,61 @@ class _Tacs:
 
     def forget_card(self) -> None:
         self._cards.clear()
+
+    def _keyset(self, r: tuple) -> KeySet | None:
+        key = (r[ALGORITHM], r[KEY_VERSION])
+        ks = self._keysets.get(key, False)
+        if ks is False:
+            ks = self._keysets[key] = self.verifier.keyset(*key)
+        return ks
+
+    def fixed_bits(self, rows: list[tuple]) -> list[int]:
+        """The fixed reason bits of every row of a bucket sorted by card, the TAC bit decided for the new
+        ones: the 3DES-family records of each key set in one batch (`TacVerifier.des_tacs_verify`), SM4
+        records card by card (`check`). Earlier records keep their stored bits."""
+        fixed = [r[FIXED] for r in rows]
+        batches: dict[int, tuple[KeySet, list[int]]] = {}
+        routes: dict[tuple, list[int] | None] = {}        # (algorithm, version) -> its batch, or None: one by one
+        card = None
+        for i, r in enumerate(rows):
+            if r[OLD] is not None or r[STATUS] == TORN:
+                continue
+            key = (r[ALGORITHM], r[KEY_VERSION])
+            batch = routes.get(key, False)
+            if batch is False:
+                ks = self._keyset(r)
+                batch = routes[key] = (None if ks is None or ks.algorithm is Algorithm.SM4
+                                       else batches.setdefault(id(ks), (ks, []))[1])
+            if batch is not None:
+                batch.append(i)
+                continue
+            if r[CARD] != card:
+                self.forget_card()
+                card = r[CARD]
+            fixed[i] = self.check(r)
+        self.forget_card()
+        for ks, idxs in batches.values():
+            for at in range(0, len(idxs), TAC_BATCH):        # a few MB of arrays at a time, whatever the bucket
+                part = idxs[at:at + TAC_BATCH]
+                ok = self._des_batch(ks, [rows[i] for i in part])
+                for i, good in zip(part, ok.tolist()):
+                    if not good:
+                        fixed[i] |= TAC
+        return fixed
+
+    def _des_batch(self, ks: KeySet, batch: list[tuple]):
+        """Whether each record's TAC verifies, for records of one 3DES-family key set (sorted by card)."""
+        cols = list(zip(*batch))
+        issuers, numbers = cols[ISSUER], cols[CARD]
+        change = np.empty(len(batch), dtype=bool)         # a new (issuer, card) pair starts here
+        change[0] = True
+        a, b = np.array(numbers), np.array(issuers)
+        change[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+        card_of = np.cumsum(change) - 1                   # a pair seen again later just derives its key twice
+        cards = [(issuers[i], numbers[i]) for i in np.flatnonzero(change).tolist()]
+        columns = TacColumns(cols[TYPE], cols[AMOUNT], cols[AFTER], cols[OVERDRAFT], cols[COUNTER], cols[TERMINAL],
+                             cols[SEQ], cols[DATETIME], cols[TAC_FIELD], balance_before=cols[BEFORE])
+        return self.verifier.des_tacs_verify(ks, cards, card_of, columns)
 
     def check(self, r: tuple) -> int:
         """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
@@ -336,6 +436,24 @@ class _Tacs:
         return fixed | TAC
 
 
+_COMMAS = len(RECORD_COLUMNS) - 1
+
+
+def _write_rows(out, rows: list[tuple]) -> None:
+    """The store's rows as CSV for its bulk load, None written as ``None`` (the load reads it as NULL, as it
+    does an empty field). The text columns hold checked hex, digits or fixed names, never a comma, a quote, a
+    line break or the word None, so a plain join is CSV and costs half of `csv.writer`; a chunk where that
+    does not hold (counted, not assumed) goes through `csv.writer`."""
+    for at in range(0, len(rows), 4096):
+        chunk = rows[at:at + 4096]
+        text = "\n".join([",".join(map(str, r)) for r in chunk]) + "\n"
+        if (text.count(",") != _COMMAS * len(chunk) or text.count("\n") != len(chunk) or '"' in text
+                or "\r" in text):
+            csv.writer(out, lineterminator="\n").writerows(chunk)
+        else:
+            out.write(text)
+
+
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
     """Read and judge one worker's partition of the cards; the results are files for the store's bulk load."""
     folder = Path(job.spill)
@@ -356,9 +474,7 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
     with open(result.updates_csv, "w", newline="", encoding="utf-8") as upd_out:
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         total_bytes = sum(os.path.getsize(f.path) for f in job.files)
-        for path in spill.paths:
-            rows = _Spill.read(path)
-            os.remove(path)
+        for rows in spill.buckets():
             judged = len(rows)
             if job.history is not None:
                 rows.extend(_history(job, {r[CARD] for r in rows}))
@@ -368,7 +484,7 @@ def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n:
             if new_rows:                     # one file per bucket: the store loads (and commits) them one by one
                 result.records_csv.append(str(folder / f"records-{len(result.records_csv)}.csv"))
                 with open(result.records_csv[-1], "w", newline="", encoding="utf-8") as rec_out:
-                    csv.writer(rec_out, lineterminator="\n").writerows(new_rows)
+                    _write_rows(rec_out, new_rows)
             del new_rows
             progress(total_bytes * judged // max(1, result.records))    # the judge pass: as much again
     result.no_keyset = tacs.no_keyset

@@ -3,7 +3,7 @@
 A clearing file holds the design's "Outcome / clearing record" (JSON Lines, or CSV with a header of the
 outcome field names). The verifier reads millions of them, so it does not build an ``Outcome`` per line:
 msgspec decodes each line straight into a typed struct (types, ranges, choices and unknown fields are
-checked in C), and one compiled pattern checks every text field at once. Only a line that fails takes
+checked in C), and every text field is checked at once by the line's shape (`_text_verdict`). Only a line that fails takes
 the slow path that names the field and the reason. ``tests/clearing/test_records.py`` proves that this
 accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two deliberate differences:
 
@@ -99,7 +99,7 @@ class ClearingRecord(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 assert set(ClearingRecord.__struct_fields__) == set(FIELDS), "the clearing record must follow the outcome fields"
 
 # Text fields and their formats (design.md; terminal_sim.outcome). Each is checked alone on the slow path;
-# the fast path joins them with '|' and matches one pattern. Absent (None) means empty, allowed only for
+# the fast path joins them and judges the joined line's shape. Absent (None) means empty, allowed only for
 # optional fields; whether a field is required depends on the status and is checked separately.
 _H = "[0-9A-Fa-f]"
 _DT = r"\d{14}"
@@ -125,14 +125,60 @@ _TEXT: tuple[tuple[str, str], ...] = (
 _FIELD_RE = {name: re.compile(pattern, re.ASCII) for name, pattern in _TEXT}
 _SEP = "\x1f"   # no text field may hold a control character, so the joined line splits back unambiguously
 _ABSENT = "\x1e"  # an absent field in the joined line (an empty string is present, and wrong)
-_ALL_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})" for i, (_, p) in enumerate(_TEXT)),
-                       re.ASCII)
-# The usual case, hex already in upper case: nothing to convert afterwards.
-_UPPER_TEXT = re.compile(_SEP.join(f"(?:{p})" if i < 2 else f"(?:{p}|{_ABSENT})"
-                                   for i, (_, p) in enumerate((n, p.replace(_H, "[0-9A-F]")) for n, p in _TEXT)),
-                         re.ASCII)
 _SEPARATORS = len(_TEXT) - 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The patterns test only each character's class and the fields' lengths, so whether a line's text fields
+# match is decided by its "shape": every character replaced by its class's representative (a separator or
+# absence stays itself; a character no pattern accepts becomes a space). In the digit fields a digit is 0
+# and a hex letter A or a; in the others, which do not tell digits from hex letters, both are 0, so a TAC or
+# terminal ID adds no shapes. A day's records have a handful of shapes: their verdicts are kept, and most
+# lines cost two byte translations and a lookup instead of the pattern.
+_DIGIT_TEXT = tuple(name for name, pattern in _TEXT if r"\d" in pattern)
+_OTHER_TEXT = tuple(name for name, pattern in _TEXT if r"\d" not in pattern)
+assert all(_H in p or p.startswith(r"[\x21-\x7E]") for n, p in _TEXT if n in _OTHER_TEXT), "a new text field pattern"
+_GET_TEXT = operator.attrgetter(*_DIGIT_TEXT, *_OTHER_TEXT)
+_N_DIGIT = len(_DIGIT_TEXT)
+
+
+def _class_table(digit: str, upper: str) -> bytes:
+    return bytes(ord(digit) if 48 <= b <= 57 else ord(upper) if 65 <= b <= 70 else ord("a") if 97 <= b <= 102
+                 else ord("!") if 0x21 <= b <= 0x7E else b if chr(b) in (_SEP, _ABSENT) else ord(" ")
+                 for b in range(256))
+
+
+_DIGIT_CLASS, _OTHER_CLASS = _class_table("0", "A"), _class_table("0", "0")
+_REORDERED = [(name, dict(_TEXT)[name]) for name in _DIGIT_TEXT + _OTHER_TEXT]
+_SHAPE_ALL = re.compile(_SEP.join(f"(?:{p})" if n in ("terminal_id", "datetime") else f"(?:{p}|{_ABSENT})"
+                                  for n, p in _REORDERED), re.ASCII)
+_SHAPE_UPPER = re.compile(_SEP.join(f"(?:{p})" if n in ("terminal_id", "datetime") else f"(?:{p}|{_ABSENT})"
+                                    for n, p in ((n, p.replace(_H, "[0-9A-F]")) for n, p in _REORDERED)), re.ASCII)
+_SHAPES: dict[bytes, bool | None] = {}   # shape -> False: upper case, True: lower case to convert, None: refused
+_MAX_SHAPES = 4096                       # a hostile file cannot grow it past this; then the pattern runs
+_UNKNOWN = object()
+
+
+def _text_verdict(r: "ClearingRecord") -> bool | None:
+    """False when the text fields match in upper case, True when they match with lower-case hex, None if not
+    (the verdict of each present field's pattern, `_FIELD_RE`; absent is allowed here)."""
+    raw = _GET_TEXT(r)
+    values = [_ABSENT if v is None else v for v in raw]
+    digits, other = _SEP.join(values[:_N_DIGIT]), _SEP.join(values[_N_DIGIT:])
+    if (digits.count(_SEP) + other.count(_SEP) != _SEPARATORS - 1
+            or digits.count(_ABSENT) + other.count(_ABSENT) != raw.count(None)):
+        return None                                      # a separator or an absence mark inside a field
+    shape = None
+    text = digits + _SEP + other
+    if text.isascii():
+        shape = digits.encode("ascii").translate(_DIGIT_CLASS) + b"\x1f" + other.encode("ascii").translate(_OTHER_CLASS)
+        verdict = _SHAPES.get(shape, _UNKNOWN)
+        if verdict is not _UNKNOWN:
+            return verdict
+        text = shape.decode("ascii")
+    verdict = False if _SHAPE_UPPER.fullmatch(text) else True if _SHAPE_ALL.fullmatch(text) else None
+    if shape is not None and len(_SHAPES) < _MAX_SHAPES:
+        _SHAPES[shape] = verdict
+    return verdict
+
 
 _REQUIRED_BY_STATUS: dict[str, tuple[str, ...]] = {
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
@@ -226,19 +272,6 @@ def _valid_datetime(text: str) -> bool:
     return _valid_date(text[:8]) and text[8:10] < "24" and text[10:12] < "60" and text[12:14] < "60"
 
 
-def _text_line(r: ClearingRecord) -> str:
-    a = _ABSENT
-    return _SEP.join((r.terminal_id, r.datetime, a if r.card_no is None else r.card_no,
-                      a if r.issuer_id is None else r.issuer_id, a if r.tac is None else r.tac,
-                      a if r.list_version is None else r.list_version, a if r.city is None else r.city,
-                      a if r.operator is None else r.operator, a if r.line is None else r.line,
-                      a if r.station is None else r.station, a if r.vehicle is None else r.vehicle,
-                      a if r.card_type is None else r.card_type, a if r.entry_city is None else r.entry_city,
-                      a if r.entry_station is None else r.entry_station,
-                      a if r.entry_terminal is None else r.entry_terminal,
-                      a if r.entry_time is None else r.entry_time))
-
-
 def _explain_text(r: ClearingRecord) -> str:
     """The first text field at fault (slow path, only for a line the fast check refused)."""
     for name, _ in _TEXT:
@@ -252,14 +285,8 @@ def _explain_text(r: ClearingRecord) -> str:
 
 def check(r: ClearingRecord) -> tuple:
     """The record's rules beyond types; raises Malformed naming the first fault, QrRideLine for a QR ride."""
-    text = _text_line(r)
-    if text.count(_SEP) != _SEPARATORS:
-        raise Malformed(_explain_text(r))
-    if _UPPER_TEXT.fullmatch(text):
-        lower = False
-    elif _ALL_TEXT.fullmatch(text):
-        lower = True                                     # accepted, as Outcome does, and kept in upper case
-    else:
+    lower = _text_verdict(r)               # True: accepted, as Outcome does, and kept in upper case
+    if lower is None:
         raise Malformed(_explain_text(r))
     if not _valid_datetime(r.datetime):
         raise Malformed(f"datetime: {r.datetime} is not a date-time")

@@ -140,7 +140,7 @@ class Store:
         try:
             for r in results:
                 for path in r.records_csv:
-                    con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR '')")
+                    con.execute(f"COPY records FROM '{_sql_path(path)}' (FORMAT csv, HEADER false, NULLSTR ['', 'None'])")
             for r in results:
                 if os.path.getsize(r.malformed_csv):
                     con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
@@ -179,7 +179,9 @@ class Store:
         if not candidates:
             return
         self.con.execute("CREATE OR REPLACE TEMP TABLE candidates (terminal VARCHAR, seq BIGINT)")
-        self.con.executemany("INSERT INTO candidates VALUES (?, ?)", sorted(candidates))
+        pairs = sorted(candidates)          # one statement: executemany costs a statement per pair
+        self.con.execute("INSERT INTO candidates SELECT unnest(?), unnest(?)",
+                         [[t for t, _ in pairs], [s for _, s in pairs]])
         self.con.execute(f"""
             UPDATE records SET fixed = fixed | {DUPLICATE}, reasons = reasons | {DUPLICATE}
             WHERE n IN (

@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from clearing import records
 from clearing.qr import QrRide
 from clearing.records import (MEDIUM, ClearingRecord, CsvReader, JsonReader, Malformed, QrRideLine,
                               card_of_json_line)
@@ -168,3 +170,39 @@ def test_the_reader_judges_a_qr_ride_as_outcome_does(changes, removed):
     except (ValueError, TypeError):
         expected = "malformed"
     assert _reader_says(d) == expected, d
+
+
+_TEXT_CHARS = st.sampled_from("0123456789ABCDEFabcdefGgZz!~ \x1f\x1e\x7f\u00e9\u0663")
+
+
+_TEXT_OF_GOOD = {name: GOOD.get(name) for name, _ in records._TEXT} | {"vehicle": "B00012"}
+
+
+@settings(max_examples=400)
+@given(st.dictionaries(st.sampled_from([name for name, _ in records._TEXT]),
+                       st.one_of(st.none(), st.text(_TEXT_CHARS, max_size=22),
+                                 st.sampled_from(["440300000001", "20261124085104", "0310487030000000000A",
+                                                  "0a", "aBcD", "12AB", "0000000000"])), max_size=3))
+def test_the_shape_of_the_text_fields_decides_as_each_field_pattern(changes):
+    """`_text_verdict` (cached by shape) says what each present field's own pattern says, twice over."""
+    fields = dict(_TEXT_OF_GOOD, **changes)
+    for required in ("terminal_id", "datetime"):
+        fields[required] = fields[required] or GOOD[required]
+    record = ClearingRecord(status="approved", type="06", **fields)
+    present = {name: v for name, v in fields.items() if v is not None}
+    if not all(records._FIELD_RE[n].fullmatch(v) for n, v in present.items()):
+        want = None
+    else:
+        upper = {n: re.compile(p.replace(records._H, "[0-9A-F]"), re.ASCII) for n, p in records._TEXT}
+        want = not all(upper[n].fullmatch(v) for n, v in present.items())
+    assert records._text_verdict(record) is want
+    assert records._text_verdict(record) is want
+
+
+@given(st.lists(st.sampled_from([b'"card_no"', b':', b' ', b'"', b'03104870300000000001', b'0310487030000000000',
+                                 b'x', b'{', b'}', b',', b'"card_no":"03104870300000000001"']), max_size=8))
+def test_the_partition_router_finds_the_card_the_pattern_finds(parts):
+    from clearing.partition import _card_of_json
+
+    line = b"".join(parts)
+    assert _card_of_json(line) == card_of_json_line(line)
