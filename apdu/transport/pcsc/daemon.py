@@ -272,11 +272,11 @@ def session_lock(path: Path, holder_env: str, timeout: float = 900.0) -> Iterato
 
     The holder's child processes inherit the lock (through the environment variable `holder_env`): a
     test that runs a command using pcscd waits for that command, so the two never use the slots at once,
-    and the command must not wait for a lock its own parent holds.
+    and the command must not wait for a lock its own parent holds. Nested blocks in the holder share it too
+    (flock would wait on a second handle of the same process).
     """
-    holder = os.environ.get(holder_env)
-    if holder is not None and holder != str(os.getpid()):
-        yield  # inherited from the process that started us
+    if os.environ.get(holder_env) is not None:
+        yield  # held already: by the process that started us, or by an outer block of this one
         return
     handle = open(path, "a+")
     try:
