@@ -472,6 +472,17 @@ class Journal:
     def all(self) -> list[JournalEntry]:
         return self.since(0)
 
+    def last_terminal_seq(self, terminal_id: str) -> int | None:
+        """The PSAM terminal sequence of this terminal's newest record that carries one (None: none).
+
+        Why: a validator started in a new process knows its PSAM's pending purchase only from here
+        (terminal_sim.flows.purchase_check, D12).
+        """
+        with self._storage("read the last terminal sequence") as db:
+            row = db.execute("SELECT terminal_seq FROM outcomes WHERE terminal_id = ? AND terminal_seq IS NOT NULL "
+                             "ORDER BY id DESC LIMIT 1", (terminal_id,)).fetchone()
+        return None if row is None or not isinstance(row[0], int) else row[0]
+
     def __iter__(self) -> Iterator[JournalEntry]:
         return iter(self.all())
 
@@ -607,6 +618,8 @@ class OutcomeJournal(Protocol):
 
     def take_flag(self, card_no: str) -> str | None: ...
 
+    def last_terminal_seq(self, terminal_id: str) -> int | None: ...
+
 
 class MemoryJournal:
     """The journal of a validator run without a journal file: pending grey records and card flags.
@@ -651,3 +664,7 @@ class MemoryJournal:
 
     def take_flag(self, card_no: str) -> str | None:
         return self._flags.pop(card_no, None)
+
+    def last_terminal_seq(self, terminal_id: str) -> int | None:
+        """None: a run without a journal file keeps no history, and its validator tracks its PSAM itself."""
+        return None
