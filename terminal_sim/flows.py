@@ -132,7 +132,7 @@ def _psam_grant(device: Device, tx: Transaction, view: CardView, plan_: Plan, in
         grant = device.psam.init_purchase(init.random, init.offline_counter, plan_.amount, plan_.tx_type, dt7,
                                           init.key_version, init.algorithm.wire_id, view.serial8, view.issuer_id8)
     except CardError as exc:
-        return tx.fail(f"PSAM refused 8070: {_sw(exc)}")
+        return tx.fail(f"PSAM refused 8070: {_sw(exc)}; nothing charged")
     except CardResponseError as exc:
         return tx.fail(f"PSAM 8070 malformed: {exc.reason}")
     device.psam_session, device.psam_session_from_journal = grant.terminal_seq, False
