@@ -454,6 +454,9 @@ def _check_keys(state: CardState) -> None:
         for role, entry in ks.keys.items():
             if entry.key.algorithm is not ks.algorithm:
                 raise StateError(f"{where}.{role}", "key algorithm differs from the set's")
+        if not ks.has("tac") and (ks.has("purchase") or ks.has("load")):
+            raise StateError(f"{where}.keys.tac", "missing: a key set with purchase or load keys needs its TAC key "
+                                                  "(the card could not prove a transaction)")
     if state.transport_key is not None and not isinstance(state.transport_key, SecretKey):
         raise StateError("transport_key", "must be a SecretKey")
 
