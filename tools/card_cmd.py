@@ -22,7 +22,8 @@ from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank
 from ykt_card.issuance.profile import load_card_profile
 from ykt_card.host.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
-from .common import (KEYSET, clock_option, logging_saver, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
+from .common import (KEYSET, clock_option, logging_saver, make_clock, make_rng, reader, seed_option,
+                     serve_nfc_until_signal,
                      serve_until_signal, trace_option, writable_folder, write_failure)
 from .output import emit_json
 from .render import output_width, render_card

@@ -90,7 +90,8 @@ def bus_ride(profile: str):
 
 
 def top_up(w: World, journal: Journal):
-    return load(w.card_reader, LoadHost((KS3, KS4), clock=w.clock), 1000, bytes.fromhex("000000012345"), journal=journal, clock=w.clock)
+    return load(w.card_reader, LoadHost((KS3, KS4), clock=w.clock), 1000, bytes.fromhex("000000012345"),
+                journal=journal, clock=w.clock)
 
 
 RIDES = {"purchase": (bus_ride("bus-flat"), -200), "capp purchase": (bus_ride("bus-flat-capp"), -200),

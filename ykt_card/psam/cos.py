@@ -220,7 +220,8 @@ def _check_pending(state: PsamState, p: PendingPurchase) -> None:
     ks = state.purchase_keyset(p.algorithm_id, p.key_version)
     if ks is None:
         raise PsamStateError("pending_purchase.key_version",
-                             f"no key set has algorithm {p.algorithm_id:02X} and purchase key version {p.key_version:02X}")
+                             f"no key set has algorithm {p.algorithm_id:02X} and purchase key version "
+                             f"{p.key_version:02X}")
     if _factors(ks, p.serial, p.issuer_id) is None:
         raise PsamStateError("pending_purchase.issuer_id", "the factors differ from the key set's diversification")
     if len(p.random) != 4:
