@@ -559,6 +559,17 @@ class Journal:
     def all(self) -> list[JournalEntry]:
         return self.since(0)
 
+    def last_terminal_seq(self, terminal_id: str) -> int | None:
+        """The PSAM terminal sequence of this terminal's newest record that carries one (None: none).
+
+        Why: a validator started in a new process knows its PSAM's pending purchase only from here
+        (terminal_sim.flows.purchase_check, D12).
+        """
+        with self._storage("read the last terminal sequence") as db:
+            row = db.execute("SELECT terminal_seq FROM outcomes WHERE terminal_id = ? AND terminal_seq IS NOT NULL "
+                             "ORDER BY id DESC LIMIT 1", (terminal_id,)).fetchone()
+        return None if row is None or not isinstance(row[0], int) else row[0]
+
     def __iter__(self) -> Iterator[JournalEntry]:
         return iter(self.all())
 
@@ -764,6 +775,8 @@ class OutcomeJournal(Protocol):
 
     def take_flag(self, card_no: str) -> str | None: ...
 
+    def last_terminal_seq(self, terminal_id: str) -> int | None: ...
+
 
 class RideJournal(OutcomeJournal, Protocol):
     """What a QR ride needs of a journal besides outcomes: the codes seen (Q10), written with the ride."""
@@ -835,3 +848,7 @@ class MemoryJournal:
 
     def last_accepted(self, account: str, now: int) -> int | None:
         return max((e.at for e in self._seen.values() if e.account == account), default=None)
+
+    def last_terminal_seq(self, terminal_id: str) -> int | None:
+        """None: a run without a journal file keeps no history, and its validator tracks its PSAM itself."""
+        return None

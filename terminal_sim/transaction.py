@@ -300,8 +300,12 @@ class Device:
     """What every transaction of one validator shares: profile, PSAM, terminal ID, journal, list version.
 
     `psam_session` is the terminal sequence of the PSAM's pending purchase (an 8070 whose 8072 has not
-    been answered yet); None when the PSAM holds none the validator knows of (D12). `psam_failed` makes
-    the validator start its PSAM again before the next tap.
+    been answered yet); None when the PSAM holds none the validator knows of (D12). A validator started
+    in a new process takes it from its journal (the newest terminal sequence it journaled): a PSAM keeps
+    its pending purchase across restarts, so a torn purchase can still have its MAC2 verified;
+    `psam_session_from_journal` says the session is only inferred (an 8070 this terminal did not live to
+    journal may have replaced it). `psam_failed` makes the validator start its PSAM again before the
+    next tap.
     """
 
     profile: TerminalProfile
@@ -310,6 +314,7 @@ class Device:
     psam: Psam | None = None
     list_version: str | None = None
     psam_session: int | None = None
+    psam_session_from_journal: bool = False
     psam_failed: bool = False
     place: records.Place = field(init=False)
 

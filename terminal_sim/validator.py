@@ -131,9 +131,13 @@ class Validator:
         device = self._device
         if device is not None and not device.psam_failed:
             return device
+        first = device is None
         self._device = None
         psam, terminal_id = start_psam(self._psam_link)
         self._device = Device(self.profile, terminal_id, self.journal, psam, self.lists.version)
+        if first:                # a new process: the PSAM may still hold the purchase its last tap left torn
+            seq = self.journal.last_terminal_seq(terminal_id.hex().upper())
+            self._device.psam_session, self._device.psam_session_from_journal = seq, seq is not None
         return self._device
 
     @property

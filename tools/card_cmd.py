@@ -23,7 +23,8 @@ from ykt_card.issuance.personalise import (append_registry, batch_numbers, blank
 from ykt_card.issuance.profile import load_card_profile
 from ykt_card.host.script import Script, ScriptRefused, build_script, load_script, run_script, save_script, script_keys
 
-from .common import (KEYSET, clock_option, make_clock, make_rng, reader, seed_option, serve_nfc_until_signal,
+from .common import (KEYSET, clock_option, logging_saver, make_clock, make_rng, reader, seed_option,
+                     serve_nfc_until_signal,
                      serve_until_signal, trace_option, writable_folder, write_failure)
 from .output import emit_json
 from .render import output_width, render_card
@@ -188,7 +189,8 @@ def serve(image: Path, endpoint: str | None, nfc_path: str | None, seed: int | N
     if endpoint is not None and nfc_path is not None:
         raise click.BadParameter("give --vpcd or --nfc, not both", param_hint="--vpcd/--nfc")
     state = load_card(image)
-    card_os = TUnionCardOS(state, rng=make_rng(seed).fork("card"), on_commit=saver(image))
+    card_os = TUnionCardOS(state, rng=make_rng(seed).fork("card"),
+                           on_commit=logging_saver(saver(image), f"card {state.card_no}"))
     if nfc_path is not None:
         serve_nfc_until_signal(card_os, nfc_path, f"card {state.card_no}", uid=state.uid)
     else:

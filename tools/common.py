@@ -151,11 +151,45 @@ def reader(spec: str, *, rng: RandomSource, expect: str, option: str, trace: Pat
         opened.reader = tracer
     try:
         yield opened
+    except Exception as exc:
+        failure = _memory_failure(opened)
+        if failure is None or isinstance(exc, click.exceptions.Exit):
+            raise
+        raise image_failure(failure.cause) from None     # the cause, not what the terminal made of 6581
+    else:
+        failure = _memory_failure(opened)
+        if failure is not None:
+            click.echo(f"ykt: error: {failure.cause}; it answered 6581 and kept its previous state", err=True)
     finally:
         with contextlib.suppress(Exception):
             opened.reader.disconnect()
         if tracer is not None:
             tracer.close()
+
+
+def _memory_failure(opened: OpenedReader):
+    """The latest failed image save of an image reader's card or PSAM (`MemoryFailure`), or None."""
+    return getattr(opened.card_os, "memory_failure", None)
+
+
+def image_failure(cause: OSError) -> click.ClickException:
+    """An image that could not be saved: one line naming the file and the cause; exit 1 for a full disk
+    or an I/O error, else 2 (a read-only file system: the user's choice of place)."""
+    error = click.ClickException(f"{cause}; it answered 6581 and kept its previous state")
+    error.exit_code = EXIT_FAILED if cause.errno in STORAGE_ERRNOS else EXIT_BAD_INPUT
+    return error
+
+
+def logging_saver(save: Callable, what: str) -> Callable:
+    """A served card's or PSAM's save callback that reports a failed save on stderr (one line naming the
+    image and the cause) before the card undoes the change and answers 6581; serving goes on."""
+    def logged(state) -> None:
+        try:
+            save(state)
+        except OSError as exc:
+            click.echo(f"ykt: {what}: {exc}; answered 6581 and kept its previous state", err=True)
+            raise
+    return logged
 
 
 def serve_until_signal(card_os, endpoint_text: str, atr: bytes, what: str, *, uid: bytes | None = None) -> None:

@@ -10,7 +10,7 @@ from keysets import KeySet
 from ykt_card.psam.cos import ATR, PsamOS, state_summary
 from ykt_card.psam.issue import issue_psam, load_psam, psam_saver, save_psam
 
-from .common import KEYSET, hex_bytes, make_rng, seed_option, serve_until_signal
+from .common import KEYSET, hex_bytes, logging_saver, make_rng, seed_option, serve_until_signal
 from .output import emit_json
 
 
@@ -45,5 +45,6 @@ def issue(keysets, terminal_id, out, as_json) -> None:
 @seed_option
 def serve(image: Path, endpoint: str, seed: int | None) -> None:
     """Serve a PSAM image to pcscd through vpcd until SIGTERM, saving every change (terminal sequence)."""
-    psam_os = PsamOS(load_psam(image), random=make_rng(seed).fork("psam"), on_change=psam_saver(image))
+    psam_os = PsamOS(load_psam(image), random=make_rng(seed).fork("psam"),
+                     on_change=logging_saver(psam_saver(image), f"PSAM {image}"))
     serve_until_signal(psam_os, endpoint, ATR, f"PSAM {image}")

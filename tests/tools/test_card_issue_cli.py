@@ -212,7 +212,7 @@ def test_personalise_refusals_change_nothing(tmp_path):
     done = (tmp_path / "blank.json").read_bytes()
     line = refused(1, "card", "personalise", "--script", str(tmp_path / "card.jsonl"), "--reader", reader,
                    "--keyset", K3, "--keyset", K4)
-    assert "step 3 (WRITE KEY purchase 01" in line and "card answered 6988" in line
+    assert "step 3 (WRITE KEY tac 01" in line and "card answered 6988" in line
     assert (tmp_path / "blank.json").read_bytes() == done
     broken = tmp_path / "broken.jsonl"
     broken.write_text((tmp_path / "card.jsonl").read_text().replace('"step":3,', '"step":4,', 1))

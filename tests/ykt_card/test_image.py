@@ -273,13 +273,25 @@ def test_psam_image_of_the_previous_code_loads_and_saves_the_same_json(tmp_path)
 
 
 def test_a_card_key_set_may_be_partial_as_write_key_leaves_it():
-    """WRITE KEY adds one key at a time, so a card saved during its personalisation holds a key set
-    without (say) its TAC key; the image keeps it as it is."""
+    """WRITE KEY adds one key at a time, so a card saved during its personalisation holds a partial key
+    set (the script writes the TAC key first); the image keeps it as it is."""
+    card, _ = used_card()
+    doc = card_to_doc(card.state)
+    for role in ("purchase", "load"):
+        del doc["key_sets"]["01"]["keys"][role]
+    state = card_from_doc(doc, "card.json")
+    assert "purchase" not in state.key_sets[1].keys and card_to_doc(state) == doc
+
+
+def test_a_card_key_set_with_money_keys_but_no_tac_key_is_refused():
+    """A key set that can purchase or load but not prove it (no TAC key) is not a card anyone may use."""
     card, _ = used_card()
     doc = card_to_doc(card.state)
     del doc["key_sets"]["01"]["keys"]["tac"]
-    state = card_from_doc(doc, "card.json")
-    assert "tac" not in state.key_sets[1].keys and card_to_doc(state) == doc
+    with pytest.raises(ImageError) as refused:
+        card_from_doc(doc, "card.json")
+    assert str(refused.value) == ("card.json: key_sets.01.keys.tac: missing: a key set with purchase or load keys "
+                                  "needs its TAC key (the card could not prove a transaction)")
 
 
 def test_the_uid_round_trips_and_older_images_get_the_default(tmp_path):

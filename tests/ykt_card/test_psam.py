@@ -180,13 +180,16 @@ def test_the_wrong_mac2_count_stops_at_its_four_bytes(tmp_path):
 
 
 def test_8072_without_a_pending_purchase_and_after_power_off():
+    """A reset loses the selection but not the pending purchase: it is persistent state (reference
+    section 7, "pending SESPK for 8072"), so a torn purchase recovered after a restart verifies its MAC2."""
     p = vector("3des")["purchase"]
     psam = make_psam([vector_keyset("3des")], seq=0x102)
     run(psam, [SELECT_DF, ("8072000004" + p["mac2"], "6901"), ("8070000024" + init_data("3des"), "6108")])
     assert psam.has_pending_purchase
-    assert psam.power_on() == ATR                      # a reset loses the session and the selection
-    assert not psam.has_pending_purchase and psam.current_df == 0x3F00
-    run(psam, [SELECT_DF, ("8072000004" + p["mac2"], "6901")])
+    assert psam.power_on() == ATR
+    assert psam.has_pending_purchase and psam.current_df == 0x3F00
+    run(psam, [SELECT_DF, ("8072000004" + p["mac2"], "9000"), ("8072000004" + p["mac2"], "6901")])
+    assert psam.state.pending_purchase is None
 
 
 def test_single_factor_8070_for_a_one_level_keyset():

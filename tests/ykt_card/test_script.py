@@ -126,9 +126,9 @@ def test_script_layout_for_a_dual_card():
     assert heads[0::2] == ["00840000"] * 26
     writes = heads[1::2]
     roles = [s["note"].split()[2] for s in steps[2:42:2]]
-    assert roles[:10] == ["purchase", "load", "tac", "app_maintenance", "app_block", "app_unblock", "pin_unblock",
-                          "pin_reload", "external_auth", "card_master"]       # card_master last in each set
-    assert writes[:10] == ["84D43E01", "84D43F01", "84D43401", "84D43601", "84D43A01", "84D43B01", "84D43701",
+    assert roles[:10] == ["tac", "purchase", "load", "app_maintenance", "app_block", "app_unblock", "pin_unblock",
+                          "pin_reload", "external_auth", "card_master"]       # TAC first, card_master last
+    assert writes[:10] == ["84D43401", "84D43E01", "84D43F01", "84D43601", "84D43A01", "84D43B01", "84D43701",
                            "84D43801", "84D43901", "84D43001"]
     assert [w[6:8] for w in writes[10:20]] == ["02"] * 10
     assert writes[20:] == ["84D43000", "04D69500", "04D69600", "04D69700", "04DC01D4", "04DC02D4"]
@@ -139,7 +139,7 @@ def test_script_layout_for_a_dual_card():
 
 def test_write_key_carries_the_key_encrypted_under_the_transport_key():
     _, target, transport, script = issue("3des")
-    step = script.steps[2]
+    step = script.steps[4]
     assert step.apdu[:5] == bytes.fromhex("84D43E011C")            # purchase key, index 01, Lc 24 + MAC 4
     plain = DES3.new(transport.value, DES3.MODE_ECB).decrypt(step.apdu[5:])
     purchase = target.key_sets[1].keys["purchase"]
@@ -197,7 +197,7 @@ def test_a_personalised_card_refuses_the_script_and_keeps_its_keys():
     with pytest.raises(ScriptRefused) as refused:
         run_script(script, reader, keys)
     assert refused.value.sw == 0x6988 and refused.value.step.number == 3
-    assert str(refused.value).startswith("step 3 (WRITE KEY purchase 01 (3des, version 1, KCV ")
+    assert str(refused.value).startswith("step 3 (WRITE KEY tac 01 (3des, version 1, KCV ")
     assert str(refused.value).endswith("card answered 6988 (secure messaging MAC wrong), expected 9000; steps 1-2 "
                                        "were applied")
     assert card_to_doc(os_.state) == done

@@ -168,6 +168,11 @@ class TUnionCardOS(CardApplication):
         self.store.fault = value
 
     @property
+    def memory_failure(self):
+        """The latest save of this card that failed (`MemoryFailure`: answered 6581, change undone), or None."""
+        return self.store.memory_failure
+
+    @property
     def powered(self) -> bool:
         return self._powered
 

@@ -48,6 +48,7 @@ from ykt_card.card.writes import (PURSE_FIELDS, WRITE_KINDS, BinaryWrite, KeyWri
                                   ProofWrite, PurseWrite, RecordWrite, RingWrite, SlotWrite, TransportKeyWrite,
                                   Write, key_doc, proof_doc)
 from ykt_card.layouts.fci import PpseEntry
+from ykt_card.persistence import image_saver
 from ykt_card.proof import PROOF_KINDS, Proof
 
 __all__ = [
@@ -574,7 +575,6 @@ def load_card(path: str | os.PathLike[str]) -> CardState:
 
 
 def saver(path: str | os.PathLike[str]) -> Callable[[CardState], None]:
-    """An `on_commit` callback that saves the image after every change."""
-    def save(state: CardState) -> None:
-        save_card(path, state)
-    return save
+    """An `on_commit` callback that saves the image after every change; a failed save raises
+    `ImageSaveError` naming this image and the cause (the card then undoes the change and answers 6581)."""
+    return image_saver("card image", path, save_card)

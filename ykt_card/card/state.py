@@ -36,12 +36,13 @@ from keysets import KeySet, SecretKey
 from keysets.keyset import Use
 
 from ykt_card.card.files import BinaryFile, CyclicFile, ElementaryFile, RecordFile
-from ykt_card.card.writes import Write
+from ykt_card.card.writes import PURSE_FIELDS, Write
 from ykt_card.layouts import EF15, EF16, EF17, EF18, EF1ABus, EF1AMetro, EF1EA, AdfFci, LayoutError, PpseFci
 from ykt_card.layouts.ef1a import blank_record
 from ykt_card.layouts.fci import PpseEntry
 from ykt_card.layouts.names import (DEFAULT_PPSE, MOT_T_EP, PPSE_NAME, SFI_CAPP, SFI_HISTORY, SFI_HOLDER, SFI_LOG,
                                     SFI_MANAGEMENT, SFI_PUBLIC, ppse_for)
+from ykt_card.persistence import MemoryFailure, persist
 from ykt_card.proof import PROOF_KINDS, PROOF_TYPES, Proof
 
 __all__ = [
@@ -264,12 +265,63 @@ class CardState:
             "journal": (len(self.journal), self.journal_complete),
         }
 
+    def memento(self) -> Callable[[], None]:
+        """Remember everything a commit can change; the returned call puts it back, in place.
+
+        Why: a commit whose image cannot be saved must leave the card exactly as it was (balance,
+        counters, records, proofs, keys, PIN tries, lock, journal). Restoring in place keeps every
+        object a caller holds (the purse, a file) the card's own. Costs a few small copies, taken only
+        when the card saves an image (beside an fsync, nothing).
+        """
+        purse = self.purse
+        money = tuple(getattr(purse, name) for name in PURSE_FIELDS)
+        files = dict(self.files)
+        contents = [(f, _file_content(f)) for f in files.values()]
+        proofs, key_sets = dict(self.proofs), dict(self.key_sets)
+        tries, lock, transport_key = self.pin.tries_left, self.lock, self.transport_key
+        journal, complete = list(self.journal), self.journal_complete
+
+        def restore() -> None:
+            for name, value in zip(PURSE_FIELDS, money):
+                setattr(purse, name, value)
+            self.files.clear()
+            self.files.update(files)
+            for f, content in contents:
+                _restore_file(f, content)
+            self.proofs.clear()
+            self.proofs.update(proofs)
+            self.key_sets.clear()
+            self.key_sets.update(key_sets)
+            self.pin.tries_left, self.lock, self.transport_key = tries, lock, transport_key
+            self.journal[:] = journal
+            self.journal_complete = complete
+        return restore
+
     # -- validation ------------------------------------------------------------------------------
     def validate(self) -> None:
         """Check every invariant the card OS relies on; raise StateError naming the field."""
         for check in (_check_purse, _check_files, _check_keys, _check_pin, _check_proofs, _check_application,
                       _check_journal):
             check(self)
+
+
+def _file_content(f: ElementaryFile) -> Any:
+    """What a write can change in a file (its bytes, its slots and ring, its records)."""
+    if isinstance(f, BinaryFile):
+        return f.data
+    if isinstance(f, CyclicFile):
+        return list(f.slots), f.head, f.count
+    return dict(f.records)
+
+
+def _restore_file(f: ElementaryFile, content: Any) -> None:
+    if isinstance(f, BinaryFile):
+        f.data = content
+    elif isinstance(f, CyclicFile):
+        f.slots[:], f.head, f.count = content
+    else:
+        f.records.clear()
+        f.records.update(content)
 
 
 # --- construction helpers ----------------------------------------------------------------------------
@@ -411,6 +463,9 @@ def _check_keys(state: CardState) -> None:
         for role, entry in ks.keys.items():
             if entry.key.algorithm is not ks.algorithm:
                 raise StateError(f"{where}.{role}", "key algorithm differs from the set's")
+        if not ks.has("tac") and (ks.has("purchase") or ks.has("load")):
+            raise StateError(f"{where}.keys.tac", "missing: a key set with purchase or load keys needs its TAC key "
+                                                  "(the card could not prove a transaction)")
     if state.transport_key is not None and not isinstance(state.transport_key, SecretKey):
         raise StateError("transport_key", "must be a SecretKey")
 
@@ -553,27 +608,36 @@ class PersistentStore:
 
     `on_commit(state)` runs after every completed commit and after a recovery that changed something,
     so an owner can save the card image; it runs before the response cut point, so a card that loses
-    power after committing has already been saved.
+    power after committing has already been saved. When it fails with an OSError (disk full, read-only
+    file system), the commit is undone in memory and `MemoryFailure` (6581) is raised: the card in
+    memory stays the card on disk (ykt_card.persistence). `memory_failure` keeps the latest such
+    failure, for the owner to report.
     """
 
-    __slots__ = ("state", "fault", "on_commit")
+    __slots__ = ("state", "fault", "on_commit", "memory_failure")
 
     def __init__(self, state: CardState, fault: FaultInjector | None = None,
                  on_commit: Callable[[CardState], None] | None = None) -> None:
         self.state = state
         self.fault = fault
         self.on_commit = on_commit
+        self.memory_failure: MemoryFailure | None = None
 
     def commit(self, writes: Sequence[Write]) -> None:
-        """Apply `writes` as one unit (all or nothing across a power cut)."""
+        """Apply `writes` as one unit (all or nothing across a power cut, or a failed save)."""
         state = self.state
         fault = self.fault
         if fault is None:
+            if self.on_commit is None:        # the fast path: nothing to save, nothing to undo
+                for w in writes:
+                    w.apply(state)
+                return
+            restore = state.memento()
             for w in writes:
                 w.apply(state)
-            if self.on_commit is not None:
-                self.on_commit(state)
+            self._save(restore)
             return
+        restore = state.memento() if self.on_commit is not None else None
         journal = state.journal
         for w in writes:
             fault.checkpoint(f"journal {w.tag}")
@@ -586,15 +650,24 @@ class PersistentStore:
         fault.checkpoint("journal clear")
         state.journal_complete = False
         journal.clear()
-        if self.on_commit is not None:
-            self.on_commit(state)
+        if restore is not None:
+            self._save(restore)
         fault.checkpoint("response")
+
+    def _save(self, restore: Callable[[], None]) -> None:
+        try:
+            persist(self.on_commit, self.state, restore)
+        except MemoryFailure as failure:
+            self.memory_failure = failure
+            raise
 
     def recover(self) -> str:
         """Power-on recovery: roll a complete journal forward, discard an incomplete one.
 
         Returns "clean", "rolled forward" or "discarded". Recovery steps are checkpoints too, so a
-        test can cut power during recovery and recover again (the writes are idempotent).
+        test can cut power during recovery and recover again (the writes are idempotent). If the
+        recovered card cannot be saved, it stays recovered in memory (and `memory_failure` says so):
+        the image still holds the journal, and recovering it on the next load gives this same state.
         """
         state = self.state
         if not state.journal and not state.journal_complete:
@@ -612,7 +685,8 @@ class PersistentStore:
             fault.checkpoint("recover clear")
         state.journal_complete = False
         state.journal.clear()
-        if self.on_commit is not None:
-            self.on_commit(state)
+        try:
+            persist(self.on_commit, state, lambda: None)
+        except MemoryFailure as failure:
+            self.memory_failure = failure
         return outcome
-

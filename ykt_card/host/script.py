@@ -76,7 +76,10 @@ __all__ = [
 SCRIPT_KIND = "personalisation-script"
 FORMAT = 1
 CHALLENGE_APDU = bytes.fromhex("0084000004")
-_KEY_ORDER = [r for r in ALL_ROLES if r != "card_master"] + ["card_master"]
+_KEY_ORDER = ["tac"] + [r for r in ALL_ROLES if r not in ("tac", "card_master")] + ["card_master"]
+"""WRITE KEY order: the TAC key before the purchase and load keys, so a card saved half-way through its
+personalisation never holds a money key it could not prove a transaction with (its image would be
+refused); the card master key last, as the key that protects the rest."""
 
 
 class ScriptError(ValueError):

@@ -33,8 +33,14 @@ Choices this module makes where the reference is silent (each one documented onc
   is `next_terminal_seq` (starting at 1); the PSAM increments it and persists it through `on_change`
   BEFORE it answers (a failed save answers 6581 and hands nothing out); once FFFFFFFF has been used it
   answers 9402. Any 8070 that succeeds replaces the pending purchase; a refused one changes nothing.
+* The pending purchase (the 8070 whose MAC2 the PSAM awaits) is kept in the PSAM's persistent state
+  (`PendingPurchase`: what derives its session key, never the key), saved with the sequence before 8070
+  answers, as reference section 7 lists "pending SESPK for 8072" among what a PSAM stores. So it
+  survives a reset and a new process on the same image: a torn purchase recovered by a later `ykt
+  terminal tap` verifies its MAC2 (D12: the session is gone only when another 8070 replaced it).
 * 8072 without a pending purchase: 6901 (the vendor "state machine" code, as DEBIT without INIT).
-  A correct MAC2 (constant-time comparison) consumes the pending purchase. A wrong one answers 9302,
+  A correct MAC2 (constant-time comparison) consumes the pending purchase (saved before 9000; a failed
+  save answers 6581 and keeps it). A wrong one answers 9302,
   keeps the purchase (BJ retries 8072) and is remembered in the state (`mac2_failures`: count, card
   serial, issuer, sequence), saved through `on_change` before the answer. The count is 4 bytes and
   stops at FFFFFFFF.
@@ -51,7 +57,7 @@ Choices this module makes where the reference is silent (each one documented onc
   pre-pad, reference 4.2); an 8-byte key is plain DES CBC-MAC, a 16-byte 3DES key the retail MAC
   (ISO 9797-1 alg. 3), SM4 CBC-MAC; the answer is 4 bytes. P1 00: ECB encryption of the (padded) data.
   An empty message or data shorter than the IV: 6700. Other P1: 6A86.
-* Volatile (lost at power off/reset): current DF, pending purchase, current 801A key, GET RESPONSE data.
+* Volatile (lost at power off/reset): current DF, current 801A key, GET RESPONSE data.
 """
 from __future__ import annotations
 
@@ -62,16 +68,18 @@ from typing import Any
 from apdu.command import ApduError, CommandApdu
 from apdu.dispatch import CardApplication, instruction
 from keysets.randomness import RandomSource
-from apdu.status import (SW_CONDITIONS, SW_FILE_NOT_FOUND, SW_KEY_NOT_FOUND, SW_MEMORY_FAILURE, SW_NO_CURRENT_EF, SW_WRONG_DATA, SW_WRONG_LENGTH, SW_WRONG_OFFSET, SW_WRONG_P1P2, CardError)
+from apdu.status import (SW_CONDITIONS, SW_FILE_NOT_FOUND, SW_KEY_NOT_FOUND, SW_NO_CURRENT_EF, SW_WRONG_DATA, SW_WRONG_LENGTH, SW_WRONG_OFFSET, SW_WRONG_P1P2, CardError)
 from ykt_card.status import SW_COUNTER_MAX, SW_KEY_INDEX_UNSUPPORTED, SW_MAC_INVALID, SW_STATE
 from keysets import (PURCHASE_TYPES, Algorithm, KeySet, PurchaseSession, diversify, pad80, tac_key)
 from keysets.keyset import Use
 
+from ykt_card.persistence import MemoryFailure, persist
 from ykt_card.layouts.names import KEY_TYPE_TAC, PSAM_DF_TUNION, PSAM_KEY_TYPES, PSAM_MF
 from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
 
 __all__ = [
-    "ATR", "FIRST_TERMINAL_SEQ", "SEQ_EXHAUSTED", "MAC2_FAILURES_MAX", "PsamStateError", "Mac2Failures", "PsamState", "PsamOS",
+    "ATR", "FIRST_TERMINAL_SEQ", "SEQ_EXHAUSTED", "MAC2_FAILURES_MAX", "PsamStateError", "Mac2Failures",
+    "PendingPurchase", "PsamState", "PsamOS",
     "raw_mac", "state_summary",
 ]
 
@@ -114,6 +122,22 @@ class Mac2Failures:
     last_terminal_seq: int | None = None
 
 
+@dataclass(frozen=True)
+class PendingPurchase:
+    """The purchase an 8070 signed and whose MAC2 the PSAM awaits: the inputs of its session key (which
+    key set, the card's diversification factors, its random and counter, the terminal sequence) and the
+    amount MAC2 covers. Persisted instead of the session key: the image keeps no derived secret."""
+
+    algorithm_id: int
+    key_version: int
+    serial: bytes
+    issuer_id: bytes | None
+    random: bytes
+    card_counter: int
+    terminal_seq: int
+    amount: int
+
+
 @dataclass
 class PsamState:
     """Everything the PSAM keeps across power cycles (its EEPROM). Build one with psam.issue.issue_psam.
@@ -127,6 +151,7 @@ class PsamState:
     keysets: tuple[KeySet, ...]
     next_terminal_seq: int = FIRST_TERMINAL_SEQ
     mac2_failures: Mac2Failures = field(default_factory=Mac2Failures)
+    pending_purchase: PendingPurchase | None = None
 
     # -- views -----------------------------------------------------------------------------------
     @property
@@ -174,6 +199,40 @@ class PsamState:
         if isinstance(seq, bool) or not isinstance(seq, int) or not FIRST_TERMINAL_SEQ <= seq <= SEQ_EXHAUSTED:
             raise PsamStateError("next_terminal_seq", f"{seq!r} out of range 1..{SEQ_EXHAUSTED:X}")
         _check_mac2_failures(self.mac2_failures)
+        if self.pending_purchase is not None:
+            _check_pending(self, self.pending_purchase)
+
+    def purchase_session(self) -> PurchaseSession | None:
+        """The session key of the pending purchase, derived again from its inputs (None: none pending)."""
+        p = self.pending_purchase
+        if p is None:
+            return None
+        ks = self.purchase_keyset(p.algorithm_id, p.key_version)
+        assert ks is not None, "validate() checks the pending purchase's key set"
+        factors = _factors(ks, p.serial, p.issuer_id)
+        assert factors is not None, "validate() checks the pending purchase's factors"
+        dpk = diversify(ks.algorithm, ks.entry("purchase").key.value, factors)
+        return PurchaseSession.derive(ks.algorithm, dpk, p.random, p.card_counter, p.terminal_seq)
+
+
+def _check_pending(state: PsamState, p: PendingPurchase) -> None:
+    """A pending purchase the PSAM can derive a session for, handed out before the next sequence."""
+    ks = state.purchase_keyset(p.algorithm_id, p.key_version)
+    if ks is None:
+        raise PsamStateError("pending_purchase.key_version",
+                             f"no key set has algorithm {p.algorithm_id:02X} and purchase key version "
+                             f"{p.key_version:02X}")
+    if _factors(ks, p.serial, p.issuer_id) is None:
+        raise PsamStateError("pending_purchase.issuer_id", "the factors differ from the key set's diversification")
+    if len(p.random) != 4:
+        raise PsamStateError("pending_purchase.random", "must be 4 bytes")
+    if not 0 <= p.card_counter <= 0xFFFF:
+        raise PsamStateError("pending_purchase.card_counter", f"{p.card_counter} does not fit 2 bytes")
+    if not 0 <= p.amount <= 0xFFFFFFFF:
+        raise PsamStateError("pending_purchase.amount", f"{p.amount} does not fit 4 bytes")
+    if not FIRST_TERMINAL_SEQ <= p.terminal_seq < state.next_terminal_seq:
+        raise PsamStateError("pending_purchase.terminal_seq",
+                             f"{p.terminal_seq} was not handed out yet (next_terminal_seq {state.next_terminal_seq})")
 
 
 def _check_files(state: PsamState) -> None:
@@ -306,6 +365,7 @@ class PsamOS(CardApplication):
         self.state = state
         self.random = random if random is not None else RandomSource()
         self.on_change = on_change
+        self.memory_failure: MemoryFailure | None = None
         self._reset_volatile()
 
     # -- the Card OS seam ------------------------------------------------------------------------
@@ -333,7 +393,7 @@ class PsamOS(CardApplication):
     def _reset_volatile(self) -> None:
         self._df = PSAM_MF
         self._current_ef: int | None = None
-        self._pending: _AwaitingMac2 | None = None
+        self._pending: _AwaitingMac2 | None = _awaiting(self.state)
         self._key: _WorkingKey | None = None
         self._response = b""
         self._offered = b""
@@ -370,16 +430,12 @@ class PsamOS(CardApplication):
             raise CardError(SW_WRONG_P1P2)
 
     def _save(self, undo: Callable[[], None]) -> None:
-        """Persist the state before answering; on failure undo the change and answer 6581."""
-        if self.on_change is None:
-            return
+        """Persist the state before answering; on failure undo the change and answer 6581 (the seam the
+        card shares, ykt_card.persistence); `memory_failure` keeps the latest failure for the owner."""
         try:
-            self.on_change(self.state)
-        except OSError:
-            undo()
-            raise CardError(SW_MEMORY_FAILURE, "the PSAM state could not be saved") from None
-        except BaseException:
-            undo()
+            persist(self.on_change, self.state, undo)
+        except MemoryFailure as failure:
+            self.memory_failure = failure
             raise
 
     # -- files -----------------------------------------------------------------------------------
@@ -479,10 +535,14 @@ class PsamOS(CardApplication):
         dpk = diversify(ks.algorithm, ks.entry("purchase").key.value, factors)
         session = PurchaseSession.derive(ks.algorithm, dpk, random4, counter, seq)
         mac1 = session.mac1(amount, tx_type, self.state.terminal_id, tx_datetime)
-        self.state.next_terminal_seq = seq + 1
+        state = self.state
+        before = state.pending_purchase
+        state.next_terminal_seq = seq + 1
+        state.pending_purchase = PendingPurchase(algorithm_id, key_version, serial, issuer, random4, counter, seq,
+                                                 amount)
 
         def undo() -> None:
-            self.state.next_terminal_seq = seq
+            state.next_terminal_seq, state.pending_purchase = seq, before
         self._save(undo)
         self._pending = _AwaitingMac2(session, amount, serial, issuer, seq)
         return seq.to_bytes(4, "big") + mac1
@@ -498,6 +558,13 @@ class PsamOS(CardApplication):
         if pending is None:
             raise CardError(SW_STATE, "no purchase pending (8070 first)")
         if pending.session.verify_mac2(cmd.data, pending.amount):
+            state = self.state
+            before = state.pending_purchase
+            state.pending_purchase = None
+
+            def consumed_undo() -> None:
+                state.pending_purchase = before
+            self._save(consumed_undo)
             self._pending = None
             return None
         before = replace(self.state.mac2_failures)
@@ -554,6 +621,15 @@ class PsamOS(CardApplication):
         return alg.cipher(key).encrypt(plain)
 
 
+def _awaiting(state: PsamState) -> _AwaitingMac2 | None:
+    """The purchase awaiting MAC2, from the persistent state (None when none is pending)."""
+    p = state.pending_purchase
+    session = state.purchase_session()
+    if p is None or session is None:
+        return None
+    return _AwaitingMac2(session, p.amount, p.serial, p.issuer_id, p.terminal_seq)
+
+
 def _factors(ks: KeySet, serial: bytes, issuer: bytes | None) -> list[bytes] | None:
     """The factors in the key set's order, or None when the command brought a different number.
 
@@ -583,5 +659,7 @@ def state_summary(state: PsamState) -> dict[str, Any]:
             "last_issuer_id": f.last_issuer_id.hex().upper() if f.last_issuer_id else None,
             "last_terminal_seq": f.last_terminal_seq,
         },
+        "pending_purchase": None if state.pending_purchase is None else {
+            "terminal_seq": state.pending_purchase.terminal_seq, "amount": state.pending_purchase.amount},
         "keysets": [ks.summary() for ks in state.keysets],
     }

@@ -11,6 +11,9 @@ Image (`"kind": "psam"`, `"format": 1`), hex upper case:
      "files": {"EF15": "<14 B>", "EF16": "<terminal ID, 6 B>", "EF17": "<DF 8011 EF17, 25 B>"},
      "next_terminal_seq": 1,                  # the sequence the next 8070 hands out
      "mac2_failures": {"count": 0, "last_serial": null, "last_issuer_id": null, "last_terminal_seq": null},
+     "pending_purchase": {"algorithm_id": "00", "key_version": "01", "serial": "<8 B>",
+                                 "issuer_id": "<8 B>" | null, "random": "<4 B>", "card_counter": 5,
+                                 "terminal_seq": 7, "amount": 200},   # only while an 8070 awaits its MAC2
      "keysets": [ {name, test_only, algorithm, diversification,
                    keys: {role: {index, version, value, kcv}}} ]}   # the key set file format, as JSON
 
@@ -31,11 +34,13 @@ from pydantic import BeforeValidator, model_validator
 from keysets import KeySet, KeySetError
 from keysets.keyset import Use
 from ykt_files.atomic import write_json_atomic
-from ykt_files.schema import HexBytes, IntRange, Model, UInt, problem, validate
+from ykt_files.schema import HexBytes, IntRange, Model, problem, validate
 
 from ykt_card.card.image import FormatOne, ImageError, check_envelope, read_image
 from ykt_card.layouts.psam import PsamEF15, PsamEF16, PsamEF17
-from ykt_card.psam.cos import FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED, Mac2Failures, PsamState, PsamStateError
+from ykt_card.persistence import image_saver
+from ykt_card.psam.cos import (FIRST_TERMINAL_SEQ, MAC2_FAILURES_MAX, SEQ_EXHAUSTED, Mac2Failures, PendingPurchase,
+                               PsamState, PsamStateError)
 
 __all__ = ["IMAGE_KIND", "IMAGE_FORMAT", "issue_psam", "save_psam", "load_psam", "psam_saver",
            "psam_to_doc", "psam_from_doc", "PsamStateError", "ImageError"]
@@ -126,8 +131,15 @@ def psam_to_doc(state: PsamState) -> dict[str, Any]:
         "mac2_failures": {"count": f.count, "last_serial": _hex_or_none(f.last_serial),
                           "last_issuer_id": _hex_or_none(f.last_issuer_id),
                           "last_terminal_seq": f.last_terminal_seq},
+        **({} if state.pending_purchase is None else {"pending_purchase": _pending_doc(state.pending_purchase)}),
         "keysets": [_keyset_doc(ks) for ks in state.keysets],
     }
+
+
+def _pending_doc(p: PendingPurchase) -> dict[str, Any]:
+    return {"algorithm_id": f"{p.algorithm_id:02X}", "key_version": f"{p.key_version:02X}",
+            "serial": p.serial.hex().upper(), "issuer_id": _hex_or_none(p.issuer_id), "random": p.random.hex().upper(),
+            "card_counter": p.card_counter, "terminal_seq": p.terminal_seq, "amount": p.amount}
 
 
 def _psam_keyset(value: Any) -> KeySet:
@@ -147,13 +159,28 @@ class PsamFilesDoc(Model):
 
 
 class Mac2FailuresDoc(Model):
-    count: UInt
+    count: IntRange(0, MAC2_FAILURES_MAX)
     last_serial: HexBytes(8) | None
     last_issuer_id: HexBytes(8) | None
-    last_terminal_seq: UInt | None
+    last_terminal_seq: IntRange(0, 0xFFFFFFFF) | None
 
     def build(self) -> Mac2Failures:
         return Mac2Failures(self.count, self.last_serial, self.last_issuer_id, self.last_terminal_seq)
+
+
+class PendingPurchaseDoc(Model):
+    algorithm_id: HexBytes(1)
+    key_version: HexBytes(1)
+    serial: HexBytes(8)
+    issuer_id: HexBytes(8) | None
+    random: HexBytes(4)
+    card_counter: IntRange(0, 0xFFFF)
+    terminal_seq: IntRange(FIRST_TERMINAL_SEQ, 0xFFFFFFFF)
+    amount: IntRange(0, 0xFFFFFFFF)
+
+    def build(self) -> PendingPurchase:
+        return PendingPurchase(self.algorithm_id[0], self.key_version[0], self.serial, self.issuer_id, self.random,
+                               self.card_counter, self.terminal_seq, self.amount)
 
 
 class PsamImage(Model):
@@ -164,6 +191,7 @@ class PsamImage(Model):
     files: PsamFilesDoc
     next_terminal_seq: IntRange(FIRST_TERMINAL_SEQ, SEQ_EXHAUSTED)
     mac2_failures: Mac2FailuresDoc
+    pending_purchase: PendingPurchaseDoc | None = None     # images written before it was kept: none pending
     keysets: list[Annotated[Any, BeforeValidator(_psam_keyset)]]
 
     @model_validator(mode="after")
@@ -175,7 +203,8 @@ class PsamImage(Model):
     def build(self) -> PsamState:
         return PsamState(ef15=self.files.EF15, ef16=self.files.EF16, ef17=self.files.EF17,
                          keysets=tuple(self.keysets), next_terminal_seq=self.next_terminal_seq,
-                         mac2_failures=self.mac2_failures.build())
+                         mac2_failures=self.mac2_failures.build(),
+                         pending_purchase=None if self.pending_purchase is None else self.pending_purchase.build())
 
 
 _STATE_FIELDS = {attr: f"files.{name}" for attr, name in _FILE_NAMES.items()}
@@ -208,7 +237,6 @@ def load_psam(path: str | Path) -> PsamState:
 
 
 def psam_saver(path: str | Path) -> Callable[[PsamState], None]:
-    """The `on_change` callback of `PsamOS` that saves the image after every change."""
-    def save(state: PsamState) -> None:
-        save_psam(path, state)
-    return save
+    """The `on_change` callback of `PsamOS` that saves the image after every change; a failed save raises
+    `ImageSaveError` naming this image and the cause (the PSAM then undoes the change and answers 6581)."""
+    return image_saver("PSAM image", path, save_psam)
