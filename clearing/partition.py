@@ -30,7 +30,6 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +43,8 @@ from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME,
                       KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
                       MEDIUM, QrRideLine, card_of_json_line)
 from .records import CITY, OPERATOR
+from .jobs import (ACQUIRER, FIXED, LINE_BITS, N, OLD, PH, RECORD_COLUMNS, SPILL_COLUMNS, FileJob,
+                   PartitionJob, PartitionResult)
 from .sequences import SeqBits
 from .records import TAC as TAC_FIELD
 from .terminals import TerminalRegistry
@@ -52,61 +53,15 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
            "SPILL_COLUMNS",
            "LINE_BITS"]
 
-LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
 TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
-
-# A spill tuple: the record's fields (records.FIELDS_OF_TUPLE), then the arrival number, the acquiring
-# party, the reason bits known before judging, the partition hash, and the stored reasons of an earlier
-# record (None for a new one).
-SPILL_COLUMNS = FIELDS_OF_TUPLE + ("n", "acquirer", "fixed", "ph", "reasons")
-N, ACQUIRER, FIXED, PH, OLD = range(len(FIELDS_OF_TUPLE), len(SPILL_COLUMNS))
-# A record in the store: the record's fields up to `mode` (city, operator and line went into the acquirer),
-# then n, acquirer, fixed and the reasons. The CSV rows for the bulk load follow this order.
-RECORD_COLUMNS = FIELDS_OF_TUPLE[:CITY] + ("n", "acquirer", "fixed", "reasons")
 _SORT_KEY = operator.itemgetter(CARD, KIND, COUNTER, N)
 
 
 def partition_hash(card_no: bytes) -> int:
     """The stable hash that partitions cards (the same in every process and every run)."""
     return zlib.crc32(card_no)
-
-
-@dataclass(frozen=True)
-class FileJob:
-    idx: int                 # the store's file index (arrival order across runs)
-    path: str
-    fmt: str                 # 'jsonl' or 'csv'
-
-
-@dataclass(frozen=True)
-class PartitionJob:
-    worker: int
-    workers: int
-    buckets: int
-    files: tuple[FileJob, ...]
-    keysets: tuple[str, ...]         # key set files (loaded in the worker: keys never cross a pipe)
-    terminals: str | None            # terminal registry file, or None: terminals are not checked
-    spill: str                       # this worker's scratch folder
-    history: str | None              # the store to read earlier records from (None: no earlier records)
-    qr_roots: str | None = None      # the QR root store (None: a QR ride's chain cannot be checked)
-
-
-@dataclass
-class PartitionResult:
-    records_csv: list[str]
-    updates_csv: str
-    malformed_csv: str
-    qr_csv: str                      # QR rides: n, digest, terminal, datetime, amount, issuer, platform, city,
-    records: int = 0                 # failed check, detail (clearing.qr)
-    malformed: int = 0
-    qr_rides: int = 0
-    virtual_cards: set[str] = field(default_factory=set)             # cards whose records say medium virtual
-    no_keyset: dict[str, int] = field(default_factory=dict)
-    lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
-    sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
-    collisions: set[tuple[str, int]] = field(default_factory=set)    # (terminal, sequence) seen twice here
 
 
 _LENGTH = struct.Struct("<I")

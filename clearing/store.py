@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from .judge import BIT
-from .partition import LINE_BITS, RECORD_COLUMNS, SPILL_COLUMNS, PartitionResult
+from .jobs import LINE_BITS, RECORD_COLUMNS, SPILL_COLUMNS, PartitionResult
 from .qr import QR_REPLAY
 from .records import TORN
 from .sequences import SeqBits, collisions, merge
