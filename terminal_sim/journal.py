@@ -811,6 +811,11 @@ class MemoryJournal:
 
     def resolve(self, torn_id: int, outcome: Outcome, context: Mapping[str, Any] | None = None, *,
                 flag: str | None = None) -> int:
+        self._settle(torn_id, outcome, flag)
+        return self.append(outcome, context)
+
+    def _settle(self, torn_id: int, outcome: Outcome, flag: str | None) -> None:
+        """Close the pending torn record `torn_id` with `outcome` of the same card (and flag the card)."""
         entry = self._pending.get(torn_id)
         if entry is None:
             raise JournalError(f"record {torn_id}: not a pending torn record")
@@ -820,7 +825,6 @@ class MemoryJournal:
         del self._pending[torn_id]
         if flag is not None:
             self.flag_card(outcome.card_no, flag)
-        return self.append(outcome, context)
 
     def pending_for(self, card_no: str) -> list[JournalEntry]:
         return [e for e in self._pending.values() if e.outcome.card_no == card_no]

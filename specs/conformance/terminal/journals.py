@@ -75,15 +75,7 @@ class FailingJournal(MemoryJournal):
     def resolve(self, torn_id: int, outcome: Any, context: Mapping[str, Any] | None = None, *,
                 flag: str | None = None) -> int:
         self._maybe_fail("resolve")
-        entry = self._pending.get(torn_id)
-        if entry is None:
-            raise JournalError(f"record {torn_id}: not a pending torn record")
-        if entry.outcome.card_no != outcome.card_no:
-            raise JournalError(f"record {torn_id}: belongs to card {entry.outcome.card_no}, the outcome to "
-                               f"card {outcome.card_no}")
-        del self._pending[torn_id]
-        if flag is not None:
-            self.flag_card(outcome.card_no, flag)
+        self._settle(torn_id, outcome, flag)
         return MemoryJournal.append(self, outcome, context)     # the settling record itself is not `record`
 
     def pending_for(self, card_no: str) -> list[JournalEntry]:
