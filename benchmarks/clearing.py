@@ -19,6 +19,7 @@ small day end to end.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import json
 import os
 import random
@@ -152,7 +153,7 @@ def main() -> int:
     ap = standard_arguments(__doc__.splitlines()[0], 20.0)
     ap.add_argument("--records", type=int, default=None, help="records in the day (default: sized by --seconds)")
     ap.add_argument("--cards", type=int, default=None, help="distinct cards (default: a quarter of the records)")
-    ap.add_argument("--data", type=Path, default=Path("/tmp/ykt-clearing-bench"))
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "ykt-clearing-bench")
     ap.add_argument("--memory", action="store_true", help="also compare peak memory at 4x the records, same cards")
     ap.add_argument("--memory-only", action="store_true", help="only the memory comparison")
     args = ap.parse_args()

@@ -32,7 +32,7 @@ from typing import Annotated, Literal, Optional
 
 import msgspec
 
-from terminal_sim.outcome import CARD_ONLY_FIELDS, FIELDS, MAX_CODE_BYTES, QR_FIELDS
+from terminal_sim.outcome import CARD_ONLY_FIELDS, FIELDS, MAX_CODE_BYTES, QR_FIELDS, REQUIRED_BY_STATUS
 
 from .qr import QrRide
 
@@ -180,19 +180,10 @@ def _text_verdict(r: "ClearingRecord") -> bool | None:
     return verdict
 
 
-_REQUIRED_BY_STATUS: dict[str, tuple[str, ...]] = {
-    "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
-                 "key_version", "algorithm", "tac"),
-    "recovered": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
-                  "key_version", "algorithm", "tac"),
-    "torn": ("reason", "card_no", "amount", "card_counter"),
-    "declined": ("reason",),
-    "failed": ("reason",),
-}
 # What the platform needs of a failed record that carries a TAC (money moved): enough to recompute it.
 _REQUIRED_FAILED_WITH_TAC = ("card_no", "issuer_id", "amount", "balance_before", "card_counter", "key_version",
                              "algorithm")
-_GET_REQUIRED = {status: operator.attrgetter(*names) for status, names in _REQUIRED_BY_STATUS.items()}
+_GET_REQUIRED = {status: operator.attrgetter(*names) for status, names in REQUIRED_BY_STATUS.items()}
 _GET_FAILED_WITH_TAC = operator.attrgetter(*_REQUIRED_FAILED_WITH_TAC)
 
 
@@ -307,7 +298,7 @@ def check(r: ClearingRecord) -> tuple:
         raise Malformed("type: missing")
     present = _GET_REQUIRED[status](r)
     if present is None or (type(present) is tuple and None in present):
-        raise Malformed(f"{_missing(r, _REQUIRED_BY_STATUS[status])}: required for a {status} outcome")
+        raise Malformed(f"{_missing(r, REQUIRED_BY_STATUS[status])}: required for a {status} outcome")
     purchase = r.type != "02"
     if purchase and status in ("approved", "recovered", "torn") and r.terminal_seq is None:
         raise Malformed(f"terminal_seq: required for a {status} outcome")

@@ -133,7 +133,7 @@ _QR_REQUIRED_BY_STATUS = {
     "declined": ("reason", "qr_code"),
 }
 
-_REQUIRED_BY_STATUS = {
+REQUIRED_BY_STATUS: dict[str, tuple[str, ...]] = {  # a card record's fields each status needs (clearing too)
     "approved": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
                  "key_version", "algorithm", "tac"),
     "recovered": ("card_no", "issuer_id", "amount", "balance_before", "balance_after", "card_counter",
@@ -202,7 +202,7 @@ class OutcomeRecord(Model):
                 raise problem("only a QR ride record (medium qr) has it", at=name)
         if self.type is None:
             raise problem("required (every card outcome has a transaction type)", at="type")
-        required = _REQUIRED_BY_STATUS[self.status]
+        required = REQUIRED_BY_STATUS[self.status]
         if self.type in ("06", "09") and self.status in ("approved", "recovered", "torn"):
             required += ("terminal_seq",)
         for name in required:
