@@ -50,10 +50,10 @@ personalisation against `--profile`; destructive: leaves the card unusable, runs
 TOPIC_TAGS = (
     "identification", "files", "balance", "load", "purchase", "capp", "proof", "sm", "block", "pin",
     "commands", "tearing", "limits", "negative", "3des", "sm4", "dual", "counters", "terminal",
-    "prechecks", "recovery", "lists", "records", "fares", "robustness", "metro", "bus", "mac2",
+    "prechecks", "recovery", "lists", "records", "fares", "robustness", "metro", "bus", "mac2", "qr",
 )
 STATUS_PATTERN = re.compile(r"[0-9A-F]{2}([0-9A-F]{2}|[0-9A-F]x|xx)")
-REFERENCE_PATTERN = re.compile(r"(D([1-9]|1[0-8])|§\d+(\.\d+)*)")
+REFERENCE_PATTERN = re.compile(r"(D([1-9]|1[0-8])|(mobile\.md )?§\d+(\.\d+)*)")
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,8 @@ class Case(Model):
             raise problem(f"{self.id!r}: case IDs are TU-CARD-NNN or TU-TERM-NNN", at="id")
         for i, ref in enumerate(self.reference):
             if not REFERENCE_PATTERN.fullmatch(ref):
-                raise problem(f"{ref!r}: a decision D1..D18 or a section of tunion.md (§3.3)",
+                raise problem(f"{ref!r}: a decision D1..D18, a section of tunion.md (§3.3) or of mobile.md "
+                              "(mobile.md §1.5)",
                               at=f"reference[{i}]")
         for i, tag in enumerate(self.tags):
             if tag not in LEVEL_TAGS and tag not in TOPIC_TAGS:
@@ -240,7 +241,8 @@ class Ics(Model):
 
     name, vendor, version, notes: identity; algorithms: 3des/sm4; modes: the terminal profile names it
     implements (bus-flat, …); fare: fen, the flat fare (or a taxi meter amount); optional: recovery,
-    blacklist, load, discounts, capp, clock (with `clock_option`, the option that sets its time).
+    blacklist, load, discounts, capp, clock (with `clock_option`, the option that sets its time), qr (it
+    scans MOT QR codes: `terminal.scan(code, amount)`, its profile's qr table).
     Terminal suite extras: recovery_window (s, D12's 120 when absent), blacklisted_cards (card numbers
     on its black list), list_version (the black list version its records carry), keeps_psam_session
     (whether the PSAM session of a torn purchase survives until the card returns, D12: in-process
@@ -256,7 +258,7 @@ class Ics(Model):
     algorithms: list[Literal["3des", "sm4"]] = Field(default_factory=list)
     modes: list[str] = Field(default_factory=list)
     fare: int | None = Field(default=None, ge=0)
-    optional: list[Literal["recovery", "blacklist", "load", "discounts", "capp", "clock"]] = Field(
+    optional: list[Literal["recovery", "blacklist", "load", "discounts", "capp", "clock", "qr"]] = Field(
         default_factory=list)
     clock_option: str | None = None
     recovery_window: int | None = Field(default=None, ge=1, le=86400)

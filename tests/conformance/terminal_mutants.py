@@ -369,3 +369,28 @@ MUTANTS: tuple[ValidatorMutant, ...] = (
                     "metro-exit", "TU-TERM-061", r"does not charge the maximum fare",
                     (("terminal_sim.fares", "metro_exit_fare", _max_fare_ignored),)),
 )
+
+
+# -- the QR path's mutants (the QR cases, TU-TERM-200..218, against ykt:bus-qr) ------------------------
+
+def _user_sig_unchecked(original):
+    def user_sig(ctx):
+        return "user signature not checked"
+    return user_sig
+
+
+def _replay_forgotten(original):
+    def replay(self, ctx):
+        return "code not seen before"
+    return replay
+
+
+QR_MUTANTS: tuple[ValidatorMutant, ...] = (
+    ValidatorMutant("user_sig_unchecked", "never checks the phone's signature on a QR code", "bus-qr",
+                    "TU-TERM-203", r"does not check the user's signature on the code",
+                    (("ykt_qr.verify", "_user_sig", _user_sig_unchecked),)),
+    ValidatorMutant("replay_forgotten", "never looks up the QR codes it accepted (replay)", "bus-qr",
+                    "TU-TERM-210", r"does not remember the codes it accepted",
+                    (("ykt_qr.verify", "Verifier._replay", _replay_forgotten),)),
+)
+"""Kept apart from MUTANTS: they are judged by the QR cases only (tests/conformance/test_terminal_qr.py)."""

@@ -176,6 +176,14 @@ class TerminalSession:
             return self.ics.suite_psam
         return self.ics is None or self.ics.psam is None
 
+    def takes_qr(self, mode: str) -> bool:
+        """Whether the suite can show this terminal QR codes: an in-process DUT (a program run per tap
+        has no scanner the suite reaches) whose mode's profile has a qr table, and, with an ICS, that
+        claims the optional feature `qr`."""
+        if self.dut.kind == "command" or self.profile(mode).qr is None:
+            return False
+        return self.ics is None or "qr" in self.ics.optional
+
     def accepts_suite_journal(self) -> bool:
         """Whether a case may give the DUT a journal the suite controls (ICS suite_journal; by default
         ykt's in-process validator only: the seam lets another terminal keep its own journal)."""
@@ -308,6 +316,7 @@ class TerminalCase:
         self.profile = session.profile(mode)
         self.cards: dict[str, TestCard] = {}
         self.psam: Any = None                   # the case's test PSAM (specs.conformance.terminal.psams)
+        self.qr: Any = None                     # the case's QR code maker (specs.conformance.terminal.qr_codes)
         self.initial: dict[str, CardView] = {}
         self.taps: list[TapRecord] = []
         self.exchange: list[Exchanged] = []

@@ -9,6 +9,7 @@ Three adapters (`--dut`):
 
       FACTORY(profile, psam_reader, card_reader, journal=None, clock=None, rng=None) -> terminal
       terminal.tap(amount=None) -> outcome   (an object with to_dict(), a dict, or a JSON string)
+      terminal.scan(code, amount=None) -> outcome   (only for the QR cases: a profile with a qr table)
 
   profile: the terminal_sim.profile.TerminalProfile of the mode (a shipped profile name the ICS lists);
   psam_reader: the DUT's PSAM (ICS `psam`, a reader string; else a virtual PSAM issued from the run's
@@ -84,6 +85,10 @@ class TerminalDut:
 
     def tap(self, card: TestCard, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
         raise NotImplementedError
+
+    def scan(self, code: bytes, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
+        """Show the terminal's scanner a QR code (mobile.md §1.5): the outcome of the ride."""
+        raise NotApplicable(f"a {self.kind} DUT has no scanner the suite can show a QR code")
 
     def use_psam(self, psam_reader: Reader) -> None:
         """This case's terminal works with `psam_reader` (a PSAM the suite controls), before any tap."""
@@ -212,6 +217,15 @@ class InProcessDut(TerminalDut):
             return TapResult(None, f"tap() raised {type(exc).__name__}: {exc}")
         finally:
             self.slot.remove()
+
+    def scan(self, code: bytes, amount: int | None, mode: str, now: _dt.datetime) -> TapResult:
+        scan = getattr(self.terminal, "scan", None)
+        if scan is None:
+            raise NotApplicable(f"the terminal of mode {mode} has no scan(code, amount): it takes no QR code")
+        try:
+            return TapResult(_as_dict(scan(code, amount) if amount is not None else scan(code)))
+        except Exception as exc:  # noqa: BLE001 - a terminal's failure is a finding, not a suite crash
+            return TapResult(None, f"scan() raised {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -9,7 +9,9 @@ and claimed in the ICS; its modes need a mode the DUT claims; its features need 
 list (`recovery`, `blacklist`, `load`, `discounts`, `capp`); `time` needs a clock the suite can move
 (in-process DUTs always; command DUTs whose ICS claims `clock`, or `--real-time`); `exact_time` a clock
 the suite sets to the second (not `--real-time`); `psam_session` a terminal whose PSAM still holds a
-torn purchase's session when the card returns (in-process DUTs; command DUTs whose ICS says so).
+torn purchase's session when the card returns (in-process DUTs; command DUTs whose ICS says so); `qr`
+a terminal the suite can show QR codes (`scan`): an in-process DUT whose profile has a qr table (and,
+with an ICS, that claims `qr`).
 """
 from __future__ import annotations
 
@@ -143,6 +145,10 @@ class TerminalSuite:
                 if not session.accepts_suite_journal():
                     return None, ("gives the terminal a journal the suite controls: an in-process DUT whose ICS "
                                   "allows it (suite_journal)")
+            elif feature == "qr":
+                if not session.takes_qr(mode):
+                    return None, ("shows the terminal QR codes: an in-process DUT whose profile has a qr table "
+                                  f"(mode {mode} has none, or the ICS does not claim qr)")
             elif feature == "psam_session":
                 if not session.keeps_psam_session():
                     return None, ("needs a terminal whose PSAM keeps a torn purchase's session until the card "

@@ -1,6 +1,7 @@
 """The terminal suite's actions and checks: each a function with a pydantic parameter model.
 
-Actions: `tap` (present a test card, let the terminal transact, take it away), `wait` (time passes:
+Actions: `tap` (present a test card, let the terminal transact, take it away), `scan` (show the
+terminal's scanner a QR code of a named personality, made now with ykt's TEST PKI: qr_codes), `wait` (time passes:
 the suite's clock moves, or with --real-time the suite waits), `tap_each_profile` (a valid card of
 every shipped issuance profile, one after the other).
 
@@ -15,16 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from keysets import Algorithm, load_tac, purchase_tac
 from specs.catalog import SHELVES
 from ykt_card.layouts import EF1ABus, EF1AMetro, LayoutError, by_sfi
-from ykt_files.schema import Model
+from terminal_sim.qr import unix_seconds
+from ykt_files.schema import Model, problem
 
 from ..results import Exchanged, Inconclusive
 from .context import AMOUNT_FLOWS, TapRecord, TerminalCase, command_name
 from .personalities import CardParams
+from .qr_codes import QR_PERSONALITIES, QrCodes
 from .psams import (PsamNotSentParams, PsamSequenceParams, check_psam_not_sent, check_psam_sequence,
                     psam_exchange)
 
@@ -49,6 +52,21 @@ class TapParams(Model):
 
     card: str
     amount: Expr | None = None
+
+
+class ScanParams(Model):
+    """Show the scanner a code of personality `code` (qr_codes.QR_PERSONALITIES); `amount` the fare (fen or
+    expression; default the terminal's own fare)."""
+
+    code: str
+    amount: Expr | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> "ScanParams":
+        if self.code not in QR_PERSONALITIES:
+            raise problem(f"{self.code!r}: not a QR code personality (known: {', '.join(QR_PERSONALITIES)})",
+                          at="code")
+        return self
 
 
 class WaitParams(Model):
@@ -91,6 +109,25 @@ def tap(ctx: TerminalCase, p: TapParams) -> TapRecord:
     return record
 
 
+def scan(ctx: TerminalCase, p: ScanParams) -> TapRecord:
+    """One scan, recorded as a tap without card (its outcome is judged by `outcome` like a tap's)."""
+    amount = ctx.value(p.amount) if p.amount is not None else None
+    number = len(ctx.taps) + 1
+    ctx.phase = f"scan {number} ({p.code})"
+    clock = ctx.s.clock
+    now = clock.peek() if hasattr(clock, "peek") else clock.now()
+    if ctx.qr is None:
+        ctx.qr = QrCodes(ctx.s.rng.fork(f"qr codes {ctx.mode}"))
+    code = ctx.qr.make(p.code, unix_seconds(now))
+    result = ctx.s.dut.scan(code, amount, ctx.mode, now)
+    record = TapRecord(number, f"code {p.code}", amount, None, None, result, [],  # type: ignore[arg-type]
+                       now.strftime("%Y%m%d%H%M%S"))
+    ctx.taps.append(record)
+    if result.outcome is not None:
+        ctx.vars[f"tap{number}"] = result.outcome
+    return record
+
+
 def wait(ctx: TerminalCase, p: WaitParams) -> None:
     seconds = ctx.value(p.seconds)
     ctx.phase = f"wait {seconds} s"
@@ -121,6 +158,7 @@ def tap_each_profile(ctx: TerminalCase, p: EachParams, defect: str | None = None
 
 ACTIONS: dict[str, tuple[type[Model] | None, Callable[..., Any]]] = {
     "tap": (TapParams, tap),
+    "scan": (ScanParams, scan),
     "wait": (WaitParams, wait),
     "tap_each_profile": (EachParams, tap_each_profile),
 }
