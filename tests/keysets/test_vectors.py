@@ -1,4 +1,4 @@
-"""Known-answer tests: every vector of shared/reference/vectors.json through the named functions."""
+"""Known-answer tests: every vector of the project's copy, tests/data/reference/vectors.json, through the named functions."""
 import pytest
 
 from keysets import (
