@@ -11,7 +11,7 @@ from .records import CITY, FIELDS_OF_TUPLE
 from .sequences import SeqBits
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "LINE_BITS", "SPILL_COLUMNS", "RECORD_COLUMNS",
-           "N", "ACQUIRER", "FIXED", "PH", "OLD"]
+           "RECORD_TYPES", "N", "ACQUIRER", "FIXED", "PH", "OLD"]
 
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 
@@ -23,6 +23,15 @@ N, ACQUIRER, FIXED, PH, OLD = range(len(FIELDS_OF_TUPLE), len(SPILL_COLUMNS))
 # A record in the store: the record's fields up to `mode` (city, operator and line went into the acquirer),
 # then n, acquirer, fixed and the reasons. The CSV rows for the bulk load follow this order.
 RECORD_COLUMNS = FIELDS_OF_TUPLE[:CITY] + ("n", "acquirer", "fixed", "reasons")
+# Their SQL types: the store's table, and the Parquet files a worker writes for the bulk load.
+RECORD_TYPES = {
+    "card": "VARCHAR", "kind": "TINYINT", "counter": "INTEGER", "status": "TINYINT", "type": "TINYINT",
+    "issuer": "VARCHAR", "amount": "BIGINT", "balance_before": "BIGINT", "balance_after": "BIGINT",
+    "overdraft": "BIGINT", "terminal": "VARCHAR", "seq": "BIGINT", "datetime": "VARCHAR", "key_version": "SMALLINT",
+    "algorithm": "VARCHAR", "tac": "VARCHAR", "mode": "VARCHAR", "n": "BIGINT", "acquirer": "VARCHAR",
+    "fixed": "INTEGER", "reasons": "INTEGER",
+}
+assert tuple(RECORD_TYPES) == RECORD_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class PartitionJob:
 
 @dataclass
 class PartitionResult:
-    records_csv: list[str]
+    record_files: list[str]          # Parquet, one per bucket (RECORD_COLUMNS)
     updates_csv: str
     malformed_csv: str
     qr_csv: str                      # QR rides: n, digest, terminal, datetime, amount, issuer, platform, city,

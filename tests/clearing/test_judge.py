@@ -95,3 +95,57 @@ def test_an_open_grey_record_holds_its_counter_and_either_balance():
 def test_a_grey_record_uploaded_twice_is_no_duplicate():
     rows = [rec(1, 10, 1000, 200, status="torn"), rec(7, 10, 1000, 200, status="torn")]
     assert judge(rows) == {1: ["grey-open"], 7: ["grey-open"]}
+
+
+# -- the column-wise screen: a card it lets through is one judge_card finds nothing wrong with ---------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from clearing.judge import cards_to_judge  # noqa: E402
+from clearing.records import AFTER, AMOUNT, BEFORE, CARD, COUNTER, KIND, STATUS  # noqa: E402
+
+
+@st.composite
+def bucket(draw) -> list[tuple]:
+    """Several cards' records, mostly plain, with the faults the screen must notice drawn in."""
+    rows, n = [], 0
+    for c in range(draw(st.integers(1, 6))):
+        counter, balance = draw(st.integers(0, 5)), draw(st.integers(0, 3000))
+        for _ in range(draw(st.integers(1, 6))):
+            n += 1
+            fault = draw(st.sampled_from(["none"] * 6 + ["gap", "dup", "chain", "self", "torn", "load", "nobal"]))
+            load = fault == "load"
+            amount = draw(st.integers(1, 500))
+            counter += 2 if fault == "gap" else 0 if fault == "dup" and n > 1 else 1
+            before = balance + (7 if fault == "chain" else 0)
+            after = (before + amount if load else before - amount) + (1 if fault == "self" else 0)
+            r = rec(n, counter, None if fault == "nobal" else before, amount, load=load,
+                    status="torn" if fault == "torn" else "approved", after=None if fault == "nobal" else after)
+            rows.append((f"0310487030000000000{c}",) + r[1:])
+            balance = after
+    return sorted(rows, key=lambda r: (r[CARD], r[KIND], r[COUNTER], r[-1]))
+
+
+@given(bucket())
+@settings(max_examples=300, deadline=None)
+def test_the_screen_sends_every_card_with_a_reason_to_judge_card(rows):
+    cols = list(zip(*rows))
+    chosen = cards_to_judge(cols[CARD], cols[KIND], cols[COUNTER], cols[STATUS], cols[AMOUNT], cols[BEFORE],
+                            cols[AFTER])
+    judged = {i for start, end in chosen for i in range(start, end)}
+    starts = [i for i in range(len(rows)) if i == 0 or rows[i][CARD] != rows[i - 1][CARD]]
+    for start, end in zip(starts, starts[1:] + [len(rows)]):
+        masks = judge_card(rows[start:end], [0] * (end - start))
+        if start not in judged:
+            assert not any(masks), rows[start:end]          # let through: nothing wrong with it
+            assert not judged & set(range(start, end))
+        else:
+            assert (start, end) in chosen                   # whole cards, never part of one
+
+
+def test_the_screen_judges_a_card_with_earlier_records_and_lets_plain_cards_through():
+    plain = [rec(1, 10, 1000, 200), rec(2, 11, 800, 200)]
+    cols = list(zip(*plain))
+    args = (cols[CARD], cols[KIND], cols[COUNTER], cols[STATUS], cols[AMOUNT], cols[BEFORE], cols[AFTER])
+    assert cards_to_judge(*args) == []
+    assert cards_to_judge(*args, new=[True, False]) == [(0, 2)]
+    assert cards_to_judge(*args, new=[True, True]) == []

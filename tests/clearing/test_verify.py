@@ -385,19 +385,25 @@ def test_a_run_that_stopped_while_loading_is_undone_by_the_next(tmp_path, keyset
     assert stored_records(store) == sum(len(v) for v in day.files.values())
 
 
-def test_store_rows_written_plainly_or_through_csv_read_back_the_same(tmp_path):
-    """The plain join and its csv.writer fallback (a comma or a quote in a text) load to the same values."""
-    from clearing.partition import RECORD_COLUMNS, _write_rows
+def test_store_columns_reach_the_store_typed_with_missing_values_as_null(tmp_path):
+    """A bucket's columns go through the worker's Parquet file and come back as they were: texts with commas
+    and quotes unchanged, a missing integer NULL, every column of its store type."""
+    from clearing.jobs import RECORD_COLUMNS, RECORD_TYPES, SPILL_COLUMNS
+    from clearing.partition import _RecordFiles, _store_columns
 
-    width = len(RECORD_COLUMNS)
-    clean = [tuple(["A1", None, 7, ""] + list(range(width - 4))), tuple(["B2", "x", -3, None] + [None] * (width - 4))]
-    dirty = clean + [tuple(['a,"b"', None, 1, "c"] + [0] * (width - 4))]
-    for rows in (clean, dirty):
-        path = tmp_path / "rows.csv"
-        with open(path, "w", newline="", encoding="utf-8") as out:
-            _write_rows(out, rows)
-        if rows is clean:
-            assert '"' not in path.read_text() and "None" in path.read_text()    # the plain join was taken
-        got = duckdb.sql(f"SELECT * FROM read_csv('{path}', header=false, all_varchar=true, "
-                         "nullstr=['', 'None'])").fetchall()
-        assert got == [tuple(None if v in (None, "") else str(v) for v in r) for r in rows]
+    rows = [tuple(f'a,"{i}"' if RECORD_TYPES.get(c) == "VARCHAR" else (None if c == "seq" and i else i)
+                  for c in SPILL_COLUMNS) for i in range(3)]
+    cols = list(zip(*rows))
+    columns = _store_columns(cols, [1, 2, 3], [4, 5, 6], None)
+    out = _RecordFiles()
+    out.write(columns, tmp_path / "b.parquet")
+    out.close()
+    con = duckdb.connect()
+    got = con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'b.parquet'}')").fetchall()
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{tmp_path / 'b.parquet'}')").fetchall()}
+    assert types == RECORD_TYPES
+    pos = {c: SPILL_COLUMNS.index(c) for c in RECORD_COLUMNS if c in SPILL_COLUMNS}
+    for i, row in enumerate(got):
+        expect = [rows[i][pos[c]] for c in RECORD_COLUMNS[:-2]] + [i + 1, i + 4]
+        assert list(row) == expect
+    assert got[1][RECORD_COLUMNS.index("seq")] is None
