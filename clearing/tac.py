@@ -24,8 +24,9 @@ Comparisons are constant-time; keys never leave this module's objects (no repr s
 from __future__ import annotations
 
 import hmac
+import operator
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from gmalglib.sm4 import SM4
@@ -197,55 +198,66 @@ class TacColumns:
     def padded_blocks(self, block_size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
         """(record indexes, blocks) for the purchases and the loads: for 3DES (block size 8) (n, 3) and
         (n, 4) uint64, for SM4 (16) (n, 2, 4) uint32 words for both (22 and 24 bytes, padded to 32)."""
-        loads = [i for i, t in enumerate(self.type) if t == TYPE_LOAD]
-        if not loads:
-            purchases = list(range(len(self.type)))
-        else:
-            is_load = set(loads)
-            purchases = [i for i in range(len(self.type)) if i not in is_load]
+        n = len(self.type)
+        types = np.fromiter(self.type, dtype=np.uint8, count=n)
+        is_load = types == TYPE_LOAD
+        loads = np.flatnonzero(is_load)
         out = []
-        if purchases:
-            out.append((np.array(purchases, dtype=np.intp), self._purchases(purchases, block_size)))
-        if loads:
-            out.append((np.array(loads, dtype=np.intp), self._loads(loads, block_size)))
+        if len(loads) < n:
+            purchases = np.flatnonzero(~is_load) if len(loads) else None      # None: every record
+            out.append((np.arange(n) if purchases is None else purchases,
+                        self._purchases(purchases, types, block_size)))
+        if len(loads):
+            out.append((loads, self._loads(loads, block_size)))
         return out
 
-    def _purchases(self, idx: list[int], block_size: int) -> np.ndarray:
-        n = len(idx)
-        whole = n == len(self.type)
-        pick = (lambda col: col) if whole else (lambda col: [col[i] for i in idx])
+    def _purchases(self, idx: np.ndarray | None, types: np.ndarray, block_size: int) -> np.ndarray:
+        pick = _picker(idx)
+        n = len(types) if idx is None else len(idx)
         # amount 4, type 1, terminal 6, sequence 4, time 7, 80 00 (3DES) or 80 and 9 zero bytes (SM4)
         buf = np.zeros((n, 24 if block_size == 8 else 32), dtype=np.uint8)
         buf[:, 0:4] = _be(pick(self.amount), 4)
-        buf[:, 4] = pick(self.type)
+        buf[:, 4] = types if idx is None else types[idx]
         buf[:, 5:11] = _hex_bytes(pick(self.terminal), 6)
         buf[:, 11:15] = _be(pick(self.seq), 4)
         buf[:, 15:22] = _hex_bytes(pick(self.when), 7)
         buf[:, 22] = 0x80
         return _as_blocks(buf, block_size)
 
-    def _loads(self, idx: list[int], block_size: int) -> np.ndarray:
+    def _loads(self, idx: np.ndarray, block_size: int) -> np.ndarray:
+        pick = _picker(idx)
         n = len(idx)
-        reported = []
-        for k, i in enumerate(idx):                    # the balance as INITIALIZE reports it
-            after = self.after[i]
-            if after is None:
-                after = self.before[i] + self.amount[i]
-            value = after + self.overdraft[i]
-            if not 0 <= value <= 0xFFFFFFFF:           # no card MACed that: the TAC cannot verify
-                self.valid[i] = False
-                value = 0
-            reported.append(value)
+        after = pick(self.after)
+        if None in after:                                   # a failed record: balance before + amount
+            after = [a if a is not None else b + m for a, b, m in zip(after, pick(self.before), pick(self.amount))]
+        # the balance as INITIALIZE reports it; out of 4 bytes no card MACed it: the TAC cannot verify
+        reported = (np.fromiter(after, dtype=np.int64, count=n)
+                    + np.fromiter(pick(self.overdraft), dtype=np.int64, count=n))
+        outside = (reported < 0) | (reported > 0xFFFFFFFF)
+        if outside.any():
+            self.valid[idx[outside]] = False
+            reported[outside] = 0
         buf = np.zeros((n, 32), dtype=np.uint8)       # balance 4, counter 2, amount 4, 02, terminal 6, time 7, 80 ..
                                                       # (the same 32 bytes in 8- and in 16-byte blocks)
-        buf[:, 0:4] = _be(reported, 4)
-        buf[:, 4:6] = _be([self.counter[i] for i in idx], 2)
-        buf[:, 6:10] = _be([self.amount[i] for i in idx], 4)
+        buf[:, 0:4] = reported.astype(">u4").view(np.uint8).reshape(n, 4)
+        buf[:, 4:6] = _be(pick(self.counter), 2)
+        buf[:, 6:10] = _be(pick(self.amount), 4)
         buf[:, 10] = TYPE_LOAD
-        buf[:, 11:17] = _hex_bytes([self.terminal[i] for i in idx], 6)
-        buf[:, 17:24] = _hex_bytes([self.when[i] for i in idx], 7)
+        buf[:, 11:17] = _hex_bytes(pick(self.terminal), 6)
+        buf[:, 17:24] = _hex_bytes(pick(self.when), 7)
         buf[:, 24] = 0x80
         return _as_blocks(buf, block_size)
+
+
+def _picker(idx: np.ndarray | None) -> Callable[[Sequence], Sequence]:
+    """The values of a column at the indexes (None: the whole column), picked in C (itemgetter), not in a
+    Python loop."""
+    if idx is None:
+        return lambda col: col
+    if len(idx) == 1:
+        i = int(idx[0])
+        return lambda col: (col[i],)
+    return operator.itemgetter(*idx.tolist())
 
 
 class TacVerifier:
