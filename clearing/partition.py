@@ -393,8 +393,9 @@ class _Tacs:
 
     def fixed_bits(self, rows: list[tuple]) -> list[int]:
         """The fixed reason bits of every row of a bucket sorted by card, the TAC bit decided for the new
-        ones: the 3DES-family records of each key set in one batch (`TacVerifier.des_tacs_verify`), SM4
-        records card by card (`check`). Earlier records keep their stored bits."""
+        ones: the records of each key set in one batch (`TacVerifier.des_tacs_verify` or
+        `sm4_tacs_verify`), those without a key set by `check` (which counts them). Earlier records keep
+        their stored bits."""
         fixed = [r[FIXED] for r in rows]
         batches: dict[int, tuple[KeySet, list[int]]] = {}
         routes: dict[tuple, list[int] | None] = {}        # (algorithm, version) -> its batch, or None: one by one
@@ -406,8 +407,7 @@ class _Tacs:
             batch = routes.get(key, False)
             if batch is False:
                 ks = self._keyset(r)
-                batch = routes[key] = (None if ks is None or ks.algorithm is Algorithm.SM4
-                                       else batches.setdefault(id(ks), (ks, []))[1])
+                batch = routes[key] = None if ks is None else batches.setdefault(id(ks), (ks, []))[1]
             if batch is not None:
                 batch.append(i)
                 continue
@@ -419,14 +419,14 @@ class _Tacs:
         for ks, idxs in batches.values():
             for at in range(0, len(idxs), TAC_BATCH):        # a few MB of arrays at a time, whatever the bucket
                 part = idxs[at:at + TAC_BATCH]
-                ok = self._des_batch(ks, [rows[i] for i in part])
+                ok = self._tac_batch(ks, [rows[i] for i in part])
                 for i, good in zip(part, ok.tolist()):
                     if not good:
                         fixed[i] |= TAC
         return fixed
 
-    def _des_batch(self, ks: KeySet, batch: list[tuple]):
-        """Whether each record's TAC verifies, for records of one 3DES-family key set (sorted by card)."""
+    def _tac_batch(self, ks: KeySet, batch: list[tuple]):
+        """Whether each record's TAC verifies, for records of one key set (sorted by card), in numpy lanes."""
         cols = list(zip(*batch))
         issuers, numbers = cols[ISSUER], cols[CARD]
         change = np.empty(len(batch), dtype=bool)         # a new (issuer, card) pair starts here
@@ -437,7 +437,8 @@ class _Tacs:
         cards = [(issuers[i], numbers[i]) for i in np.flatnonzero(change).tolist()]
         columns = TacColumns(cols[TYPE], cols[AMOUNT], cols[AFTER], cols[OVERDRAFT], cols[COUNTER], cols[TERMINAL],
                              cols[SEQ], cols[DATETIME], cols[TAC_FIELD], balance_before=cols[BEFORE])
-        return self.verifier.des_tacs_verify(ks, cards, card_of, columns)
+        verify = self.verifier.sm4_tacs_verify if ks.algorithm is Algorithm.SM4 else self.verifier.des_tacs_verify
+        return verify(ks, cards, card_of, columns)
 
     def check(self, r: tuple) -> int:
         """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
