@@ -7,15 +7,19 @@ other (the one check across cards, terminal sequence duplicates, is a set operat
 
 Two passes, with memory bounded by one bucket, not by the input:
 
-1. **read** every new file once, keep the lines of this worker's cards: decode and check each
-   (`records`), route it to its bucket, spill buckets to disk (``marshal``, fast and private);
-   malformed lines are written out with their reason; a QR ride (no card: routed by its line) has its code
-   checked here (`qr.QrChecker`) and is written out with its verdict for the store, which finds replays;
-2. **judge** bucket by bucket (the last one never left memory): load it with the history of its cards from
-   the store (earlier runs), sort by card, kind, counter and arrival, recompute the bucket's TACs (3DES
-   cards all together in numpy lanes, `tac.TacVerifier.des_tacs_verify`; SM4 cards one context per
-   card), judge each card (`judge.judge_card`), and write the records with their reason bits as CSV for
-   the store's bulk load, plus the changed verdicts of earlier records.
+1. **read** every new file once, keep the lines of this worker's cards and route each to its bucket by
+   the card number found in the raw line: the lines of the last bucket are decoded and checked at once
+   (`records`), those of the other buckets are spilled to disk as they were read (`_Spill`), so every
+   line is parsed once; malformed lines are written out with their reason; a QR ride (no card: routed by
+   its line) has its code checked here (`qr.QrChecker`) and is written out with its verdict for the
+   store, which finds replays;
+2. **judge** bucket by bucket (the one kept in memory first, then each spilled one, parsed as it is read
+   back): load it with the history of its cards from the store (earlier runs), sort by card, kind,
+   counter and arrival, recompute the bucket's TACs (3DES and SM4 cards all together in numpy lanes,
+   `tac.TacVerifier.des_tacs_verify` / `sm4_tacs_verify`), screen its cards column-wise
+   (`judge.cards_to_judge`) and judge the ones that need it card by card (`judge.judge_card`), and write
+   the new records with their reason bits as a typed Parquet file for the store's bulk load, plus the
+   changed verdicts of earlier records.
 
 `run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
 process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
@@ -36,7 +40,7 @@ import numpy as np
 
 from keysets import Algorithm, KeySet
 
-from .tac import TacColumns, tac_input_padded
+from .tac import TacColumns
 from .judge import BIT, TAC, cards_to_judge, judge_card
 from .qr import QrChecker, QrRide
 from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
@@ -312,8 +316,8 @@ def _judge_bucket(rows: list[tuple], tacs: "_Tacs", write_update) -> dict[str, n
     Returns the new records' store columns (`jobs.RECORD_COLUMNS`); earlier records whose verdict changed
     go to `write_update`."""
     rows.sort(key=_SORT_KEY)
-    fixed = tacs.fixed_bits(rows)
     cols = list(zip(*rows)) if rows else [()] * len(SPILL_COLUMNS)
+    fixed = tacs.fixed_bits(rows, cols)
     olds = cols[OLD]
     history = olds.count(None) != len(olds)
     reasons = list(fixed)
@@ -371,97 +375,81 @@ def _sql_path(path: Path) -> str:
 
 
 class _Tacs:
-    """TAC checks of one card at a time: one `CardTac` per key set the card's records use."""
+    """The TAC checks of a bucket: its records grouped by key set, each group MACed in numpy lanes."""
 
     def __init__(self, keysets: list[KeySet]) -> None:
         from .tac import TacVerifier
 
         self.verifier = TacVerifier(keysets)
         self._keysets: dict[tuple[str, int | None], KeySet | None] = {}
-        self._cards: dict[tuple[str, int | None], object] = {}   # this card's contexts by algorithm, version
         self.no_keyset: dict[str, int] = {}
 
-    def forget_card(self) -> None:
-        self._cards.clear()
+    def fixed_bits(self, rows: list[tuple], cols: list[tuple]) -> list[int]:
+        """The fixed reason bits of every row of a bucket sorted by card (`cols`: its columns), the TAC bit
+        decided for the new ones: the records of each key set in batches of numpy lanes
+        (`TacVerifier.des_tacs_verify` or `sm4_tacs_verify`), those without a key set by `check` (which
+        counts them as unverifiable). Earlier records keep their stored bits; grey records have no TAC."""
+        fixed = list(cols[FIXED])
+        total = len(fixed)
+        keys = set(zip(cols[ALGORITHM], cols[KEY_VERSION]))
+        whole = len(keys) == 1 and cols[OLD].count(None) == total and TORN not in cols[STATUS]
+        if whole:                                       # the common bucket: one key set, nothing to leave out
+            groups = [(next(iter(keys)), None)]
+        else:
+            algorithms = np.array(cols[ALGORITHM], dtype=object)
+            versions = np.array(cols[KEY_VERSION], dtype=object)
+            wanted = (np.equal(np.array(cols[OLD], dtype=object), None)
+                      & (np.array(cols[STATUS], dtype=np.int64) != TORN))
+            groups = [(key, np.flatnonzero(wanted & (algorithms == key[0]) & np.equal(versions, key[1])))
+                      for key in sorted(keys, key=repr)]
+        for key, idx in groups:
+            ks = self._keyset(key)
+            if ks is None:
+                for i in (range(total) if idx is None else idx.tolist()):
+                    fixed[i] = self.unverifiable(rows[i])
+                continue
+            for at in range(0, total if idx is None else len(idx), TAC_BATCH):   # a few MB of arrays at a time
+                part = np.arange(at, min(total, at + TAC_BATCH)) if idx is None else idx[at:at + TAC_BATCH]
+                ok = self._tac_batch(ks, cols, part, whole)
+                for i in part[~ok].tolist():
+                    fixed[i] |= TAC
+        return fixed
 
-    def _keyset(self, r: tuple) -> KeySet | None:
-        key = (r[ALGORITHM], r[KEY_VERSION])
+    def _keyset(self, key: tuple[str, int | None]) -> KeySet | None:
         ks = self._keysets.get(key, False)
         if ks is False:
             ks = self._keysets[key] = self.verifier.keyset(*key)
         return ks
 
-    def fixed_bits(self, rows: list[tuple]) -> list[int]:
-        """The fixed reason bits of every row of a bucket sorted by card, the TAC bit decided for the new
-        ones: the records of each key set in one batch (`TacVerifier.des_tacs_verify` or
-        `sm4_tacs_verify`), those without a key set by `check` (which counts them). Earlier records keep
-        their stored bits."""
-        fixed = [r[FIXED] for r in rows]
-        batches: dict[int, tuple[KeySet, list[int]]] = {}
-        routes: dict[tuple, list[int] | None] = {}        # (algorithm, version) -> its batch, or None: one by one
-        card = None
-        for i, r in enumerate(rows):
-            if r[OLD] is not None or r[STATUS] == TORN:
-                continue
-            key = (r[ALGORITHM], r[KEY_VERSION])
-            batch = routes.get(key, False)
-            if batch is False:
-                ks = self._keyset(r)
-                batch = routes[key] = None if ks is None else batches.setdefault(id(ks), (ks, []))[1]
-            if batch is not None:
-                batch.append(i)
-                continue
-            if r[CARD] != card:
-                self.forget_card()
-                card = r[CARD]
-            fixed[i] = self.check(r)
-        self.forget_card()
-        for ks, idxs in batches.values():
-            for at in range(0, len(idxs), TAC_BATCH):        # a few MB of arrays at a time, whatever the bucket
-                part = idxs[at:at + TAC_BATCH]
-                ok = self._tac_batch(ks, [rows[i] for i in part])
-                for i, good in zip(part, ok.tolist()):
-                    if not good:
-                        fixed[i] |= TAC
-        return fixed
-
-    def _tac_batch(self, ks: KeySet, batch: list[tuple]):
-        """Whether each record's TAC verifies, for records of one key set (sorted by card), in numpy lanes."""
-        cols = list(zip(*batch))
-        issuers, numbers = cols[ISSUER], cols[CARD]
-        change = np.empty(len(batch), dtype=bool)         # a new (issuer, card) pair starts here
+    def _tac_batch(self, ks: KeySet, cols: list[tuple], part: np.ndarray, contiguous: bool) -> np.ndarray:
+        """Whether each record at `part` verifies its TAC, for records of one key set (sorted by card), in
+        numpy lanes; `contiguous`: `part` is a range, its columns are slices."""
+        if contiguous:
+            lo, hi = int(part[0]), int(part[-1]) + 1
+            pick = lambda col: col[lo:hi]                                  # noqa: E731
+        elif len(part) == 1:
+            pick = lambda col: (col[int(part[0])],)                         # noqa: E731
+        else:
+            pick = operator.itemgetter(*part.tolist())
+        issuers, numbers = pick(cols[ISSUER]), pick(cols[CARD])
+        change = np.empty(len(part), dtype=bool)          # a new (issuer, card) pair starts here
         change[0] = True
-        a, b = np.array(numbers), np.array(issuers)
+        a, b = np.array(numbers, dtype=object), np.array(issuers, dtype=object)
         change[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
         card_of = np.cumsum(change) - 1                   # a pair seen again later just derives its key twice
         cards = [(issuers[i], numbers[i]) for i in np.flatnonzero(change).tolist()]
-        columns = TacColumns(cols[TYPE], cols[AMOUNT], cols[AFTER], cols[OVERDRAFT], cols[COUNTER], cols[TERMINAL],
-                             cols[SEQ], cols[DATETIME], cols[TAC_FIELD], balance_before=cols[BEFORE])
+        columns = TacColumns(pick(cols[TYPE]), pick(cols[AMOUNT]), pick(cols[AFTER]), pick(cols[OVERDRAFT]),
+                             pick(cols[COUNTER]), pick(cols[TERMINAL]), pick(cols[SEQ]), pick(cols[DATETIME]),
+                             pick(cols[TAC_FIELD]), balance_before=pick(cols[BEFORE]))
         verify = self.verifier.sm4_tacs_verify if ks.algorithm is Algorithm.SM4 else self.verifier.des_tacs_verify
         return verify(ks, cards, card_of, columns)
 
-    def check(self, r: tuple) -> int:
-        """The record's fixed reason bits with the TAC bit decided (grey records have no TAC to check)."""
-        fixed = r[FIXED]
-        if r[STATUS] == TORN:
-            return fixed
-        key = (r[ALGORITHM], r[KEY_VERSION])
-        card_tac = self._cards.get(key)
-        if card_tac is None:
-            ks = self._keysets.get(key, False)
-            if ks is False:
-                ks = self._keysets[key] = self.verifier.keyset(*key)
-            if ks is None:
-                label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
-                self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
-                return fixed | TAC
-            card_tac = self._cards[key] = self.verifier.card(ks, r[ISSUER], r[CARD])
-        after = r[AFTER] if r[AFTER] is not None else r[BEFORE] + r[AMOUNT]
-        padded = tac_input_padded(card_tac.block_size, r[TYPE], r[AMOUNT], after, r[OVERDRAFT], r[COUNTER],
-                                  r[TERMINAL], r[SEQ], r[DATETIME])
-        if padded is not None and card_tac.verifies(padded, r[TAC_FIELD]):
-            return fixed
-        return fixed | TAC
+    def unverifiable(self, r: tuple) -> int:
+        """A record no key set covers: it cannot be verified, so its TAC fails; counted per algorithm and
+        version for the run's summary."""
+        label = f"{r[ALGORITHM]} key version {r[KEY_VERSION]}"
+        self.no_keyset[label] = self.no_keyset.get(label, 0) + 1
+        return r[FIXED] | TAC
 
 
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
