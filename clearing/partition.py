@@ -27,7 +27,9 @@ input's bytes twice: once read, once judged.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import operator
 import os
 import struct
@@ -60,7 +62,6 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
 TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
-_SORT_KEY = operator.itemgetter(CARD, KIND, COUNTER, N)
 
 
 def partition_hash(card_no: bytes) -> int:
@@ -315,7 +316,7 @@ def _judge_bucket(rows: list[tuple], tacs: "_Tacs", write_update) -> dict[str, n
     (`judge.cards_to_judge`), only the others judged card by card, in kind, counter and arrival order.
     Returns the new records' store columns (`jobs.RECORD_COLUMNS`); earlier records whose verdict changed
     go to `write_update`."""
-    rows.sort(key=_SORT_KEY)
+    rows = _sorted(rows)
     cols = list(zip(*rows)) if rows else [()] * len(SPILL_COLUMNS)
     fixed = tacs.fixed_bits(rows, cols)
     olds = cols[OLD]
@@ -331,6 +332,26 @@ def _judge_bucket(rows: list[tuple], tacs: "_Tacs", write_update) -> dict[str, n
                 write_update((rows[i][N], fixed[i], fixed[i] | jm))
     keep = np.flatnonzero(np.equal(np.array(olds, dtype=object), None)) if history else None
     return _store_columns(cols, fixed, reasons, keep)
+
+
+_GET_CARD, _GET_KIND, _GET_COUNTER, _GET_N = (operator.itemgetter(i) for i in (CARD, KIND, COUNTER, N))
+
+
+def _sorted(rows: list[tuple]) -> list[tuple] | tuple[tuple, ...]:
+    """The rows by card, kind, counter and arrival: numpy's lexsort over integer keys (a card's key is
+    the order it was first seen in), half the time of sorting the rows by a key tuple."""
+    total = len(rows)
+    if total < 2:
+        return rows
+    cards = list(map(_GET_CARD, rows))
+    first_seen = dict.fromkeys(cards)
+    for code, card in enumerate(first_seen):
+        first_seen[card] = code
+    order = np.lexsort((np.fromiter(map(_GET_N, rows), dtype=np.int64, count=total),
+                        np.fromiter(map(_GET_COUNTER, rows), dtype=np.int64, count=total),
+                        np.fromiter(map(_GET_KIND, rows), dtype=np.int64, count=total),
+                        np.fromiter(map(first_seen.__getitem__, cards), dtype=np.int64, count=total)))
+    return operator.itemgetter(*order.tolist())(rows)
 
 
 def _store_columns(cols: list[tuple], fixed: list[int], reasons: list[int],
@@ -452,8 +473,27 @@ class _Tacs:
         return r[FIXED] | TAC
 
 
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """A partition makes millions of tuples, strings and integers and no reference cycle: the cyclic
+    collector would only walk every live row again each time the bucket grows by a quarter (measured:
+    about 2 us a record). Reference counting still frees everything as before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
     """Read and judge one worker's partition of the cards; the results are files for the store's bulk load."""
+    with _without_cycle_collection():
+        return _run_partition(job, progress)
+
+
+def _run_partition(job: PartitionJob, progress: Callable[[int], None]) -> PartitionResult:
     folder = Path(job.spill)
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
