@@ -262,7 +262,9 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
 
     if len(parts) == 1 and in_process:
         return [run_partition(parts[0], advance)]
-    ctx = multiprocessing.get_context("spawn")
+    # fork where there is one: a worker starts with the parent's modules instead of importing them again
+    # (about 0.7 s of CPU a worker); the parent holds no open store and no thread of its own here.
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     messages = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(p, messages), daemon=True) for p in parts]
     for proc in procs:
