@@ -396,7 +396,8 @@ class _RecordFiles:
 
     def write(self, columns: dict[str, np.ndarray], path: Path) -> None:
         bucket = columns  # noqa: F841  (DuckDB reads the local variable by its name)
-        self.con.execute(f"COPY (SELECT {self.select} FROM bucket) TO '{_sql_path(path)}' (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 32768)")
+        self.con.execute(f"COPY (SELECT {self.select} FROM bucket) TO '{_sql_path(path)}' "
+                         "(FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 32768)")
 
     def close(self) -> None:
         self.con.close()
