@@ -462,6 +462,7 @@ class JsonReader:
     """JSON Lines: one outcome object per line."""
 
     def parse(self, line: bytes) -> tuple:
+        """The record's tuple; Malformed naming the first fault; QrRideLine for a well-formed QR ride."""
         done = _fast_parse(line)
         return _reference_parse(line) if done is None else done
 

@@ -64,11 +64,10 @@ def test_the_fast_path_takes_each_kind_of_well_formed_card_record(name):
     json.dumps(dict(BUS, tac="5707bc0c")), json.dumps(dict(BUS, reason="a note")),
     json.dumps(dict(BUS, city=None)), json.dumps(dict(TORN, tac=None)), json.dumps(dict(BUS, qr_code=None)),
     json.dumps(dict(BUS, status="declined", reason="black list")), json.dumps(RIDE),
-    json.dumps(dict(BUS, tac="\u0035707BC0C")).replace("5707BC0C", "\\u0035707BC0C"),
 ])
 def test_what_the_fast_path_leaves_to_the_reference(line):
     """Lower case, a reason on an approved record, nulls, QR fields, a declined record, a QR ride: the reference's."""
-    assert records._fast_parse(line.encode()) is None or "\\u0035" in line
+    assert records._fast_parse(line.encode()) is None
     assert _verdict(JsonReader().parse, line.encode()) == _verdict(records._reference_parse, line.encode())
 
 
