@@ -365,15 +365,15 @@ def _reference_parse(line: bytes) -> tuple:
 
 
 # -- the fast path: the common well-formed card record, judged mostly in C ---------------------------------
-# A second set of structs, one per status that reaches a clearing file (a tagged union on ``status``), accepts
-# only a subset of what the reference accepts: every field its status requires is required, no field takes
-# null, every text field has its exact length (or its length range), no QR field, no ``medium: "qr"``, no
-# reason where Outcome does not need one, no TAC on a torn record. msgspec checks all that in C; what is left
-# in Python is a character class per group of text fields (one byte deletion each), the even length of the
-# variable hex fields, the date-times, the terminal sequence of a purchase, the mode and a torn or failed
-# record's reason. Whatever this path does not accept outright (None) goes to `_reference_parse`, which gives
-# the verdict and the message: the fast path only ever says yes, and then with the reference's tuple
-# (tests/clearing/test_records_fast.py compares the two on generated and mutated lines).
+# A second struct accepts only a subset of what the reference accepts: no declined record, no field that is
+# null, every text field at its exact length (or in its length range), the fields every card record needs
+# required, no QR field, no ``medium: "qr"``. msgspec checks all that in C; what is left in Python is what
+# each status requires, a character class per group of text fields (one byte test each), the even length of
+# the variable hex fields, the date-times, the terminal sequence of a purchase, the mode and the reason.
+# (One struct, not a tagged union per status: the attribute reads below stay monomorphic, which pays on a
+# file that mixes statuses.) Whatever this path does not accept outright (None) goes to `_reference_parse`,
+# which gives the verdict and the message: the fast path only ever says yes, and then with the reference's
+# tuple (tests/clearing/test_records_fast.py compares the two on generated and mutated lines).
 def _sized(low: int, high: int | None = None) -> object:
     """A text of exactly `low` characters, or of `low` to `high`."""
     return Annotated[str, msgspec.Meta(min_length=low, max_length=low if high is None else high)]
@@ -382,38 +382,21 @@ def _sized(low: int, high: int | None = None) -> object:
 _FAST_OPTIONAL = (   # absent text is "" (an empty string is too short, so it cannot be given)
     ("issuer_id", _sized(16), ""), ("balance_before", _S32, None), ("balance_after", _S32, None),
     ("overdraft_limit", _U24, 0), ("terminal_seq", _U32, None), ("key_version", _U8, None),
-    ("algorithm", Literal["3des", "sm4"], None), ("mac2_verified", bool, None), ("list_version", _sized(10), ""),
-    ("mode", Literal["bus", "metro", "ferry", "taxi", "load"], None), ("city", _sized(4), ""),
-    ("operator", _sized(4), ""), ("line", _sized(4), ""), ("station", _sized(2, 16), ""),
+    ("algorithm", Literal["3des", "sm4"], None), ("tac", _sized(8), None), ("mac2_verified", bool, None),
+    ("list_version", _sized(10), ""), ("mode", Literal["bus", "metro", "ferry", "taxi", "load"], None),
+    ("city", _sized(4), ""), ("operator", _sized(4), ""), ("line", _sized(4), ""), ("station", _sized(2, 16), ""),
     ("vehicle", _sized(1, 8), ""), ("direction", Literal["AB", "BA"], None), ("card_type", _sized(2), ""),
     ("full_fare", _U32, None), ("entry_city", _sized(4), ""), ("entry_station", _sized(2, 16), ""),
     ("entry_terminal", _sized(2, 16), ""), ("entry_time", _sized(14), ""),
-    ("medium", Literal["physical", "virtual"], None),
+    ("medium", Literal["physical", "virtual"], None), ("reason", str, None),
 )
-_FAST_ALWAYS = (("terminal_id", _sized(12)), ("datetime", _sized(14)), ("type", Literal["02", "06", "09"]),
-                ("card_no", _sized(20)), ("amount", _U32), ("card_counter", _U16))
-_FAST_REQUIRED = {   # beyond _FAST_ALWAYS, per status (REQUIRED_BY_STATUS, and what a failed TAC needs)
-    "approved": ("issuer_id", "balance_before", "balance_after", "key_version", "algorithm", "tac"),
-    "recovered": ("issuer_id", "balance_before", "balance_after", "key_version", "algorithm", "tac"),
-    "torn": ("reason",),
-    "failed": ("reason", "tac", "issuer_id", "balance_before", "key_version", "algorithm"),
-}
-_FAST_TYPES = dict(((n, t) for n, t, _ in _FAST_OPTIONAL), tac=_sized(8), reason=str)
-
-
-def _fast_struct(status: str) -> type:
-    """The fast struct of one status: its tag; ``code`` its STATUS_CODES; tac and reason None unless fields."""
-    required = _FAST_REQUIRED[status]
-    fields = [*_FAST_ALWAYS, *((n, _FAST_TYPES[n]) for n in required),
-              *(f for f in _FAST_OPTIONAL if f[0] not in required)]
-    absent = {n: None for n in ("tac", "reason") if n not in required}     # read as None, refused if given
-    return msgspec.defstruct(f"_Fast{status.capitalize()}", fields, namespace={"code": STATUS_CODES[status], **absent},
-                             tag_field="status", tag=status, kw_only=True, forbid_unknown_fields=True, gc=False)
-
-
-_FAST_STRUCTS = tuple(_fast_struct(status) for status in _FAST_REQUIRED)
-assert all(set(s.__struct_fields__) < set(FIELDS) for s in _FAST_STRUCTS), "a fast field that is no outcome field"
-_decode_fast = msgspec.json.Decoder(Union[_FAST_STRUCTS]).decode   # type: ignore[valid-type]
+_FAST_ALWAYS = (("status", Literal["approved", "recovered", "torn", "failed"]), ("terminal_id", _sized(12)),
+                ("datetime", _sized(14)), ("type", Literal["02", "06", "09"]), ("card_no", _sized(20)),
+                ("amount", _U32), ("card_counter", _U16))
+_FastRecord = msgspec.defstruct("_FastRecord", [*_FAST_ALWAYS, *_FAST_OPTIONAL], kw_only=True,
+                                forbid_unknown_fields=True, gc=False)
+assert set(_FastRecord.__struct_fields__) < set(FIELDS), "a fast field that is no outcome field"
+_decode_fast = msgspec.json.Decoder(_FastRecord).decode
 # bytes.translate maps each byte: 0 marks a byte that is not upper-case hex (bytes.isdigit is ASCII only)
 _NOT_UPPER_HEX = bytes(b if chr(b) in "0123456789ABCDEF" else 0 for b in range(256))
 _MINUTES: dict[str, bool] = {}   # YYYYMMDDhhmm -> a real date, hour and minute (a day has 1,440)
@@ -433,6 +416,14 @@ def _fast_parse(line: bytes) -> tuple | None:
         r = _decode_fast(line)
     except msgspec.DecodeError:
         return None
+    # what each status requires (REQUIRED_BY_STATUS, and what a failed record's TAC needs); no TAC when torn
+    status, tac = r.status, r.tac
+    if status == "torn":
+        if tac is not None or r.reason is None:
+            return None
+    elif tac is None or r.balance_before is None or r.key_version is None or r.algorithm is None \
+            or not r.issuer_id or (r.reason is None if status == "failed" else r.balance_after is None):
+        return None
     kind, seq, mode = r.type, r.terminal_seq, r.mode
     purchase = kind != "02"
     if (purchase and seq is None) or (mode is not None and purchase == (mode == "load")):
@@ -440,7 +431,7 @@ def _fast_parse(line: bytes) -> tuple | None:
     # the text fields by class: digits; upper-case hex (lower case is accepted, upper-cased, by the reference)
     station, entry_station, entry_terminal = r.station, r.entry_station, r.entry_terminal
     if not "".join((r.datetime, r.card_no, r.list_version, r.city, r.entry_city, r.entry_time)).encode().isdigit() \
-            or 0 in "".join((r.terminal_id, r.issuer_id, r.tac or "", r.operator, r.line, station, r.card_type,
+            or 0 in "".join((r.terminal_id, r.issuer_id, tac or "", r.operator, r.line, station, r.card_type,
                              entry_station, entry_terminal)).encode().translate(_NOT_UPPER_HEX) \
             or (len(station) | len(entry_station) | len(entry_terminal)) & 1:
         return None
@@ -452,9 +443,9 @@ def _fast_parse(line: bytes) -> tuple | None:
     reason = r.reason
     if reason is not None and (not reason.strip() or _CONTROL.search(reason)):
         return None
-    return (r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, r.code, _TYPE_CODES[kind],
-            r.issuer_id, r.amount, r.balance_before, r.balance_after, r.overdraft_limit, r.terminal_id, seq, dt,
-            r.key_version, r.algorithm, r.tac, mode, r.city or None, r.operator or None, r.line or None,
+    return (r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+            _TYPE_CODES[kind], r.issuer_id, r.amount, r.balance_before, r.balance_after, r.overdraft_limit,
+            r.terminal_id, seq, dt, r.key_version, r.algorithm, tac, mode, r.city or None, r.operator or None, r.line or None,
             "virtual" if r.medium == "virtual" else None)
 
 

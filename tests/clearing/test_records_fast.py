@@ -61,12 +61,12 @@ def test_the_fast_path_takes_each_kind_of_well_formed_card_record(name):
 
 
 @pytest.mark.parametrize("line", [
-    json.dumps(dict(BUS, tac="5707bc0c")), json.dumps(dict(BUS, reason="a note")),
+    json.dumps(dict(BUS, tac="5707bc0c")), json.dumps(dict(BUS, status="torn", reason="r")),
     json.dumps(dict(BUS, city=None)), json.dumps(dict(TORN, tac=None)), json.dumps(dict(BUS, qr_code=None)),
     json.dumps(dict(BUS, status="declined", reason="black list")), json.dumps(RIDE),
 ])
 def test_what_the_fast_path_leaves_to_the_reference(line):
-    """Lower case, a reason on an approved record, nulls, QR fields, a declined record, a QR ride: the reference's."""
+    """Lower case, a TAC on a torn record, nulls, QR fields, a declined record, a QR ride: the reference's."""
     assert records._fast_parse(line.encode()) is None
     assert _verdict(JsonReader().parse, line.encode()) == _verdict(records._reference_parse, line.encode())
 
@@ -235,6 +235,20 @@ def test_every_text_field_at_its_bounds_reads_as_the_reference_reads():
                     assert reference == ("accepted", done), line
                 assert _verdict(JsonReader().parse, line) == reference, line
     assert fast > 400          # the fast path did meet these lines
+
+
+@pytest.mark.parametrize("status", ["approved", "declined", "torn", "recovered", "failed"])
+def test_each_field_missing_or_null_under_each_status_reads_as_the_reference_reads(status):
+    """Deterministic: what each status requires, field by field (absent, or given as null)."""
+    for name, template in TEMPLATES.items():
+        base = dict(template, status=status)
+        for field in sorted(base):
+            for record in ({k: v for k, v in base.items() if k != field}, dict(base, **{field: None})):
+                line = json.dumps(record).encode()
+                done = records._fast_parse(line)
+                reference = _verdict(records._reference_parse, line)
+                assert done is None or reference == ("accepted", done), line
+                assert _verdict(JsonReader().parse, line) == reference, line
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATES))
