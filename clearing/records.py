@@ -393,8 +393,9 @@ _FAST_OPTIONAL = (   # absent text is "" (an empty string is too short, so it ca
 _FAST_ALWAYS = (("status", Literal["approved", "recovered", "torn", "failed"]), ("terminal_id", _sized(12)),
                 ("datetime", _sized(14)), ("type", Literal["02", "06", "09"]), ("card_no", _sized(20)),
                 ("amount", _U32), ("card_counter", _U16))
-_FastRecord = msgspec.defstruct("_FastRecord", [*_FAST_ALWAYS, *_FAST_OPTIONAL], kw_only=True,
-                                forbid_unknown_fields=True, gc=False)
+_FastRecord = msgspec.defstruct(   # in the outcome's key order, which msgspec reads fastest
+    "_FastRecord", sorted([*_FAST_ALWAYS, *_FAST_OPTIONAL], key=lambda field: FIELDS.index(field[0])),
+    kw_only=True, forbid_unknown_fields=True, gc=False)
 assert set(_FastRecord.__struct_fields__) < set(FIELDS), "a fast field that is no outcome field"
 _decode_fast = msgspec.json.Decoder(_FastRecord).decode
 # bytes.translate maps each byte: 0 marks a byte that is not upper-case hex (bytes.isdigit is ASCII only)
