@@ -3,9 +3,12 @@
 A clearing file holds the design's "Outcome / clearing record" (JSON Lines, or CSV with a header of the
 outcome field names). The verifier reads millions of them, so it does not build an ``Outcome`` per line:
 msgspec decodes each line straight into a typed struct (types, ranges, choices and unknown fields are
-checked in C), and every text field is checked at once by the line's shape (`_text_verdict`). Only a line that fails takes
-the slow path that names the field and the reason. ``tests/clearing/test_records.py`` proves that this
-accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two deliberate differences:
+checked in C), and every text field is checked at once by the line's shape (`_text_verdict`); `check` then
+applies the rules field by field and names the first fault. A JSON line first tries a faster path
+(`_fast_parse`): structs per status that leave even less to Python, and that only ever accept; any line it
+does not accept outright is read the straightforward way (`_reference_parse`), which decides and explains
+(``tests/clearing/test_records_fast.py`` proves the two say the same). ``tests/clearing/test_records.py`` proves
+that this accepts exactly what ``terminal_sim.outcome.Outcome`` accepts, with two deliberate differences:
 
 * the balance rule (``balance_after = balance_before -/+ amount``) is not a format fault here: it is the
   first link of the balance chain, so the verifier reports it as ``balance-chain``;
@@ -28,7 +31,7 @@ import datetime as _dt
 import functools
 import re
 import operator
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import msgspec
 
@@ -347,20 +350,113 @@ def _type_error(exc: msgspec.ValidationError) -> str:
     return f"{field}: {message[0].lower()}{message[1:]}"
 
 
+_decode_record = msgspec.json.Decoder(ClearingRecord).decode
+
+
+def _reference_parse(line: bytes) -> tuple:
+    """The straightforward reader: decode every field, then `check`; the only one that refuses or explains."""
+    try:
+        record = _decode_record(line)
+    except msgspec.ValidationError as exc:
+        raise Malformed(_type_error(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"not a JSON object: {exc}") from None
+    return check(record)
+
+
+# -- the fast path: the common well-formed card record, judged mostly in C ---------------------------------
+# A second struct accepts only a subset of what the reference accepts: no declined record, no field that is
+# null, every text field at its exact length (or in its length range), the fields every card record needs
+# required, no QR field, no ``medium: "qr"``. msgspec checks all that in C; what is left in Python is what
+# each status requires, a character class per group of text fields (one byte test each), the even length of
+# the variable hex fields, the date-times, the terminal sequence of a purchase, the mode and the reason.
+# (One struct, not a tagged union per status: the attribute reads below stay monomorphic, which pays on a
+# file that mixes statuses.) Whatever this path does not accept outright (None) goes to `_reference_parse`,
+# which gives the verdict and the message: the fast path only ever says yes, and then with the reference's
+# tuple (tests/clearing/test_records_fast.py compares the two on generated and mutated lines).
+def _sized(low: int, high: int | None = None) -> object:
+    """A text of exactly `low` characters, or of `low` to `high`."""
+    return Annotated[str, msgspec.Meta(min_length=low, max_length=low if high is None else high)]
+
+
+_FAST_OPTIONAL = (   # absent text is "" (an empty string is too short, so it cannot be given)
+    ("issuer_id", _sized(16), ""), ("balance_before", _S32, None), ("balance_after", _S32, None),
+    ("overdraft_limit", _U24, 0), ("terminal_seq", _U32, None), ("key_version", _U8, None),
+    ("algorithm", Literal["3des", "sm4"], None), ("tac", _sized(8), None), ("mac2_verified", bool, None),
+    ("list_version", _sized(10), ""), ("mode", Literal["bus", "metro", "ferry", "taxi", "load"], None),
+    ("city", _sized(4), ""), ("operator", _sized(4), ""), ("line", _sized(4), ""), ("station", _sized(2, 16), ""),
+    ("vehicle", _sized(1, 8), ""), ("direction", Literal["AB", "BA"], None), ("card_type", _sized(2), ""),
+    ("full_fare", _U32, None), ("entry_city", _sized(4), ""), ("entry_station", _sized(2, 16), ""),
+    ("entry_terminal", _sized(2, 16), ""), ("entry_time", _sized(14), ""),
+    ("medium", Literal["physical", "virtual"], None), ("reason", str, None),
+)
+_FAST_ALWAYS = (("status", Literal["approved", "recovered", "torn", "failed"]), ("terminal_id", _sized(12)),
+                ("datetime", _sized(14)), ("type", Literal["02", "06", "09"]), ("card_no", _sized(20)),
+                ("amount", _U32), ("card_counter", _U16))
+_FastRecord = msgspec.defstruct(   # in the outcome's key order, which msgspec reads fastest
+    "_FastRecord", sorted([*_FAST_ALWAYS, *_FAST_OPTIONAL], key=lambda field: FIELDS.index(field[0])),
+    kw_only=True, forbid_unknown_fields=True, gc=False)
+assert set(_FastRecord.__struct_fields__) < set(FIELDS), "a fast field that is no outcome field"
+_decode_fast = msgspec.json.Decoder(_FastRecord).decode
+# bytes.translate maps each byte: 0 marks a byte that is not upper-case hex (bytes.isdigit is ASCII only)
+_NOT_UPPER_HEX = bytes(b if chr(b) in "0123456789ABCDEF" else 0 for b in range(256))
+_MINUTES: dict[str, bool] = {}   # YYYYMMDDhhmm -> a real date, hour and minute (a day has 1,440)
+
+
+def _minute_ok(minute: str) -> bool:
+    """Remember whether YYYYMMDDhhmm is a real minute (a hostile file cannot grow the memory past a bound)."""
+    if len(_MINUTES) >= 1 << 14:
+        _MINUTES.clear()
+    ok = _MINUTES[minute] = _valid_datetime(minute + "00")
+    return ok
+
+
+def _fast_parse(line: bytes) -> tuple | None:
+    """The record's tuple when the line is a common well-formed card record in upper case; None: ask the reference."""
+    try:
+        r = _decode_fast(line)
+    except msgspec.DecodeError:
+        return None
+    # what each status requires (REQUIRED_BY_STATUS, and what a failed record's TAC needs); no TAC when torn
+    status, tac = r.status, r.tac
+    if status == "torn":
+        if tac is not None or r.reason is None:
+            return None
+    elif tac is None or r.balance_before is None or r.key_version is None or r.algorithm is None \
+            or not r.issuer_id or (r.reason is None if status == "failed" else r.balance_after is None):
+        return None
+    kind, seq, mode = r.type, r.terminal_seq, r.mode
+    purchase = kind != "02"
+    if (purchase and seq is None) or (mode is not None and purchase == (mode == "load")):
+        return None
+    # the text fields by class: digits; upper-case hex (lower case is accepted, upper-cased, by the reference)
+    station, entry_station, entry_terminal = r.station, r.entry_station, r.entry_terminal
+    if not "".join((r.datetime, r.card_no, r.list_version, r.city, r.entry_city, r.entry_time)).encode().isdigit() \
+            or 0 in "".join((r.terminal_id, r.issuer_id, tac or "", r.operator, r.line, station, r.card_type,
+                             entry_station, entry_terminal)).encode().translate(_NOT_UPPER_HEX) \
+            or (len(station) | len(entry_station) | len(entry_terminal)) & 1:
+        return None
+    vehicle, dt, et = r.vehicle, r.datetime, r.entry_time
+    if vehicle and not (vehicle.isascii() and vehicle.isprintable() and " " not in vehicle):
+        return None
+    if not (_MINUTES.get(dt[:12]) or _minute_ok(dt[:12])) or dt[12] >= "6" or (et and not _valid_datetime(et)):
+        return None
+    reason = r.reason
+    if reason is not None and (not reason.strip() or _CONTROL.search(reason)):
+        return None
+    return (r.card_no, KIND_OFFLINE if purchase else KIND_ONLINE, r.card_counter, STATUS_CODES[status],
+            _TYPE_CODES[kind], r.issuer_id, r.amount, r.balance_before, r.balance_after, r.overdraft_limit,
+            r.terminal_id, seq, dt, r.key_version, r.algorithm, tac, mode, r.city or None, r.operator or None, r.line or None,
+            "virtual" if r.medium == "virtual" else None)
+
+
 class JsonReader:
     """JSON Lines: one outcome object per line."""
 
-    def __init__(self) -> None:
-        self._decode = msgspec.json.Decoder(ClearingRecord).decode
-
     def parse(self, line: bytes) -> tuple:
-        try:
-            record = self._decode(line)
-        except msgspec.ValidationError as exc:
-            raise Malformed(_type_error(exc)) from None
-        except msgspec.DecodeError as exc:
-            raise Malformed(f"not a JSON object: {exc}") from None
-        return check(record)
+        """The record's tuple; Malformed naming the first fault; QrRideLine for a well-formed QR ride."""
+        done = _fast_parse(line)
+        return _reference_parse(line) if done is None else done
 
 
 _CARD_IN_JSON = re.compile(rb'"card_no"\s*:\s*"(\d{20})"')
