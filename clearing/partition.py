@@ -78,38 +78,41 @@ class _Spill:
     memory and every line is parsed once, in the pass that judges it. Spilling the line as read costs a
     buffered write; spilling parsed tuples (marshal) cost several microseconds a record both ways."""
 
-    FLUSH = 1 << 14          # arrival numbers held per bucket before they are written out
+    FLUSH = 1 << 12          # lines held per bucket before they are written out
     CHUNK = 4 << 20          # bytes of a bucket's lines read back at a time
 
     def __init__(self, folder: Path, buckets: int) -> None:
         self.keep = buckets - 1                       # the bucket parsed at once and judged first
         self.paths = [folder / f"bucket-{b}" for b in range(buckets - 1)]
-        self.lines = [open(f"{p}.lines", "wb", buffering=1 << 20) for p in self.paths]
+        self.lines = [open(f"{p}.lines", "wb") for p in self.paths]
         self.numbers = [open(f"{p}.n", "wb") for p in self.paths]
-        self.pending = [(array("q"), array("q")) for _ in self.paths]
+        # Per bucket, the lines waiting and their arrival numbers and hashes interleaved: pass 1 appends to
+        # these itself (a method call per line cost more than the rest of spilling it).
+        self.pending_lines: list[list[bytes]] = [[] for _ in self.paths]
+        self.pending_numbers = [array("q") for _ in self.paths]
         self.spilled = 0
 
     def add(self, bucket: int, n: int, ph: int, line: bytes) -> None:
-        if not line.endswith(b"\n"):
-            line += b"\n"
-        self.lines[bucket].write(line)
-        ns, phs = self.pending[bucket]
-        ns.append(n)
-        phs.append(ph)
-        self.spilled += 1
-        if len(ns) >= self.FLUSH:
-            self._flush(bucket)
+        """One line (what pass 1 does inline)."""
+        self.pending_lines[bucket].append(line)
+        self.pending_numbers[bucket].extend((n, ph))
+        if len(self.pending_lines[bucket]) >= self.FLUSH:
+            self.flush(bucket)
 
-    def _flush(self, bucket: int) -> None:
-        ns, phs = self.pending[bucket]
-        ns.extend(phs)                                # one record: the numbers, then their hashes
-        self.numbers[bucket].write(_LENGTH.pack(len(phs)) + ns.tobytes())
-        self.pending[bucket] = (array("q"), array("q"))
+    def flush(self, bucket: int) -> None:
+        lines, numbers = self.pending_lines[bucket], self.pending_numbers[bucket]
+        data = b"".join(lines)
+        if data.count(b"\n") != len(lines):          # a file's last line without its line feed
+            data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+        self.lines[bucket].write(data)
+        self.numbers[bucket].write(_LENGTH.pack(len(lines)) + numbers.tobytes())
+        self.spilled += len(lines)
+        self.pending_lines[bucket], self.pending_numbers[bucket] = [], array("q")
 
     def close(self) -> None:
-        for b, (ns, _) in enumerate(self.pending):
-            if ns:
-                self._flush(b)
+        for b, lines in enumerate(self.pending_lines):
+            if lines:
+                self.flush(b)
         for fh in (*self.lines, *self.numbers):
             fh.close()
 
@@ -125,15 +128,14 @@ class _Spill:
         with open(f"{path}.n", "rb") as fh:
             data = fh.read()
         os.remove(f"{path}.n")
-        ns, phs = array("q"), array("q")
+        numbers = array("q")
         at, size = 0, _LENGTH.size
         while at < len(data):
             (count,) = _LENGTH.unpack_from(data, at)
-            part = array("q", data[at + size:at + size + 16 * count])
-            ns.extend(part[:count])
-            phs.extend(part[count:])
+            numbers.frombytes(data[at + size:at + size + 16 * count])
             at += size + 16 * count
         del data
+        ns, phs = numbers[0::2], numbers[1::2]
         k = 0
         with open(f"{path}.lines", "rb") as fh:
             rest = b""
@@ -270,7 +272,8 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
     W, me, B, keep = job.workers, job.worker, job.buckets, spill.keep
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
-    take, add, crc32 = intake.take, spill.add, zlib.crc32
+    take, crc32 = intake.take, zlib.crc32
+    pending_lines, pending_numbers, flush, most = spill.pending_lines, spill.pending_numbers, spill.flush, spill.FLUSH
     json = f.fmt != "csv"
     blank = 0
     number = first - 1
@@ -305,8 +308,14 @@ def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, h
             intake.result.malformed += 1
         elif bucket == keep:
             take(n, line, ph, parse, kept, keep)
-        else:
-            add(bucket, n, ph, line)
+        else:                                    # spilled as read (`_Spill.add`, inline)
+            waiting = pending_lines[bucket]
+            waiting.append(line)
+            numbers = pending_numbers[bucket]
+            numbers.append(n)
+            numbers.append(ph)
+            if len(waiting) >= most:
+                flush(bucket)
     progress(fh.tell() - reported)
     return number - first + 1 - blank
 
