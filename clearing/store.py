@@ -118,43 +118,9 @@ class Store:
         for table in ("records", "malformed", "qr_rides"):
             self.con.execute(f"DELETE FROM {table} WHERE (n >> {LINE_BITS}) NOT IN (SELECT idx FROM files)")
 
-    def load_run(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
-        """One transaction: the partitions' records (bucket files; DuckDB writes a large transaction's rows
-        to disk as it goes, so memory stays within its limit), malformed lines, QR rides and their replays,
-        the virtual cards, changed verdicts, the duplicate check across terminals, the terminal sequences, and
-        the files."""
-        con = self.con
-        seen = self._sequences({t for r in results for t in r.sequences})
-        candidates = set().union(*(r.collisions for r in results)) | collisions([seen, *(r.sequences for r in results)])
-        for r in results:
-            merge(seen, r.sequences)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            parts = [path for r in results for path in r.record_files]
-            if parts:                   # the workers' Parquet files, typed already: one parallel scan
-                con.execute("INSERT INTO records BY NAME SELECT * FROM read_parquet(?)", [parts])
-            for r in results:
-                if os.path.getsize(r.malformed_csv):
-                    con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
-                if os.path.getsize(r.qr_csv):
-                    con.execute(f"COPY qr_rides FROM '{_sql_path(r.qr_csv)}' (FORMAT csv, HEADER false, NULLSTR '')")
-                _insert(con, "INSERT OR IGNORE INTO virtual_cards VALUES (?)", [(c,) for c in sorted(r.virtual_cards)])
-                if os.path.getsize(r.updates_csv):
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE upd AS SELECT * FROM read_csv("
-                                f"'{_sql_path(r.updates_csv)}', header=false, "
-                                f"columns={{'n': 'BIGINT', 'fixed': 'INTEGER', 'reasons': 'INTEGER'}})")
-                    con.execute("UPDATE records SET fixed = upd.fixed, reasons = upd.reasons FROM upd "
-                                "WHERE records.n = upd.n")
-            self._terminal_duplicates(candidates)
-            self._qr_replays()
-            _insert(con, "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?, ?)",
-                    [(t, *bits.state()) for t, bits in sorted(seen.items())])
-            _insert(con, "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
-                    [(f.idx, f.sha256, f.name, f.format, f.size, f.records) for f in files])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+    def begin_load(self) -> "RunLoad":
+        """Open the transaction of a run's load: partitions are added as they finish (`RunLoad.add`)."""
+        return RunLoad(self)
 
     def _sequences(self, terminals: set[str]) -> dict[str, SeqBits]:
         """The sequences earlier runs saw, for these terminals."""
@@ -257,6 +223,52 @@ class Store:
             "SELECT card, issuer, count(*), sum(amount) FROM records "
             f"WHERE reasons = 0 AND status <> {TORN} AND kind = 1 AND starts_with(datetime, ?) "
             "GROUP BY card, issuer ORDER BY card", [month]).fetchall()
+
+
+class RunLoad:
+    """A run's load into the store, one transaction, so a file is either in the store with all its verdicts
+    or not at all: each partition's records (its Parquet files: one parallel scan; DuckDB writes a large
+    transaction's rows to disk as it goes, so memory stays within its limit), malformed lines, QR rides,
+    virtual cards and changed verdicts as the partition finishes (`add`, while other partitions still
+    run), then what needs them all: the duplicate check across terminals, QR replays, the terminal
+    sequences and the files (`finish`, which commits)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.con = store, store.con
+        self.con.execute("BEGIN TRANSACTION")
+
+    def add(self, r: PartitionResult) -> None:
+        con = self.con
+        if r.record_files:
+            con.execute("INSERT INTO records BY NAME SELECT * FROM read_parquet(?)", [list(r.record_files)])
+        if os.path.getsize(r.malformed_csv):
+            con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
+        if os.path.getsize(r.qr_csv):
+            con.execute(f"COPY qr_rides FROM '{_sql_path(r.qr_csv)}' (FORMAT csv, HEADER false, NULLSTR '')")
+        _insert(con, "INSERT OR IGNORE INTO virtual_cards VALUES (?)", [(c,) for c in sorted(r.virtual_cards)])
+        if os.path.getsize(r.updates_csv):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE upd AS SELECT * FROM read_csv("
+                        f"'{_sql_path(r.updates_csv)}', header=false, "
+                        f"columns={{'n': 'BIGINT', 'fixed': 'INTEGER', 'reasons': 'INTEGER'}})")
+            con.execute("UPDATE records SET fixed = upd.fixed, reasons = upd.reasons FROM upd "
+                        "WHERE records.n = upd.n")
+
+    def finish(self, files: Sequence[StoredFile], results: Sequence[PartitionResult]) -> None:
+        store, con = self.store, self.con
+        seen = store._sequences({t for r in results for t in r.sequences})
+        candidates = set().union(*(r.collisions for r in results)) | collisions([seen, *(r.sequences for r in results)])
+        for r in results:
+            merge(seen, r.sequences)
+        store._terminal_duplicates(candidates)
+        store._qr_replays()
+        _insert(con, "INSERT OR REPLACE INTO sequences VALUES (?, ?, ?, ?)",
+                [(t, *bits.state()) for t, bits in sorted(seen.items())])
+        _insert(con, "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?)",
+                [(f.idx, f.sha256, f.name, f.format, f.size, f.records) for f in files])
+        con.execute("COMMIT")
+
+    def abort(self) -> None:
+        self.con.execute("ROLLBACK")
 
 
 def _insert(con: duckdb.DuckDBPyConnection, statement: str, rows: list[tuple]) -> None:

@@ -225,11 +225,8 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
                                   str(terminals) if terminals else None, str(spill / f"w{w}"), history,
                                   str(qr_roots) if qr_roots is not None else None)
                      for w in range(count)]
-            results = _run(parts, 2 * new_bytes * count, progress, in_process=new_bytes < SMALL_INPUT)
-            for item in new.values():          # the record lines every worker counted while reading
-                item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
-            with Store(out) as store:
-                store.load_run([i.stored for i in new.values()], results)
+            results = _run_and_load(out, parts, history is None, 2 * new_bytes * count, progress,
+                                    in_process=new_bytes < SMALL_INPUT, new=list(new.values()))
         finally:
             shutil.rmtree(spill, ignore_errors=True)
     by_sha = {i.sha256: i.stored for i in new.values()}
@@ -250,11 +247,47 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
     return run
 
 
+def _run_and_load(out: Path, parts: list[PartitionJob], early: bool, total: int,
+                  progress: Callable[[int, int], None] | None, *, in_process: bool,
+                  new: list[_Input]) -> list[PartitionResult]:
+    """Run the partitions and load their output into the store in one transaction. `early`: no worker
+    reads the store (it holds no earlier records), so each partition's records go in as soon as it
+    finishes, while the others still run; otherwise the load waits for all. The store is opened only
+    after the workers have started: a process forked while DuckDB's threads run could inherit a lock."""
+    store: Store | None = None
+    load = None
+
+    def add(result: PartitionResult) -> None:
+        nonlocal store, load
+        if load is None:
+            store = Store(out)
+            load = store.begin_load()
+        load.add(result)
+
+    try:
+        results = _run(parts, total, progress, in_process=in_process, on_result=add if early else None)
+        for item in new:                    # the record lines every worker counted while reading
+            item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
+        if not early:
+            for r in results:
+                add(r)
+        assert load is not None
+        load.finish([i.stored for i in new], results)
+    except BaseException:
+        if load is not None:
+            load.abort()
+        raise
+    finally:
+        if store is not None:
+            store.close()
+    return results
+
+
 def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None, *,
-         in_process: bool) -> list[PartitionResult]:
+         in_process: bool, on_result: Callable[[PartitionResult], None] | None = None) -> list[PartitionResult]:
     """Run the partitions, one worker process each; a single small one in this process (a process costs
     more than it saves there). A large single partition still gets its own process, so that its memory is
-    returned before the store loads it."""
+    returned before the store loads it. `on_result` gets each partition's result as it arrives."""
     done = 0
 
     def advance(n: int) -> None:
@@ -264,7 +297,10 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
             progress(done, total)
 
     if len(parts) == 1 and in_process:
-        return [run_partition(parts[0], advance)]
+        result = run_partition(parts[0], advance)
+        if on_result is not None:
+            on_result(result)
+        return [result]
     # fork where there is one: a worker starts with the parent's modules instead of importing them again
     # (about 0.7 s of CPU a worker); the parent holds no open store and no thread of its own here.
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
@@ -288,6 +324,8 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
                 raise RuntimeError(f"clearing worker {worker}: {payload}")
             else:
                 results[worker] = payload
+                if on_result is not None:        # loaded while the other workers still run
+                    on_result(payload)
     finally:
         for proc in procs:
             if proc.is_alive() and len(results) < len(parts):
