@@ -73,57 +73,69 @@ _LENGTH = struct.Struct("<I")
 
 
 class _Spill:
-    """The raw lines of the buckets judged later, each bucket a file of lines plus a file of the lines'
-    arrival numbers and partition hashes (``array``), so that pass 1 parses only the bucket it keeps in
-    memory and every line is parsed once, in the pass that judges it. Spilling the line as read costs a
-    buffered write; spilling parsed tuples (marshal) cost several microseconds a record both ways."""
+    """The exchange of pass 1: raw lines for the buckets judged later, by owner (the worker whose cards
+    they are) and bucket, each a file of lines plus a file of the lines' arrival numbers and partition
+    hashes (``array``), in the owner's folder (``w{owner}/from{reader}-bucket-{b}``). Only the lines of
+    the reader's own kept bucket are parsed in pass 1; every other line is parsed once, by its owner, in
+    the pass that judges it. Spilling the line as read costs a buffered write; spilling parsed tuples
+    (marshal) cost several microseconds a record both ways."""
 
-    FLUSH = 1 << 12          # lines held per bucket before they are written out
+    FLUSH = 1 << 12          # lines held per slot before they are written out
     CHUNK = 4 << 20          # bytes of a bucket's lines read back at a time
 
-    def __init__(self, folder: Path, buckets: int) -> None:
+    def __init__(self, root: Path, me: int, workers: int, buckets: int) -> None:
+        self.root, self.me, self.workers, self.buckets = root, me, workers, buckets
         self.keep = buckets - 1                       # the bucket parsed at once and judged first
-        self.paths = [folder / f"bucket-{b}" for b in range(buckets - 1)]
-        self.lines = [open(f"{p}.lines", "wb") for p in self.paths]
-        self.numbers = [open(f"{p}.n", "wb") for p in self.paths]
-        # Per bucket, the lines waiting and their arrival numbers and hashes interleaved: pass 1 appends to
-        # these itself (a method call per line cost more than the rest of spilling it).
+        self.kept_slot = me * buckets + self.keep
+        self.paths: list[Path | None] = []
+        for owner in range(workers):
+            (root / f"w{owner}").mkdir(parents=True, exist_ok=True)
+            self.paths += [root / f"w{owner}" / f"from{me}-bucket-{b}" for b in range(buckets)]
+        self.paths[self.kept_slot] = None
+        self.lines = [open(f"{p}.lines", "wb") if p else None for p in self.paths]
+        self.numbers = [open(f"{p}.n", "wb") if p else None for p in self.paths]
+        # Per slot (owner * buckets + bucket), the lines waiting and their arrival numbers and hashes
+        # interleaved: pass 1 appends to these itself (a method call per line cost more than the rest).
         self.pending_lines: list[list[bytes]] = [[] for _ in self.paths]
         self.pending_numbers = [array("q") for _ in self.paths]
-        self.spilled = 0
 
-    def add(self, bucket: int, n: int, ph: int, line: bytes) -> None:
+    def slot(self, ph: int) -> int:
+        return (ph % self.workers) * self.buckets + (ph // self.workers) % self.buckets
+
+    def add(self, slot: int, n: int, ph: int, line: bytes) -> None:
         """One line (what pass 1 does inline)."""
-        self.pending_lines[bucket].append(line)
-        self.pending_numbers[bucket].extend((n, ph))
-        if len(self.pending_lines[bucket]) >= self.FLUSH:
-            self.flush(bucket)
+        self.pending_lines[slot].append(line)
+        self.pending_numbers[slot].extend((n, ph))
+        if len(self.pending_lines[slot]) >= self.FLUSH:
+            self.flush(slot)
 
-    def flush(self, bucket: int) -> None:
-        lines, numbers = self.pending_lines[bucket], self.pending_numbers[bucket]
+    def flush(self, slot: int) -> None:
+        lines, numbers = self.pending_lines[slot], self.pending_numbers[slot]
         data = b"".join(lines)
         if data.count(b"\n") != len(lines):          # a file's last line without its line feed
             data = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
-        self.lines[bucket].write(data)
-        self.numbers[bucket].write(_LENGTH.pack(len(lines)) + numbers.tobytes())
-        self.spilled += len(lines)
-        self.pending_lines[bucket], self.pending_numbers[bucket] = [], array("q")
+        self.lines[slot].write(data)
+        self.numbers[slot].write(_LENGTH.pack(len(lines)) + numbers.tobytes())
+        self.pending_lines[slot], self.pending_numbers[slot] = [], array("q")
 
     def close(self) -> None:
-        for b, lines in enumerate(self.pending_lines):
+        for slot, lines in enumerate(self.pending_lines):
             if lines:
-                self.flush(b)
+                self.flush(slot)
         for fh in (*self.lines, *self.numbers):
-            fh.close()
+            if fh is not None:
+                fh.close()
 
-    def buckets(self) -> Iterator[Iterator[tuple[int, int, bytes]]]:
-        """Each spilled bucket's (arrival number, partition hash, line); a bucket's files are gone once read."""
-        for path in self.paths:
-            yield self._read(path)
+    def incoming(self, bucket: int) -> Iterator[tuple[int, int, bytes]]:
+        """Pass 2: every reader's lines of this worker's `bucket`; the files go once read."""
+        for reader in range(self.workers):
+            path = self.root / f"w{self.me}" / f"from{reader}-bucket-{bucket}"
+            if os.path.exists(f"{path}.n"):
+                yield from self._read(path)
 
     @staticmethod
     def _read(path: Path) -> Iterator[tuple[int, int, bytes]]:
-        """A bucket's lines in chunks of `CHUNK` bytes (a line list of the whole bucket would add its size
+        """A slot's lines in chunks of `CHUNK` bytes (a line list of the whole bucket would add its size
         again to the peak), each with its arrival number and hash; the files go once read."""
         with open(f"{path}.n", "rb") as fh:
             data = fh.read()
@@ -156,13 +168,12 @@ class _Intake:
 
     def __init__(self, job: PartitionJob, registry: TerminalRegistry | None, result: PartitionResult,
                  write_bad, write_qr, spill: _Spill) -> None:
-        self.workers, self.me, self.buckets = job.workers, job.worker, job.buckets
         self.known = registry.acquirers if registry is not None else None
         self.result, self.write_bad, self.write_qr, self.spill = result, write_bad, write_qr, spill
         self.readers: dict[int, object] = {}          # file index -> its record reader (pass 2 parses too)
 
-    def take(self, n: int, line: bytes, ph: int, parse, rows: list[tuple], bucket: int) -> None:
-        """Parse the line at `n` into `rows` (the rows of `bucket`); ph < 0: its card is not known yet."""
+    def take(self, n: int, line: bytes, ph: int, parse, rows: list[tuple]) -> None:
+        """Parse the line at `n` into `rows`; ph < 0 (pass 1 only): its card is not known yet."""
         result = self.result
         try:
             p = parse(line)
@@ -176,14 +187,9 @@ class _Intake:
             return
         if ph < 0:     # a card number the router did not see (e.g. odd JSON spacing): route by the parsed one
             ph = partition_hash(p[CARD].encode())
-            if ph % self.workers != self.me:
-                # The owner of that card never takes this line; refuse it rather than split a card.
-                self.write_bad((n, "card_no: not where a clearing record has it (write it as \"card_no\":\"DIGITS\")"))
-                result.malformed += 1
-                return
-            own = (ph // self.workers) % self.buckets
-            if own != bucket:                       # its bucket is read later: parsed again there
-                self.spill.add(own, n, ph, line)
+            slot = self.spill.slot(ph)
+            if slot != self.spill.kept_slot:        # another worker's or a later bucket: parsed again there
+                self.spill.add(slot, n, ph, line)
                 return
         fixed = 0
         acquirer = None
@@ -205,25 +211,49 @@ class _Intake:
             if bits.add(seq):
                 result.collisions.add((p[TERMINAL], seq))
 
-    def bucket_rows(self, lines: Iterator[tuple[int, int, bytes]], bucket: int) -> list[tuple]:
-        """Pass 2: parse a spilled bucket's lines into its rows."""
-        rows: list[tuple] = []
+    def bucket_rows(self, lines: Iterator[tuple[int, int, bytes]], rows: list[tuple]) -> list[tuple]:
+        """Pass 2: parse a bucket's spilled lines into its rows."""
         take, readers = self.take, self.readers
         for n, ph, line in lines:
-            take(n, line, ph, readers[n >> LINE_BITS].parse, rows, bucket)
+            take(n, line, ph, readers[n >> LINE_BITS].parse, rows)
         return rows
 
 
 def _read_pass(job: PartitionJob, intake: _Intake, spill: _Spill, kept: list[tuple],
                progress: Callable[[int], None]) -> None:
-    """Pass 1: every file read once; this worker's lines of the kept bucket parsed into `kept`, those of the
-    other buckets spilled as read; fills `lines` with each file's number of record lines (all workers')."""
+    """Pass 1: this worker's share of every file (`_share`), read once: its lines of its own kept bucket
+    parsed into `kept`, all others spilled to their owner and bucket as read; fills `lines` with the
+    number of record lines of each file in the share."""
     for f in job.files:
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
             intake.readers[f.idx] = reader
-            intake.result.lines[f.idx] = _read_file(job, f, fh, first, reader, card_of, header_error, intake,
-                                                    spill, kept, progress)
+            start, end, number = _share(fh, job.worker, job.workers, first)
+            intake.result.lines[f.idx] = _read_file(f, fh, start, end, number, reader, card_of, header_error,
+                                                    intake, spill, kept, progress)
+
+
+def _share(fh, worker: int, workers: int, first: int) -> tuple[int, int, int]:
+    """The worker's share of a file's record lines (`fh` just past any header): (start, end) in bytes and
+    the number of the first line. A line belongs to the share its first byte is in, so the shares split
+    the file's lines exactly; a share's first line number counts the line feeds before it."""
+    body = fh.tell()
+    size = os.fstat(fh.fileno()).st_size
+    start, end = body + (size - body) * worker // workers, body + (size - body) * (worker + 1) // workers
+    if start > body:
+        fh.seek(start - 1)
+        if fh.read(1) != b"\n":
+            fh.readline()                          # the rest of a line the share before owns
+    start = fh.tell()
+    number = first
+    if start > body:
+        with open(fh.name, "rb") as counter:
+            counter.seek(body)
+            left = start - body
+            while left > 0 and (chunk := counter.read(min(left, _Spill.CHUNK))):
+                number += chunk.count(b"\n")
+                left -= len(chunk)
+    return start, end, number
 
 
 def _qr_writer(job: PartitionJob, registry: TerminalRegistry | None, writerow) -> Callable[[int, QrRide], None]:
@@ -264,60 +294,57 @@ def _card_of_json(line: bytes) -> bytes | None:
     return card_of_json_line(line)
 
 
-def _read_file(job: PartitionJob, f: FileJob, fh, first: int, reader, card_of, header_error: str | None,
+def _read_file(f: FileJob, fh, start: int, end: int, first: int, reader, card_of, header_error: str | None,
                intake: _Intake, spill: _Spill, kept: list[tuple], progress) -> int:
-    """One file of pass 1; returns its number of record lines. The card number of a JSON line in the
-    compact form every exporter writes is found inline (`_card_of_json`'s shortcut: this loop runs for
-    every line of every file in every worker); anything else goes through `card_of`."""
-    W, me, B, keep = job.workers, job.worker, job.buckets, spill.keep
+    """The lines of one file's share in pass 1; returns their number of record lines. The card number of
+    a JSON line in the compact form every exporter writes is found inline (`_card_of_json`'s shortcut:
+    this loop runs for every line of the input); anything else goes through `card_of`."""
     base = f.idx << LINE_BITS
     parse = reader.parse if reader is not None else None
-    take, crc32 = intake.take, zlib.crc32
+    take, crc32, kept_slot = intake.take, zlib.crc32, spill.kept_slot
+    W, B = spill.workers, spill.buckets
     pending_lines, pending_numbers, flush, most = spill.pending_lines, spill.pending_numbers, spill.flush, spill.FLUSH
     json = f.fmt != "csv"
-    blank = 0
-    number = first - 1
-    reported = fh.tell()
+    blank = lines = 0
+    at = reported = start
     for number, line in enumerate(fh, first):
+        if at >= end:
+            break
+        at += len(line)
+        lines += 1
         if not number & 0x3FFF:
-            at = fh.tell()
             progress(at - reported)
             reported = at
-        at = line.find(b'"card_no"') if json else -1
-        if at >= 0 and line[at + 9:at + 11] == b':"' and line[at + 31:at + 32] == b'"' \
-                and (card := line[at + 11:at + 31]).isdigit():
+        where = line.find(b'"card_no"') if json else -1
+        if where >= 0 and line[where + 9:where + 11] == b':"' and line[where + 31:where + 32] == b'"' \
+                and (card := line[where + 11:where + 31]).isdigit():
             pass
         else:
             card = card_of(line)
+        n = base | number
         if card is None:
             if not line.strip():
                 blank += 1
                 continue
-            if (f.idx + number) % W != me:
-                continue
-            ph = -1
-            bucket = keep
+            ph, slot = -1, kept_slot                # parsed here; `take` routes it by the parsed card
         else:
             ph = crc32(card)
-            if ph % W != me:
-                continue
-            bucket = (ph // W) % B
-        n = base | number
+            slot = (ph % W) * B + (ph // W) % B
         if header_error:
             intake.write_bad((n, header_error))
             intake.result.malformed += 1
-        elif bucket == keep:
-            take(n, line, ph, parse, kept, keep)
+        elif slot == kept_slot:
+            take(n, line, ph, parse, kept)
         else:                                    # spilled as read (`_Spill.add`, inline)
-            waiting = pending_lines[bucket]
+            waiting = pending_lines[slot]
             waiting.append(line)
-            numbers = pending_numbers[bucket]
+            numbers = pending_numbers[slot]
             numbers.append(n)
             numbers.append(ph)
             if len(waiting) >= most:
-                flush(bucket)
-    progress(fh.tell() - reported)
-    return number - first + 1 - blank
+                flush(slot)
+    progress(min(at, end) - reported)
+    return lines - blank
 
 
 def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
@@ -508,20 +535,24 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None) -> PartitionResult:
-    """Read and judge one worker's partition of the cards; the results are files for the store's bulk load."""
+def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None,
+                  exchanged: Callable[[], None] = lambda: None) -> PartitionResult:
+    """Read this worker's share of the input and judge its partition of the cards; the results are files
+    for the store's bulk load. `exchanged` returns once every worker has finished pass 1 (a barrier across
+    the workers: pass 2 reads what the others spilled for this one)."""
     with _without_cycle_collection():
-        return _run_partition(job, progress)
+        return _run_partition(job, progress, exchanged)
 
 
-def _run_partition(job: PartitionJob, progress: Callable[[int], None]) -> PartitionResult:
+def _run_partition(job: PartitionJob, progress: Callable[[int], None],
+                   exchanged: Callable[[], None]) -> PartitionResult:
     folder = Path(job.spill)
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
     registry = TerminalRegistry.load(job.terminals) if job.terminals else None
     result = PartitionResult([], str(folder / "updates.csv"), str(folder / "malformed.csv"),
                              str(folder / "qr.csv"))
-    spill = _Spill(folder, job.buckets)
+    spill = _Spill(folder.parent, job.worker, job.workers, job.buckets)
     kept: list[tuple] = []
     with open(result.malformed_csv, "w", newline="", encoding="utf-8") as bad_out, \
             open(result.qr_csv, "w", newline="", encoding="utf-8") as qr_out, \
@@ -532,14 +563,13 @@ def _run_partition(job: PartitionJob, progress: Callable[[int], None]) -> Partit
             _read_pass(job, intake, spill, kept, progress)
         finally:
             spill.close()
+        exchanged()
         tacs = _Tacs(keysets)
         out = _RecordFiles()
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
-        total_bytes = sum(os.path.getsize(f.path) for f in job.files)
-        lines = max(1, len(kept) + spill.spilled)
+        share = sum(os.path.getsize(f.path) for f in job.files) // job.workers
 
         def judge(rows: list[tuple]) -> None:
-            judged = len(rows)
             if job.history is not None:
                 rows.extend(_history(job, {r[CARD] for r in rows}))
             columns = _judge_bucket(rows, tacs, write_update)
@@ -548,12 +578,12 @@ def _run_partition(job: PartitionJob, progress: Callable[[int], None]) -> Partit
                 path = folder / f"records-{len(result.record_files)}.parquet"
                 out.write(columns, path)
                 result.record_files.append(str(path))
-            progress(total_bytes * judged // lines)     # the judge pass: as much again
+            progress(share // job.buckets)  # the judge pass: as much again
 
         try:
-            judge(kept)
-            for bucket, spilled in enumerate(spill.buckets()):
-                judge(intake.bucket_rows(spilled, bucket))
+            judge(intake.bucket_rows(spill.incoming(spill.keep), kept))
+            for bucket in range(job.buckets - 1):
+                judge(intake.bucket_rows(spill.incoming(bucket), []))
         finally:
             out.close()
     result.no_keyset = tacs.no_keyset

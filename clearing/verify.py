@@ -225,7 +225,7 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
                                   str(terminals) if terminals else None, str(spill / f"w{w}"), history,
                                   str(qr_roots) if qr_roots is not None else None)
                      for w in range(count)]
-            results = _run_and_load(out, parts, history is None, 2 * new_bytes * count, progress,
+            results = _run_and_load(out, parts, history is None, 2 * new_bytes, progress,
                                     in_process=new_bytes < SMALL_INPUT, new=list(new.values()))
         finally:
             shutil.rmtree(spill, ignore_errors=True)
@@ -266,8 +266,9 @@ def _run_and_load(out: Path, parts: list[PartitionJob], early: bool, total: int,
 
     try:
         results = _run(parts, total, progress, in_process=in_process, on_result=add if early else None)
-        for item in new:                    # the record lines every worker counted while reading
-            item.stored = dataclasses.replace(item.stored, records=results[0].lines[item.stored.idx])
+        for item in new:                    # the record lines of each worker's share of the file
+            lines = sum(r.lines.get(item.stored.idx, 0) for r in results)
+            item.stored = dataclasses.replace(item.stored, records=lines)
         if not early:
             for r in results:
                 add(r)
@@ -305,7 +306,8 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
     # (about 0.7 s of CPU a worker); the parent holds no open store and no thread of its own here.
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     messages = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(p, messages), daemon=True) for p in parts]
+    barrier = ctx.Barrier(len(parts))           # pass 2 reads what every worker spilled in pass 1
+    procs = [ctx.Process(target=_worker, args=(p, messages, barrier), daemon=True) for p in parts]
     for proc in procs:
         proc.start()
     results: dict[int, PartitionResult] = {}
@@ -334,7 +336,7 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
     return [results[i] for i in range(len(parts))]
 
 
-def _worker(job: PartitionJob, messages) -> None:
+def _worker(job: PartitionJob, messages, barrier) -> None:
     pending = [0]
     lock = threading.Lock()
 
@@ -346,7 +348,7 @@ def _worker(job: PartitionJob, messages) -> None:
                 pending[0] = 0
 
     try:
-        result = run_partition(job, report)
+        result = run_partition(job, report, barrier.wait)
         messages.put(("progress", job.worker, pending[0]))
         messages.put(("done", job.worker, result))
     except BaseException as exc:  # one line back to the parent, never a traceback with data in it

@@ -407,3 +407,28 @@ def test_store_columns_reach_the_store_typed_with_missing_values_as_null(tmp_pat
         expect = [rows[i][pos[c]] for c in RECORD_COLUMNS[:-2]] + [i + 1, i + 4]
         assert list(row) == expect
     assert got[1][RECORD_COLUMNS.index("seq")] is None
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_lines_the_router_cannot_read_reach_their_cards_owner(tmp_path, keysets, keyset_paths, monkeypatch, workers):
+    """A card number written with JSON escapes is not seen by the router in the raw line: the worker that
+    reads the line parses it and hands it to the worker (and bucket) of its card, so its verdicts are
+    those of the plain file, whatever the number of workers and buckets."""
+    import clearing.verify
+
+    monkeypatch.setattr(clearing.verify, "BUCKET_BYTES", 4096)
+    day = Generator(keysets, seed=21, cards=30, rides=6, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    escaped = 0
+    for path in files:
+        lines = path.read_bytes().split(b"\n")
+        for i, line in enumerate(lines):
+            if i % 3 == 0 and b'"card_no":"' in line:
+                at = line.index(b'"card_no":"') + 11
+                lines[i] = line[:at] + b"\\u00" + b"%02x" % line[at] + line[at + 1:]
+                escaped += 1
+        path.write_bytes(b"\n".join(lines))
+    assert escaped > 20
+    run = verify(files, keyset_paths, out=tmp_path / "store", workers=workers)
+    check_exact(run, day.expected)
+    assert run.summary()["records"] == sum(len(items) for items in day.files.values())
