@@ -45,14 +45,13 @@ from keysets import Algorithm, KeySet
 from .tac import TacColumns
 from .judge import BIT, TAC, cards_to_judge, judge_card
 from .qr import QrChecker, QrRide
-from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, COUNTER, DATETIME, FIELDS_OF_TUPLE, ISSUER,
-                      KEY_VERSION, KIND, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
-                      MEDIUM, QrRideLine, card_of_json_line)
-from .records import CITY, OPERATOR
-from .jobs import (ACQUIRER, FIXED, LINE_BITS, N, OLD, PH, RECORD_COLUMNS, RECORD_TYPES, SPILL_COLUMNS, FileJob,
+from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, CITY, COUNTER, DATETIME, ISSUER, KEY_VERSION, KIND,
+                      MEDIUM, OPERATOR, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
+                      QrRideLine, card_of_json_line)
+from .records import TAC as TAC_FIELD
+from .jobs import (ACQUIRER, FIXED, LINE_BITS, N, OLD, RECORD_COLUMNS, RECORD_TYPES, SPILL_COLUMNS, FileJob,
                    PartitionJob, PartitionResult)
 from .sequences import SeqBits
-from .records import TAC as TAC_FIELD
 from .terminals import TerminalRegistry
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "partition_hash", "RECORD_COLUMNS",
@@ -60,7 +59,6 @@ __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "parti
            "LINE_BITS"]
 
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
-SPILL_ROWS = 1 << 16          # rows waiting in memory across all buckets of a worker, whatever their number
 TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
 
 

@@ -13,6 +13,8 @@ from clearing.tac import CardTac, ClearingError, TacColumns, TacVerifier, expect
 from keysets import Algorithm, KeyEntry, KeySet, SecretKey, load_tac, mac, purchase_tac
 from terminal_sim.outcome import Outcome
 
+from .tac_cases import NUMBERS, tacs_and_verdicts
+
 VECTORS = json.loads((Path(__file__).parents[1] / "data" / "reference" / "vectors.json").read_text())
 
 ISSUERS = ["02205810FFFFFFFF", "02215840FFFFFFFF", "0277588000000000"]
@@ -137,26 +139,8 @@ def test_the_sm4_batch_gives_each_record_the_verdict_of_keysets(keysets, issuer,
     its own card's DTK: a TAC with any one bit flipped (forged >= 0) is rejected, and so is a load whose
     reported balance no card could have MACed."""
     ks = next(k for k in keysets if k.algorithm is Algorithm.SM4)
-    numbers = [f"031048703{7 * c + 1:011d}" for c in range(6)]
-    tacs, want = [], []
-    for t in txs:
-        dtk = ks.card_keys(bytes.fromhex(issuer), bytes.fromhex(numbers[t["card"]][4:])).entry("tac").key.value
-        reported = t["after"] + t["overdraft"]
-        if t["load"] and not 0 <= reported <= 0xFFFFFFFF:
-            tac, ok = "00000000", False
-        elif t["load"]:
-            tac = load_tac(Algorithm.SM4, dtk, reported, t["counter"], t["amount"], bytes.fromhex(t["terminal"]),
-                           bytes.fromhex(t["when"])).hex().upper()
-            ok = True
-        else:
-            tac = purchase_tac(Algorithm.SM4, dtk, t["amount"], t["type"], bytes.fromhex(t["terminal"]), t["seq"],
-                               bytes.fromhex(t["when"])).hex().upper()
-            ok = True
-        if t["forged"] >= 0:
-            tac, ok = f"{int(tac, 16) ^ 1 << t['forged']:08X}", False
-        tacs.append(tac)
-        want.append(ok)
-    cards = [(issuer, n) for n in numbers]
+    tacs, want = tacs_and_verdicts(ks, issuer, txs, [t["forged"] if t["forged"] >= 0 else None for t in txs])
+    cards = [(issuer, n) for n in NUMBERS]
     card_of = np.array([t["card"] for t in txs], dtype=np.intp)
     assert TacVerifier(keysets).sm4_tacs_verify(ks, cards, card_of, _sm4_columns(txs, tacs)).tolist() == want
 
