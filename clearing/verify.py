@@ -302,9 +302,11 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
         if on_result is not None:
             on_result(result)
         return [result]
-    # fork where there is one: a worker starts with the parent's modules instead of importing them again
-    # (about 0.7 s of CPU a worker); the parent holds no open store and no thread of its own here.
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    # fork where there is one and this process runs no other thread (a lock another thread holds at the fork
+    # would stay held in the child): a worker starts with the parent's modules instead of importing them
+    # again (about 0.7 s of CPU a worker). The store is not open here (`_run_and_load`).
+    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    ctx = multiprocessing.get_context("fork" if forkable else "spawn")
     messages = ctx.Queue()
     barrier = ctx.Barrier(len(parts))           # pass 2 reads what every worker spilled in pass 1
     procs = [ctx.Process(target=_worker, args=(p, messages, barrier), daemon=True) for p in parts]

@@ -51,12 +51,15 @@ def verify(files: tuple[Path, ...], keysets: tuple[Path, ...], terminals: Path |
     """
     err = Console(stderr=True, highlight=False)
     if err.is_terminal:
+        # Redrawn from the progress callback, not by rich's refresh thread: with no other thread running,
+        # the verifier can fork its workers (clearing.verify._run).
         with Progress(TextColumn("verifying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                      console=err, transient=True) as bar:
+                      console=err, transient=True, auto_refresh=False) as bar:
             task = bar.add_task("verify", total=None)
             run = verify_files(list(files), list(keysets), out=out, terminals=terminals, workers=workers,
                                qr_roots=qr_roots,
-                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+                               progress=lambda done, total: bar.update(task, completed=done, total=total,
+                                                                       refresh=True))
     else:
         run = verify_files(list(files), list(keysets), out=out, terminals=terminals, workers=workers,
                            qr_roots=qr_roots)

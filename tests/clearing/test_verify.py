@@ -432,3 +432,29 @@ def test_lines_the_router_cannot_read_reach_their_cards_owner(tmp_path, keysets,
     run = verify(files, keyset_paths, out=tmp_path / "store", workers=workers)
     check_exact(run, day.expected)
     assert run.summary()["records"] == sum(len(items) for items in day.files.values())
+
+
+def test_workers_start_safely_while_another_thread_runs(tmp_path, keysets, keyset_paths, monkeypatch):
+    """With another thread alive (a progress bar's, an application's) the workers are spawned, not forked
+    (a lock that thread held would stay held in a forked child), and judge exactly the same."""
+    import multiprocessing
+    import threading
+
+    import clearing.verify
+
+    methods = []
+    real = multiprocessing.get_context
+    monkeypatch.setattr(clearing.verify.multiprocessing, "get_context", lambda m: methods.append(m) or real(m))
+    day = Generator(keysets, seed=8, cards=40, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    alone = threading.active_count() == 1        # (another test may have left a thread behind)
+    check_exact(verify(files, keyset_paths, out=tmp_path / "alone", workers=2), day.expected)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        check_exact(verify(files, keyset_paths, out=tmp_path / "threaded", workers=2), day.expected)
+    finally:
+        stop.set()
+        other.join()
+    assert methods == ["fork" if alone else "spawn", "spawn"]
