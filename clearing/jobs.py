@@ -11,7 +11,7 @@ from .records import CITY, FIELDS_OF_TUPLE
 from .sequences import SeqBits
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "LINE_BITS", "SPILL_COLUMNS", "RECORD_COLUMNS",
-           "RECORD_TYPES", "N", "ACQUIRER", "FIXED", "PH", "OLD"]
+           "RECORD_TYPES", "RECORD_SELECT", "N", "ACQUIRER", "FIXED", "PH", "OLD"]
 
 LINE_BITS = 32                 # n = file index << 32 | line number: arrival order, unique per record
 
@@ -32,6 +32,8 @@ RECORD_TYPES = {
     "fixed": "INTEGER", "reasons": "INTEGER",
 }
 assert tuple(RECORD_TYPES) == RECORD_COLUMNS
+# A bucket's columns (numpy, named as RECORD_COLUMNS) typed for the store, as a SELECT list.
+RECORD_SELECT = ", ".join(f"{c}::{t} AS {c}" for c, t in RECORD_TYPES.items())
 
 
 @dataclass(frozen=True)

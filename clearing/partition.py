@@ -37,6 +37,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -49,14 +50,13 @@ from .records import (AFTER, ALGORITHM, AMOUNT, BEFORE, CARD, CITY, COUNTER, DAT
                       MEDIUM, OPERATOR, OVERDRAFT, SEQ, STATUS, TERMINAL, TORN, TYPE, CsvReader, JsonReader, Malformed,
                       QrRideLine, card_of_json_line)
 from .records import TAC as TAC_FIELD
-from .jobs import (ACQUIRER, FIXED, LINE_BITS, N, OLD, RECORD_COLUMNS, RECORD_TYPES, SPILL_COLUMNS, FileJob,
+from .jobs import (ACQUIRER, FIXED, LINE_BITS, N, OLD, RECORD_COLUMNS, RECORD_SELECT, RECORD_TYPES, SPILL_COLUMNS, FileJob,
                    PartitionJob, PartitionResult)
 from .sequences import SeqBits
 from .terminals import TerminalRegistry
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "partition_hash", "RECORD_COLUMNS",
-           "SPILL_COLUMNS",
-           "LINE_BITS"]
+           "SPILL_COLUMNS", "LINE_BITS", "BucketSink", "ParquetFiles"]
 
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
@@ -345,15 +345,6 @@ def _read_file(f: FileJob, fh, start: int, end: int, first: int, reader, card_of
     return lines - blank
 
 
-def _history(job: PartitionJob, cards: set[str]) -> list[tuple]:
-    """Earlier runs' records of these cards, from the store (read-only)."""
-    if job.history is None or not cards:
-        return []
-    from .store import Store   # duckdb is imported only where earlier records exist
-
-    return Store.history_rows(job.history, sorted(cards))
-
-
 def _judge_bucket(rows: list[tuple], tacs: "_Tacs", write_update) -> dict[str, np.ndarray]:
     """Pass 2 on one bucket: the TACs of the whole bucket at once, the cards screened column-wise
     (`judge.cards_to_judge`), only the others judged card by card, in kind, counter and arrival order.
@@ -415,23 +406,46 @@ def _store_columns(cols: list[tuple], fixed: list[int], reasons: list[int],
     return out
 
 
-class _RecordFiles:
-    """The new records of each bucket as a Parquet file for the store's bulk load, written by an in-memory
-    DuckDB from the bucket's columns: typed in the worker, so the parent only copies columns in (measured
-    on one core: 1.2 us a record, where parsing CSV cost 2 and writing it from Python 3.5). Uncompressed:
-    the files live for one run, and snappy cost 0.4 us a record to write and 0.2 to read (73 bytes a record
-    on disk instead of 27)."""
+class BucketSink(Protocol):
+    """Where a partition's judged buckets go, and where it finds its cards' earlier records."""
 
-    def __init__(self) -> None:
+    def history(self, cards: set[str]) -> list[tuple]:
+        """Earlier runs' records of these cards, as spill tuples (`jobs.SPILL_COLUMNS`)."""
+
+    def write(self, columns: dict[str, np.ndarray], result: PartitionResult) -> None:
+        """One bucket's new records (`jobs.RECORD_COLUMNS`)."""
+
+    def close(self) -> None:
+        """The partition is done with it."""
+
+
+class ParquetFiles:
+    """The sink of a worker among several: each bucket's new records as a Parquet file (listed in the
+    result's `record_files`) for the parent's bulk load, written by an in-memory DuckDB from the bucket's
+    columns, typed here so the parent only copies columns in (measured on one core: 1.2 us a record, where
+    parsing CSV cost 2 and writing it from Python 3.5); earlier records read from the store read-only.
+    Uncompressed: the files live for one run, and snappy cost 0.4 us a record to write and 0.2 to read
+    (73 bytes a record on disk instead of 27)."""
+
+    def __init__(self, folder: Path, store: str | None) -> None:
         import duckdb
 
+        self.folder, self.store = folder, store
         self.con = duckdb.connect(config={"threads": 1, "memory_limit": "32MB", "preserve_insertion_order": False})
-        self.select = ", ".join(f"{c}::{t} AS {c}" for c, t in RECORD_TYPES.items())
 
-    def write(self, columns: dict[str, np.ndarray], path: Path) -> None:
+    def history(self, cards: set[str]) -> list[tuple]:
+        if self.store is None or not cards:
+            return []
+        from .store import Store
+
+        return Store.history_rows(self.store, sorted(cards))
+
+    def write(self, columns: dict[str, np.ndarray], result: PartitionResult) -> None:
+        path = self.folder / f"records-{len(result.record_files)}.parquet"
         bucket = columns  # noqa: F841  (DuckDB reads the local variable by its name)
-        self.con.execute(f"COPY (SELECT {self.select} FROM bucket) TO '{_sql_path(path)}' "
+        self.con.execute(f"COPY (SELECT {RECORD_SELECT} FROM bucket) TO '{_sql_path(path)}' "
                          "(FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 32768)")
+        result.record_files.append(str(path))
 
     def close(self) -> None:
         self.con.close()
@@ -534,16 +548,17 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None,
-                  exchanged: Callable[[], None] = lambda: None) -> PartitionResult:
-    """Read this worker's share of the input and judge its partition of the cards; the results are files
-    for the store's bulk load. `exchanged` returns once every worker has finished pass 1 (a barrier across
-    the workers: pass 2 reads what the others spilled for this one)."""
+                  exchanged: Callable[[], None] = lambda: None, sink: BucketSink | None = None) -> PartitionResult:
+    """Read this worker's share of the input and judge its partition of the cards. `exchanged` returns once
+    every worker has finished pass 1 (a barrier across the workers: pass 2 reads what the others spilled
+    for this one). The judged buckets go to `sink`: by default Parquet files for the parent's bulk load;
+    a single partition writes straight into the store's open load (`store.RunLoad`)."""
     with _without_cycle_collection():
-        return _run_partition(job, progress, exchanged)
+        return _run_partition(job, progress, exchanged, sink)
 
 
-def _run_partition(job: PartitionJob, progress: Callable[[int], None],
-                   exchanged: Callable[[], None]) -> PartitionResult:
+def _run_partition(job: PartitionJob, progress: Callable[[int], None], exchanged: Callable[[], None],
+                   sink: BucketSink | None) -> PartitionResult:
     folder = Path(job.spill)
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
@@ -563,19 +578,17 @@ def _run_partition(job: PartitionJob, progress: Callable[[int], None],
             spill.close()
         exchanged()
         tacs = _Tacs(keysets)
-        out = _RecordFiles()
+        out = sink if sink is not None else ParquetFiles(folder, job.history)
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
         share = sum(os.path.getsize(f.path) for f in job.files) // job.workers
 
         def judge(rows: list[tuple]) -> None:
             if job.history is not None:
-                rows.extend(_history(job, {r[CARD] for r in rows}))
+                rows.extend(out.history({r[CARD] for r in rows}))
             columns = _judge_bucket(rows, tacs, write_update)
             rows.clear()                     # one bucket's tuples at a time
-            if len(columns["n"]):            # one file per bucket: the store loads them together
-                path = folder / f"records-{len(result.record_files)}.parquet"
-                out.write(columns, path)
-                result.record_files.append(str(path))
+            if len(columns["n"]):
+                out.write(columns, result)
             progress(share // job.buckets)  # the judge pass: as much again
 
         try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from .judge import BIT
-from .jobs import LINE_BITS, RECORD_TYPES, SPILL_COLUMNS, PartitionResult
+from .jobs import LINE_BITS, RECORD_SELECT, RECORD_TYPES, SPILL_COLUMNS, PartitionResult
 from .qr import QR_REPLAY
 from .records import TORN
 from .sequences import SeqBits, collisions, merge
@@ -237,7 +237,27 @@ class RunLoad:
         self.store, self.con = store, store.con
         self.con.execute("BEGIN TRANSACTION")
 
+    # -- a single partition writes its buckets here directly (partition.BucketSink) ----------------------
+    def history(self, cards: set[str]) -> list[tuple]:
+        """Earlier records of these cards, read in this load's transaction (this run's records so far are of
+        other cards: a bucket's cards are its own)."""
+        if not cards:
+            return []
+        return self.con.execute(f"SELECT {_HISTORY_COLUMNS} FROM records WHERE card IN (SELECT unnest(?))",
+                                [sorted(cards)]).fetchall()
+
+    def write(self, columns: dict, result: PartitionResult) -> None:
+        """A bucket's new records straight from its columns (no Parquet round trip: measured 2.5 against
+        3.9 us a record on one core)."""
+        bucket = columns  # noqa: F841  (DuckDB reads the local variable by its name)
+        self.con.execute(f"INSERT INTO records SELECT {RECORD_SELECT} FROM bucket")
+
+    def close(self) -> None:
+        """Nothing to release: the store closes the connection."""
+
     def add(self, r: PartitionResult) -> None:
+        """A partition's output: its Parquet files (none when it wrote here directly), malformed lines, QR
+        rides, virtual cards and changed verdicts."""
         con = self.con
         if r.record_files:
             con.execute("INSERT INTO records BY NAME SELECT * FROM read_parquet(?)", [list(r.record_files)])

@@ -389,18 +389,21 @@ def test_store_columns_reach_the_store_typed_with_missing_values_as_null(tmp_pat
     """A bucket's columns go through the worker's Parquet file and come back as they were: texts with commas
     and quotes unchanged, a missing integer NULL, every column of its store type."""
     from clearing.jobs import RECORD_COLUMNS, RECORD_TYPES, SPILL_COLUMNS
-    from clearing.partition import _RecordFiles, _store_columns
+    from clearing.jobs import PartitionResult
+    from clearing.partition import ParquetFiles, _store_columns
 
     rows = [tuple(f'a,"{i}"' if RECORD_TYPES.get(c) == "VARCHAR" else (None if c == "seq" and i else i)
                   for c in SPILL_COLUMNS) for i in range(3)]
     cols = list(zip(*rows))
     columns = _store_columns(cols, [1, 2, 3], [4, 5, 6], None)
-    out = _RecordFiles()
-    out.write(columns, tmp_path / "b.parquet")
+    out = ParquetFiles(tmp_path, None)
+    result = PartitionResult([], "", "", "")
+    out.write(columns, result)
     out.close()
+    assert result.record_files == [str(tmp_path / "records-0.parquet")]
     con = duckdb.connect()
-    got = con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'b.parquet'}')").fetchall()
-    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{tmp_path / 'b.parquet'}')").fetchall()}
+    got = con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'records-0.parquet'}')").fetchall()
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{tmp_path / 'records-0.parquet'}')").fetchall()}
     assert types == RECORD_TYPES
     pos = {c: SPILL_COLUMNS.index(c) for c in RECORD_COLUMNS if c in SPILL_COLUMNS}
     for i, row in enumerate(got):
