@@ -427,10 +427,11 @@ class ParquetFiles:
     Uncompressed: the files live for one run, and snappy cost 0.4 us a record to write and 0.2 to read
     (73 bytes a record on disk instead of 27)."""
 
-    def __init__(self, folder: Path, store: str | None) -> None:
+    def __init__(self, folder: Path, store: str | None, written: Callable[[str], None] = lambda path: None) -> None:
+        """`written(path)` is told of each file as soon as it is complete (the parent may load it then)."""
         import duckdb
 
-        self.folder, self.store = folder, store
+        self.folder, self.store, self.written = folder, store, written
         self.con = duckdb.connect(config={"threads": 1, "memory_limit": "32MB", "preserve_insertion_order": False})
 
     def history(self, cards: set[str]) -> list[tuple]:
@@ -446,6 +447,7 @@ class ParquetFiles:
         self.con.execute(f"COPY (SELECT {RECORD_SELECT} FROM bucket) TO '{_sql_path(path)}' "
                          "(FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 32768)")
         result.record_files.append(str(path))
+        self.written(str(path))
 
     def close(self) -> None:
         self.con.close()

@@ -29,7 +29,7 @@ from .qr import QR_REPLAY
 from .records import TORN
 from .sequences import SeqBits, collisions, merge
 
-__all__ = ["Store", "StoredFile", "STORE_FILE"]
+__all__ = ["Store", "StoredFile", "RunLoad", "STORE_FILE"]
 
 STORE_FILE = "clearing.duckdb"
 MEMORY_LIMIT = "96MB"          # DuckDB spills past it; measured: 64 MB made the bulk load a third slower
@@ -235,7 +235,16 @@ class RunLoad:
 
     def __init__(self, store: Store) -> None:
         self.store, self.con = store, store.con
+        self.loaded: set[str] = set()
         self.con.execute("BEGIN TRANSACTION")
+
+    def add_records(self, paths: Sequence[str]) -> None:
+        """Parquet files of judged buckets (each once: a bucket loaded as it was written is not loaded again
+        with its partition's output)."""
+        todo = [p for p in paths if p not in self.loaded]
+        if todo:
+            self.con.execute("INSERT INTO records BY NAME SELECT * FROM read_parquet(?)", [todo])
+            self.loaded.update(todo)
 
     # -- a single partition writes its buckets here directly (partition.BucketSink) ----------------------
     def history(self, cards: set[str]) -> list[tuple]:
@@ -259,8 +268,7 @@ class RunLoad:
         """A partition's output: its Parquet files (none when it wrote here directly), malformed lines, QR
         rides, virtual cards and changed verdicts."""
         con = self.con
-        if r.record_files:
-            con.execute("INSERT INTO records BY NAME SELECT * FROM read_parquet(?)", [list(r.record_files)])
+        self.add_records(r.record_files)
         if os.path.getsize(r.malformed_csv):
             con.execute(f"COPY malformed FROM '{_sql_path(r.malformed_csv)}' (FORMAT csv, HEADER false)")
         if os.path.getsize(r.qr_csv):

@@ -31,8 +31,8 @@ from ykt_qr import RootStore
 
 from .judge import BIT, REASONS, reason_names
 from .qr import QR_REASONS
-from .partition import LINE_BITS, FileJob, PartitionJob, PartitionResult, run_partition
-from .store import Store, StoredFile
+from .partition import LINE_BITS, FileJob, ParquetFiles, PartitionJob, PartitionResult, run_partition
+from .store import RunLoad, Store, StoredFile
 from .terminals import TerminalRegistry
 
 __all__ = ["verify", "VerifyRun", "Verdict", "file_format"]
@@ -262,15 +262,22 @@ def _run_and_load(out: Path, parts: list[PartitionJob], early: bool, total: int,
     store: Store | None = None
     load = None
 
-    def add(result: PartitionResult) -> None:
+    def opened() -> RunLoad:
         nonlocal store, load
         if load is None:
             store = Store(out)
             load = store.begin_load()
-        load.add(result)
+        return load
+
+    def add(result: PartitionResult) -> None:
+        opened().add(result)
+
+    def bucket(path: str) -> None:
+        opened().add_records([path])
 
     try:
-        results = _run(parts, total, progress, in_process=in_process, on_result=add if early else None)
+        results = _run(parts, total, progress, in_process=in_process, on_result=add if early else None,
+                       on_bucket=bucket if early else None)
         _count_records(new, results)
         if not early:
             for r in results:
@@ -314,10 +321,12 @@ def _partition_into_store(job: PartitionJob, out: Path, files: list[StoredFile],
 
 def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None, *,
          in_process: bool, on_result: Callable[[PartitionResult], None] | None = None,
+         on_bucket: Callable[[str], None] | None = None,
          into: tuple[Path, list[StoredFile]] | None = None) -> list[PartitionResult]:
     """Run the partitions, one worker process each; a single small one in this process (a process costs
     more than it saves there). A large single partition still gets its own process, so that its memory is
-    returned before the store loads it. `on_result` gets each partition's result as it arrives; `into`
+    returned before the store loads it. `on_result` gets each partition's result as it arrives, `on_bucket`
+    each Parquet file of a judged bucket as a worker completes it (in the order of arrival); `into`
     (store folder, new files): the single partition loads itself into the store."""
     done = 0
 
@@ -340,7 +349,8 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
     ctx = multiprocessing.get_context("fork" if forkable else "spawn")
     messages = ctx.Queue()
     barrier = ctx.Barrier(len(parts))           # pass 2 reads what every worker spilled in pass 1
-    procs = [ctx.Process(target=_worker, args=(p, messages, barrier, into), daemon=True) for p in parts]
+    procs = [ctx.Process(target=_worker, args=(p, messages, barrier, into, on_bucket is not None), daemon=True)
+             for p in parts]
     for proc in procs:
         proc.start()
     results: dict[int, PartitionResult] = {}
@@ -355,6 +365,9 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
                 continue
             if kind == "progress":
                 advance(payload)
+            elif kind == "bucket":
+                if on_bucket is not None:        # loaded while this and the other workers still run
+                    on_bucket(payload)
             elif kind == "error":
                 raise RuntimeError(f"clearing worker {worker}: {payload}")
             else:
@@ -369,7 +382,8 @@ def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], N
     return [results[i] for i in range(len(parts))]
 
 
-def _worker(job: PartitionJob, messages, barrier, into: tuple[Path, list[StoredFile]] | None) -> None:
+def _worker(job: PartitionJob, messages, barrier, into: tuple[Path, list[StoredFile]] | None,
+            announce: bool) -> None:
     pending = [0]
     lock = threading.Lock()
 
@@ -381,8 +395,11 @@ def _worker(job: PartitionJob, messages, barrier, into: tuple[Path, list[StoredF
                 pending[0] = 0
 
     try:
-        result = (run_partition(job, report, barrier.wait) if into is None
-                  else _partition_into_store(job, into[0], into[1], report))
+        if into is not None:
+            result = _partition_into_store(job, into[0], into[1], report)
+        else:
+            written = (lambda path: messages.put(("bucket", job.worker, path))) if announce else (lambda path: None)
+            result = run_partition(job, report, barrier.wait, ParquetFiles(Path(job.spill), job.history, written))
         messages.put(("progress", job.worker, pending[0]))
         messages.put(("done", job.worker, result))
     except BaseException as exc:  # one line back to the parent, never a traceback with data in it
