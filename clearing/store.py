@@ -32,7 +32,8 @@ from .sequences import SeqBits, collisions, merge
 __all__ = ["Store", "StoredFile", "RunLoad", "STORE_FILE"]
 
 STORE_FILE = "clearing.duckdb"
-MEMORY_LIMIT = "96MB"          # DuckDB spills past it; measured: 64 MB made the bulk load a third slower
+MEMORY_LIMIT = "96MB"          # DuckDB spills past it; measured: 64 MB made the parallel bulk load a third slower
+SMALL_MEMORY_LIMIT = "48MB"    # a store written by the partition itself, beside its rows (one thread)
 _SCHEMA_VERSION = "1"
 
 
@@ -62,9 +63,9 @@ class StoredFile:
     records: int
 
 
-def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool = False, memory_limit: str = MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max(1, os.cpu_count() or 1)
-    config = {"memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False, "threads": cores}
+    config = {"memory_limit": memory_limit, "preserve_insertion_order": False, "threads": cores}
     if not read_only:
         config["temp_directory"] = str(path.parent / "duckdb.tmp")
     return duckdb.connect(str(path), read_only=read_only, config=config)
@@ -73,7 +74,8 @@ def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
 class Store:
     """One open store (read-write: one process at a time; workers read earlier records read-only)."""
 
-    def __init__(self, folder: str | Path, *, create: bool = True, read_only: bool = False) -> None:
+    def __init__(self, folder: str | Path, *, create: bool = True, read_only: bool = False,
+                 memory_limit: str = MEMORY_LIMIT) -> None:
         self.folder = Path(folder)
         self.path = self.folder / STORE_FILE
         if not self.path.exists():
@@ -82,7 +84,7 @@ class Store:
             if self.folder.exists() and not self.folder.is_dir():
                 raise ValueError(f"--out: {self.folder} is not a directory")
             self.folder.mkdir(parents=True, exist_ok=True)
-        self.con = _connect(self.path, read_only=read_only)
+        self.con = _connect(self.path, read_only=read_only, memory_limit=memory_limit)
         if not read_only:
             for statement in _SCHEMA:
                 self.con.execute(statement)
