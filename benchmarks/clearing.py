@@ -7,8 +7,9 @@ recomputation, the card checks and the store's bulk load, everything a run does 
 a fresh store per measurement, with 1 worker and with every core. It checks that exactly the planted
 records are rejected. Peak memory is the largest resident set of any process of the run.
 
-Targets (the issue): >= 50,000 records/s on one core; >= 1.7x that with both cores; peak memory at 4 M
-records within 20% of that at 1 M records with the same cards.
+Targets (the issue): >= 50,000 records/s on one core; >= 1.7x that with both cores (judged both ways: 85,000/s,
+and 1.7x the one-core rate this run measures); peak memory at 4 M records within 20% of that at 1 M records
+with the same cards.
 
 Run: `.venv/bin/python benchmarks/clearing.py [--records 1000000] [--cards 250000] [--repeat 3] [--memory]`
 (`--memory` adds the 1 M vs 4 M comparison; generation takes a while, files are cached in --data).
@@ -199,7 +200,8 @@ def throughput(folder: Path, planted: dict[str, int], cores: int, args: argparse
     print(f"median of {len(pairs)}: 1 worker {rate1:,.0f} records/s, {cores} workers {rate_n:,.0f} records/s, "
           f"{cores} workers against 1 worker {ratio:.2f}x")
     print(f"target >= 50,000 records/s on one core: {'met' if rate1 >= 50_000 else 'NOT met'}; "
-          f">= 1.7x with {cores} cores: {'met' if ratio >= 1.7 else 'NOT met'}")
+          f"1.7x that (85,000/s) with {cores} cores: {'met' if rate_n >= 85_000 else 'NOT met'}; "
+          f"1.7x this run's own one-core rate: {'met' if ratio >= 1.7 else 'NOT met'} ({ratio:.2f}x)")
     print(f"a 12,000,000-record Guangdong day at this rate: {12_000_000 / rate_n:.0f} s")
 
 
