@@ -67,6 +67,6 @@ class PartitionResult:
     qr_rides: int = 0
     virtual_cards: set[str] = field(default_factory=set)             # cards whose records say medium virtual
     no_keyset: dict[str, int] = field(default_factory=dict)
-    lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines (every worker counts all)
+    lines: dict[int, int] = field(default_factory=dict)   # file index -> record lines of this worker's share
     sequences: dict[str, SeqBits] = field(default_factory=dict)      # terminal -> sequences of this partition
     collisions: set[tuple[str, int]] = field(default_factory=set)    # (terminal, sequence) seen twice here
