@@ -41,6 +41,9 @@ class FileJob:
     idx: int                 # the store's file index (arrival order across runs)
     path: str
     fmt: str                 # 'jsonl' or 'csv'
+    # The file's chunks for pass 1: each one's nominal first byte and the line feeds before it (counted
+    # when the file was hashed). A line belongs to the chunk its first byte is in.
+    cuts: tuple[tuple[int, int], ...] = ((0, 0),)
 
 
 @dataclass(frozen=True)

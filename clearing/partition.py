@@ -56,7 +56,7 @@ from .sequences import SeqBits
 from .terminals import TerminalRegistry
 
 __all__ = ["FileJob", "PartitionJob", "PartitionResult", "run_partition", "partition_hash", "RECORD_COLUMNS",
-           "SPILL_COLUMNS", "LINE_BITS", "BucketSink", "ParquetFiles"]
+           "SPILL_COLUMNS", "LINE_BITS", "BucketSink", "ParquetFiles", "Claims", "OwnShare"]
 
 UNKNOWN_TERMINAL = BIT["unknown-terminal"]
 TAC_BATCH = 1 << 14           # records whose TACs are computed together (numpy lanes)
@@ -124,10 +124,10 @@ class _Spill:
             if fh is not None:
                 fh.close()
 
-    def incoming(self, bucket: int) -> Iterator[tuple[int, int, bytes]]:
-        """Pass 2: every reader's lines of this worker's `bucket`; the files go once read."""
+    def incoming(self, owner: int, bucket: int) -> Iterator[tuple[int, int, bytes]]:
+        """Pass 2: every reader's lines of `owner`'s `bucket`; the files go once read."""
         for reader in range(self.workers):
-            path = self.root / f"w{self.me}" / f"from{reader}-bucket-{bucket}"
+            path = self.root / f"w{owner}" / f"from{reader}-bucket-{bucket}"
             if os.path.exists(f"{path}.n"):
                 yield from self._read(path)
 
@@ -168,7 +168,7 @@ class _Intake:
                  write_bad, write_qr, spill: _Spill) -> None:
         self.known = registry.acquirers if registry is not None else None
         self.result, self.write_bad, self.write_qr, self.spill = result, write_bad, write_qr, spill
-        self.readers: dict[int, object] = {}          # file index -> its record reader (pass 2 parses too)
+        self.readers = _Readers({f.idx: f for f in job.files})   # file index -> its record reader
 
     def take(self, n: int, line: bytes, ph: int, parse, rows: list[tuple]) -> None:
         """Parse the line at `n` into `rows`; ph < 0 (pass 1 only): its card is not known yet."""
@@ -217,41 +217,77 @@ class _Intake:
         return rows
 
 
+class _Readers(dict):
+    """File index -> the file's record reader, made when first asked for: pass 2 parses lines of files
+    this process may have read no chunk of."""
+
+    def __init__(self, files: dict[int, FileJob]) -> None:
+        super().__init__()
+        self.files = files
+
+    def __missing__(self, idx: int):
+        with open(self.files[idx].path, "rb") as fh:
+            reader = self[idx] = _reader(self.files[idx], fh)[0]
+        return reader
+
+
+class Claims(Protocol):
+    """Which chunks of the input (pass 1) and which buckets (pass 2, beyond the process's own kept one) a
+    process takes next, None when none is left. Chunks are numbered over the files in order, each file's
+    `cuts` in order; a bucket ``g`` is bucket ``g // W`` of owner ``g % W`` (its kept bucket excepted)."""
+
+    def chunk(self) -> int | None: ...
+
+    def bucket(self) -> int | None: ...
+
+
+class OwnShare:
+    """A fixed share: chunks ``c`` with ``c % W == w`` and the worker's own buckets. What a partition takes
+    when it runs alone, or as a distributed engine's task; processes of one run share their claims
+    instead (verify), so a core that runs slower takes less."""
+
+    def __init__(self, job: PartitionJob) -> None:
+        chunks = sum(len(f.cuts) for f in job.files)
+        self._chunks = iter(range(job.worker, chunks, job.workers))
+        self._buckets = iter(range(job.worker, job.workers * (job.buckets - 1), job.workers))
+
+    def chunk(self) -> int | None:
+        return next(self._chunks, None)
+
+    def bucket(self) -> int | None:
+        return next(self._buckets, None)
+
+
 def _read_pass(job: PartitionJob, intake: _Intake, spill: _Spill, kept: list[tuple],
-               progress: Callable[[int], None]) -> None:
-    """Pass 1: this worker's share of every file (`_share`), read once: its lines of its own kept bucket
-    parsed into `kept`, all others spilled to their owner and bucket as read; fills `lines` with the
-    number of record lines of each file in the share."""
-    for f in job.files:
+               progress: Callable[[int], None], claims: Claims) -> None:
+    """Pass 1: the chunks of the input this process claims, each read once: the lines of its own kept
+    bucket parsed into `kept`, all others spilled to their owner and bucket as read; counts each file's
+    record lines read here in the result's `lines`."""
+    chunks = [(f, k) for f in job.files for k in range(len(f.cuts))]
+    lines = intake.result.lines
+    while (c := claims.chunk()) is not None:
+        f, k = chunks[c]
         with open(f.path, "rb") as fh:
             reader, card_of, header_error, first = _reader(f, fh)
-            intake.readers[f.idx] = reader
-            start, end, number = _share(fh, job.worker, job.workers, first)
-            intake.result.lines[f.idx] = _read_file(f, fh, start, end, number, reader, card_of, header_error,
-                                                    intake, spill, kept, progress)
+            start, end, number = _chunk(fh, f, k, first)
+            lines[f.idx] = lines.get(f.idx, 0) + _read_file(f, fh, start, end, number, reader, card_of,
+                                                            header_error, intake, spill, kept, progress)
 
 
-def _share(fh, worker: int, workers: int, first: int) -> tuple[int, int, int]:
-    """The worker's share of a file's record lines (`fh` just past any header): (start, end) in bytes and
-    the number of the first line. A line belongs to the share its first byte is in, so the shares split
-    the file's lines exactly; a share's first line number counts the line feeds before it."""
+def _chunk(fh, f: FileJob, k: int, first: int) -> tuple[int, int, int]:
+    """Chunk `k` of a file's record lines (`fh` just past any header): (start, end) in bytes and the number
+    of its first line. A line belongs to the chunk its first byte is in, so the chunks split the file's
+    lines exactly; a chunk's first line number is one more than the line feeds before its first line."""
     body = fh.tell()
-    size = os.fstat(fh.fileno()).st_size
-    start, end = body + (size - body) * worker // workers, body + (size - body) * (worker + 1) // workers
-    if start > body:
-        fh.seek(start - 1)
-        if fh.read(1) != b"\n":
-            fh.readline()                          # the rest of a line the share before owns
-    start = fh.tell()
-    number = first
-    if start > body:
-        with open(fh.name, "rb") as counter:
-            counter.seek(body)
-            left = start - body
-            while left > 0 and (chunk := counter.read(min(left, _Spill.CHUNK))):
-                number += chunk.count(b"\n")
-                left -= len(chunk)
-    return start, end, number
+    nominal, before = f.cuts[k]
+    end = f.cuts[k + 1][0] if k + 1 < len(f.cuts) else os.fstat(fh.fileno()).st_size
+    if nominal <= body:
+        return body, max(body, end), first
+    fh.seek(nominal - 1)
+    if fh.read(1) == b"\n":
+        return nominal, end, 1 + before
+    fh.readline()                                  # the rest of a line the chunk before owns
+    return fh.tell(), end, 2 + before
 
 
 def _qr_writer(job: PartitionJob, registry: TerminalRegistry | None, writerow) -> Callable[[int, QrRide], None]:
@@ -550,17 +586,18 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def run_partition(job: PartitionJob, progress: Callable[[int], None] = lambda n: None,
-                  exchanged: Callable[[], None] = lambda: None, sink: BucketSink | None = None) -> PartitionResult:
+                  exchanged: Callable[[], None] = lambda: None, sink: BucketSink | None = None,
+                  claims: Claims | None = None) -> PartitionResult:
     """Read this worker's share of the input and judge its partition of the cards. `exchanged` returns once
-    every worker has finished pass 1 (a barrier across the workers: pass 2 reads what the others spilled
-    for this one). The judged buckets go to `sink`: by default Parquet files for the parent's bulk load;
-    a single partition writes straight into the store's open load (`store.RunLoad`)."""
+    every worker has finished pass 1 (the exchange: pass 2 reads what the others spilled for this one).
+    The judged buckets go to `sink`: by default Parquet files for the parent's bulk load; the partition
+    the parent judges itself, or a single one, writes straight into the store's open load (`store.RunLoad`)."""
     with _without_cycle_collection():
-        return _run_partition(job, progress, exchanged, sink)
+        return _run_partition(job, progress, exchanged, sink, claims if claims is not None else OwnShare(job))
 
 
 def _run_partition(job: PartitionJob, progress: Callable[[int], None], exchanged: Callable[[], None],
-                   sink: BucketSink | None) -> PartitionResult:
+                   sink: BucketSink | None, claims: Claims) -> PartitionResult:
     folder = Path(job.spill)
     folder.mkdir(parents=True, exist_ok=True)
     keysets = [KeySet.load(p) for p in job.keysets]
@@ -575,14 +612,14 @@ def _run_partition(job: PartitionJob, progress: Callable[[int], None], exchanged
         intake = _Intake(job, registry, result, csv.writer(bad_out, lineterminator="\n").writerow,
                          _qr_writer(job, registry, csv.writer(qr_out, lineterminator="\n").writerow), spill)
         try:
-            _read_pass(job, intake, spill, kept, progress)
+            _read_pass(job, intake, spill, kept, progress, claims)
         finally:
             spill.close()
         exchanged()
         tacs = _Tacs(keysets)
         out = sink if sink is not None else ParquetFiles(folder, job.history)
         write_update = csv.writer(upd_out, lineterminator="\n").writerow
-        share = sum(os.path.getsize(f.path) for f in job.files) // job.workers
+        share = sum(os.path.getsize(f.path) for f in job.files) // job.workers   # a worker's share, on average
 
         def judge(rows: list[tuple]) -> None:
             if job.history is not None:
@@ -594,9 +631,9 @@ def _run_partition(job: PartitionJob, progress: Callable[[int], None], exchanged
             progress(share // job.buckets)  # the judge pass: as much again
 
         try:
-            judge(intake.bucket_rows(spill.incoming(spill.keep), kept))
-            for bucket in range(job.buckets - 1):
-                judge(intake.bucket_rows(spill.incoming(bucket), []))
+            judge(intake.bucket_rows(spill.incoming(job.worker, spill.keep), kept))
+            while (g := claims.bucket()) is not None:
+                judge(intake.bucket_rows(spill.incoming(g % job.workers, g // job.workers), []))
         finally:
             out.close()
     result.no_keyset = tacs.no_keyset

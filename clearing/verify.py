@@ -1,9 +1,9 @@
 """`ykt clearing verify`: every record of the given files judged, stored once, reported per line.
 
 The run: hash each file (a file whose content the store already holds adds nothing and changes no
-verdict), split the new files' cards into partitions (`partition`), run one partition per worker process
-(or in this process for one worker), load the results into the store in one transaction (`store`), then
-read the verdicts of every line of every given file back in file and line order.
+verdict), split the new files' cards into partitions (`partition`), judge them (one in this process, which
+also writes the store, the others in worker processes), load the results into the store in one transaction
+(`store`), then read the verdicts of every line of every given file back in file and line order.
 
 A QR ride (mobile.md Q12) is judged by its code, not by a card (clearing.qr): ``accepted``, or
 ``rejected`` with the token of the check of §1.5 its code fails at the ride's time against the root store
@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from keysets import KeySet
 from ykt_qr import RootStore
 
@@ -37,7 +39,11 @@ from .terminals import TerminalRegistry
 
 __all__ = ["verify", "VerifyRun", "Verdict", "file_format"]
 
-BUCKET_BYTES = 48 << 20       # input bytes per bucket: bounds a worker's memory whatever the input size
+BUCKET_BYTES = 48 << 20       # input bytes per bucket at most: bounds a worker's memory whatever the input size
+BUCKETS_PER_WORKER = 8        # at least, where each still holds MIN_BUCKET: the processes share them out
+MIN_BUCKET = 4 << 20
+CHUNKS_PER_WORKER = 16        # pass 1's chunks of the input, at least MIN_CHUNK each
+MIN_CHUNK = 1 << 20
 SMALL_INPUT = 4 << 20         # below this, one worker in this process (starting processes costs more)
 MALFORMED = BIT["malformed"]
 
@@ -74,6 +80,7 @@ class _Input:
     sha256: str
     size: int
     stored: StoredFile | None = None
+    cuts: tuple[tuple[int, int], ...] = ((0, 0),)
 
 
 @dataclass
@@ -153,26 +160,46 @@ def file_format(path: Path) -> str:
     return "jsonl" if head.startswith(b"{") else "csv"
 
 
-def _sha256(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
+def _sha256(path: Path, cuts: Sequence[int] = ()) -> tuple[str, int, tuple[tuple[int, int], ...]]:
+    """The file's SHA-256 and size, and for each offset in `cuts` (ascending) the line feeds before it,
+    counted in the same read (numpy lets go of the interpreter while it counts, as hashlib does)."""
+    digest, size, feeds, counted = hashlib.sha256(), 0, 0, []
+    todo = list(cuts)
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
+            if todo:
+                data = np.frombuffer(chunk, dtype=np.uint8)
+                while todo and todo[0] <= size + len(chunk):
+                    at = todo.pop(0)
+                    counted.append((at, feeds + int(np.count_nonzero(data[:at - size] == 10))))
+                feeds += int(np.count_nonzero(data == 10))
             size += len(chunk)
-    return digest.hexdigest(), size
+    counted += [(at, feeds) for at in todo]            # (the file shrank since it was listed)
+    return digest.hexdigest(), size, tuple(counted)
 
 
-def _inputs(files: Sequence[Path]) -> list[_Input]:
+def _cuts(size: int, target: int) -> list[int]:
+    """A file's chunks for pass 1: about `target` bytes each."""
+    parts = max(1, -(-size // max(1, target)))
+    return [size * k // parts for k in range(parts)]
+
+
+def _inputs(files: Sequence[Path], workers: int | None = None) -> list[_Input]:
     """Every file checked and hashed, in the order given; the hashes in threads, one per core (hashlib lets
-    go of the interpreter while it hashes, so a day's files hash on every core at once)."""
+    go of the interpreter while it hashes, so a day's files hash on every core at once). Each file is cut
+    into chunks for pass 1, at least `CHUNKS_PER_WORKER` a worker over the whole input, so that the
+    processes of a run can share pass 1 out as they go."""
     paths = [Path(p) for p in files]
     for path in paths:
         if not path.is_file():
             raise ValueError(f"FILE: no such clearing file {str(path)!r}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    sizes = [path.stat().st_size for path in paths]
+    target = max(MIN_CHUNK, sum(sizes) // (max(1, workers or cores) * CHUNKS_PER_WORKER))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(cores, len(paths)))) as pool:
-        hashes = list(pool.map(_sha256, paths))
-    return [_Input(path, file_format(path), sha, size) for path, (sha, size) in zip(paths, hashes)]
+        hashes = list(pool.map(_sha256, paths, [_cuts(size, target) for size in sizes]))
+    return [_Input(path, file_format(path), sha, size, cuts=cuts) for path, (sha, size, cuts) in zip(paths, hashes)]
 
 
 def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None = None,
@@ -191,7 +218,7 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         TerminalRegistry.load(terminals)        # likewise a bad registry
     if qr_roots is not None:
         RootStore.load(qr_roots)                # and a bad root store
-    items = _inputs(files)
+    items = _inputs(files, workers)
     scratch_root = None
     if out is None:
         scratch_root = Path(tempfile.mkdtemp(prefix="ykt-clearing-"))
@@ -211,7 +238,7 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
         history = str(store.path) if new and store.has_records() else None
     finally:
         store.close()
-    jobs = [FileJob(i.stored.idx, str(i.path), i.fmt) for i in new.values()]
+    jobs = [FileJob(i.stored.idx, str(i.path), i.fmt, i.cuts) for i in new.values()]
     new_bytes = sum(i.size for i in new.values())
     count = max(1, workers or os.cpu_count() or 1)
     if workers is None and new_bytes < SMALL_INPUT:
@@ -220,7 +247,8 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
     if jobs:
         spill = Path(tempfile.mkdtemp(prefix=".verify-", dir=out))
         try:
-            buckets = max(1, math.ceil(new_bytes / count / BUCKET_BYTES))
+            buckets = max(1, math.ceil(new_bytes / count / BUCKET_BYTES),
+                          min(BUCKETS_PER_WORKER, new_bytes // count // MIN_BUCKET))
             parts = [PartitionJob(w, count, buckets, tuple(jobs), tuple(str(k) for k in keysets),
                                   str(terminals) if terminals else None, str(spill / f"w{w}"), history,
                                   str(qr_roots) if qr_roots is not None else None)
@@ -250,39 +278,50 @@ def verify(files: Sequence[Path], keysets: Sequence[Path], *, out: Path | None =
 def _run_and_load(out: Path, parts: list[PartitionJob], early: bool, total: int,
                   progress: Callable[[int, int], None] | None, *, in_process: bool,
                   new: list[_Input]) -> list[PartitionResult]:
-    """Run the partitions and load their output into the store in one transaction. A single partition
-    loads itself (`_partition_into_store`). Of several, `early`: no worker reads the store (it holds no
-    earlier records), so each partition's records go in as soon as it finishes, while the others still
-    run; otherwise the load waits for all. The store is opened only after the workers have started: a
-    process forked while DuckDB's threads run could inherit a lock."""
+    """Run the partitions and load their output into the store in one transaction.
+
+    A single partition loads itself (`_partition_into_store`). Of several, `early` (the store holds no
+    earlier records, so no worker reads it): this process judges partition 0 itself, writing its buckets
+    straight into the load like a single partition, and between its buckets loads the Parquet files the
+    worker processes have finished (their rows must pass through Parquet: DuckDB has one writer). Else
+    every partition runs in a worker, which reads its cards' earlier records from the store, and the load
+    waits for all of them. The store is opened only after the workers have started: a process forked
+    while DuckDB's threads run could inherit a lock."""
+    files = [i.stored for i in new]
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
     if len(parts) == 1:
-        results = _run(parts, total, progress, in_process=in_process, into=(out, [i.stored for i in new]))
+        if in_process:
+            results = [_partition_into_store(parts[0], out, files, advance)]
+        else:    # its own process all the same, so that its memory is returned before the store's last work
+            with _Workers(parts, advance, into=(out, files)) as workers:
+                results = workers.results()
         _count_records(new, results)
         return results
     store: Store | None = None
-    load = None
-
-    def opened() -> RunLoad:
-        nonlocal store, load
-        if load is None:
-            store = Store(out)
-            load = store.begin_load()
-        return load
-
-    def add(result: PartitionResult) -> None:
-        opened().add(result)
-
-    def bucket(path: str) -> None:
-        opened().add_records([path])
-
+    load: RunLoad | None = None
     try:
-        results = _run(parts, total, progress, in_process=in_process, on_result=add if early else None,
-                       on_bucket=bucket if early else None)
+        with _Workers(parts[1:] if early else parts, advance, parent_partition=early) as workers:
+            if early:
+                store = Store(out)
+                load = store.begin_load()
+                workers.on_bucket = lambda path: load.add_records([path])
+                results = [run_partition(parts[0], workers.own_progress, workers.exchanged, load,
+                                         workers.claims)]
+                results += workers.results()
+            else:
+                results = workers.results()
+                store = Store(out)
+                load = store.begin_load()
         _count_records(new, results)
-        if not early:
-            for r in results:
-                add(r)
-        assert load is not None
+        for r in results:
+            load.add(r)
         load.finish([i.stored for i in new], results)
     except BaseException:
         if load is not None:
@@ -319,71 +358,126 @@ def _partition_into_store(job: PartitionJob, out: Path, files: list[StoredFile],
     return result
 
 
-def _run(parts: list[PartitionJob], total: int, progress: Callable[[int, int], None] | None, *,
-         in_process: bool, on_result: Callable[[PartitionResult], None] | None = None,
-         on_bucket: Callable[[str], None] | None = None,
-         into: tuple[Path, list[StoredFile]] | None = None) -> list[PartitionResult]:
-    """Run the partitions, one worker process each; a single small one in this process (a process costs
-    more than it saves there). A large single partition still gets its own process, so that its memory is
-    returned before the store loads it. `on_result` gets each partition's result as it arrives, `on_bucket`
-    each Parquet file of a judged bucket as a worker completes it (in the order of arrival); `into`
-    (store folder, new files): the single partition loads itself into the store."""
-    done = 0
+class _SharedClaims:
+    """The claims (`partition.Claims`) of every process of a run: the next chunk or bucket nobody has taken.
+    A process whose core runs slower (the machine is shared) takes fewer, so all finish together."""
 
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
+    def __init__(self, ctx, chunks: int, buckets: int) -> None:
+        self.chunks, self.buckets = chunks, buckets
+        self.next_chunk, self.next_bucket = ctx.Value("q", 0), ctx.Value("q", 0)
 
-    if len(parts) == 1 and in_process:
-        result = (run_partition(parts[0], advance) if into is None
-                  else _partition_into_store(parts[0], into[0], into[1], advance))
-        if on_result is not None:
-            on_result(result)
-        return [result]
-    # fork where there is one and this process runs no other thread (a lock another thread holds at the fork
-    # would stay held in the child): a worker starts with the parent's modules instead of importing them
-    # again (about 0.7 s of CPU a worker). The store is not open here (`_run_and_load`).
-    forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    ctx = multiprocessing.get_context("fork" if forkable else "spawn")
-    messages = ctx.Queue()
-    barrier = ctx.Barrier(len(parts))           # pass 2 reads what every worker spilled in pass 1
-    procs = [ctx.Process(target=_worker, args=(p, messages, barrier, into, on_bucket is not None), daemon=True)
-             for p in parts]
-    for proc in procs:
-        proc.start()
-    results: dict[int, PartitionResult] = {}
-    try:
-        while len(results) < len(parts):
-            try:
-                kind, worker, payload = messages.get(timeout=0.5)
-            except queue.Empty:
-                dead = [p for i, p in enumerate(procs) if not p.is_alive() and i not in results]
-                if dead and messages.empty():
-                    raise RuntimeError(f"clearing worker stopped (exit code {dead[0].exitcode})") from None
-                continue
-            if kind == "progress":
-                advance(payload)
-            elif kind == "bucket":
-                if on_bucket is not None:        # loaded while this and the other workers still run
-                    on_bucket(payload)
-            elif kind == "error":
-                raise RuntimeError(f"clearing worker {worker}: {payload}")
-            else:
-                results[worker] = payload
-                if on_result is not None:        # loaded while the other workers still run
-                    on_result(payload)
-    finally:
-        for proc in procs:
-            if proc.is_alive() and len(results) < len(parts):
+    @staticmethod
+    def _take(counter, total: int) -> int | None:
+        with counter.get_lock():
+            n = counter.value
+            if n >= total:
+                return None
+            counter.value = n + 1
+        return n
+
+    def chunk(self) -> int | None:
+        return self._take(self.next_chunk, self.chunks)
+
+    def bucket(self) -> int | None:
+        return self._take(self.next_bucket, self.buckets)
+
+
+class _Workers:
+    """Worker processes, one per partition, and this process's end of their messages: progress, each
+    Parquet bucket as it is written (`on_bucket`), the end of pass 1 (``passed``: pass 2 reads what every
+    worker spilled, so a worker waits for `go`) and the result. With `parent_partition`, this process judges
+    one more partition itself and takes part in the exchange (`exchanged`)."""
+
+    def __init__(self, parts: list[PartitionJob], advance: Callable[[int], None], *,
+                 parent_partition: bool = False, into: tuple[Path, list[StoredFile]] | None = None) -> None:
+        # fork where there is one and this process runs no other thread (a lock another thread holds at the
+        # fork would stay held in the child): a worker starts with the parent's modules instead of importing
+        # them again (about 0.7 s of CPU a worker). The store is not open yet (`_run_and_load`).
+        forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork" if forkable else "spawn")
+        self.advance = advance
+        self.on_bucket: Callable[[str], None] | None = None
+        self.messages = ctx.Queue()
+        self.go = ctx.Event()
+        job = parts[0]
+        self.claims = _SharedClaims(ctx, sum(len(f.cuts) for f in job.files), job.workers * (job.buckets - 1))
+        self.waiting_for_me = parent_partition
+        self.passed: set[int] = set()
+        self.done: dict[int, PartitionResult] = {}
+        self.procs = {p.worker: ctx.Process(target=_worker, args=(p, self.messages, self.go, os.getpid(), into,
+                                                                  parent_partition, self.claims), daemon=True)
+                      for p in parts}
+        for proc in self.procs.values():
+            proc.start()
+
+    def __enter__(self) -> "_Workers":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for worker, proc in self.procs.items():
+            if proc.is_alive() and worker not in self.done:
                 proc.terminate()
             proc.join()
-    return [results[i] for i in range(len(parts))]
+
+    def own_progress(self, n: int) -> None:
+        """This process's own partition's progress; the workers' messages are taken in on the way."""
+        self.advance(n)
+        self.pump()
+
+    def exchanged(self) -> None:
+        """This process's pass 1 is done: wait for the workers' (taking in their messages), then let them
+        all go on."""
+        self.waiting_for_me = False
+        self._release()
+        self._wait(self.go.is_set)
+
+    def results(self) -> list[PartitionResult]:
+        """Every worker's result, in partition order, once all have finished."""
+        self._wait(lambda: len(self.done) == len(self.procs))
+        return [self.done[w] for w in sorted(self.done)]
+
+    def pump(self) -> None:
+        """Every message waiting now, without waiting for more."""
+        while True:
+            try:
+                message = self.messages.get_nowait()
+            except queue.Empty:
+                return
+            self._take(*message)
+
+    def _wait(self, until: Callable[[], bool]) -> None:
+        while not until():
+            try:
+                message = self.messages.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p for w, p in self.procs.items() if not p.is_alive() and w not in self.done]
+                if dead and self.messages.empty():
+                    raise RuntimeError(f"clearing worker stopped (exit code {dead[0].exitcode})") from None
+                continue
+            self._take(*message)
+
+    def _take(self, kind: str, worker: int, payload: object) -> None:
+        if kind == "progress":
+            self.advance(payload)
+        elif kind == "passed":
+            self.passed.add(worker)
+        elif kind == "bucket":
+            if self.on_bucket is not None:     # loaded while the workers still run
+                self.on_bucket(payload)
+        elif kind == "error":
+            raise RuntimeError(f"clearing worker {worker}: {payload}")
+        else:
+            self.done[worker] = payload
+        self._release()
+
+    def _release(self) -> None:
+        """Say go once every process of the exchange has finished pass 1."""
+        if not self.waiting_for_me and len(self.passed) == len(self.procs) and not self.go.is_set():
+            self.go.set()
 
 
-def _worker(job: PartitionJob, messages, barrier, into: tuple[Path, list[StoredFile]] | None,
-            announce: bool) -> None:
+def _worker(job: PartitionJob, messages, go, parent: int, into: tuple[Path, list[StoredFile]] | None,
+            announce: bool, claims: _SharedClaims) -> None:
     pending = [0]
     lock = threading.Lock()
 
@@ -394,12 +488,19 @@ def _worker(job: PartitionJob, messages, barrier, into: tuple[Path, list[StoredF
                 messages.put(("progress", job.worker, pending[0]))
                 pending[0] = 0
 
+    def exchanged() -> None:
+        messages.put(("passed", job.worker, None))
+        while not go.wait(timeout=1.0):
+            if os.getppid() != parent:          # the run is gone: nobody will say go
+                raise RuntimeError("the verifying process stopped")
+
     try:
         if into is not None:
             result = _partition_into_store(job, into[0], into[1], report)
         else:
             written = (lambda path: messages.put(("bucket", job.worker, path))) if announce else (lambda path: None)
-            result = run_partition(job, report, barrier.wait, ParquetFiles(Path(job.spill), job.history, written))
+            result = run_partition(job, report, exchanged, ParquetFiles(Path(job.spill), job.history, written),
+                                   claims)
         messages.put(("progress", job.worker, pending[0]))
         messages.put(("done", job.worker, result))
     except BaseException as exc:  # one line back to the parent, never a traceback with data in it

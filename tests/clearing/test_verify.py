@@ -87,15 +87,17 @@ def test_a_rerun_adds_nothing_and_changes_no_verdict(tmp_path, keysets, keyset_p
     check_exact(again, {**day.expected})
 
 
-def test_files_over_several_runs_give_the_verdicts_of_one_run(tmp_path, keysets, keyset_paths):
+@pytest.mark.parametrize("workers", [None, 2])
+def test_files_over_several_runs_give_the_verdicts_of_one_run(tmp_path, keysets, keyset_paths, workers):
+    """Later runs read their cards' earlier records: in this process, or (two workers) in every worker."""
     day = Generator(keysets, seed=7, cards=30, rides=8, faults=FAULTS).day_files()
     files = day.write(tmp_path)
     random.Random(3).shuffle(files)
     store = tmp_path / "store"
     third = len(files) // 3
-    verify(files[:third], keyset_paths, out=store)
-    verify(files[third:2 * third], keyset_paths, out=store)
-    last = verify(files, keyset_paths, out=store)
+    verify(files[:third], keyset_paths, out=store, workers=workers)
+    verify(files[third:2 * third], keyset_paths, out=store, workers=workers)
+    last = verify(files, keyset_paths, out=store, workers=workers)
     assert last.summary()["new_files"] == len(files) - 2 * third
     check_exact(last, day.expected)
 
@@ -461,3 +463,74 @@ def test_workers_start_safely_while_another_thread_runs(tmp_path, keysets, keyse
         stop.set()
         other.join()
     assert methods == ["fork" if alone else "spawn", "spawn"]
+
+
+def _in_worker_only(monkeypatch, module, name, failure):
+    """Replace `module.name` so that it fails (`failure()`) in a forked worker process and works in this one.
+    The workers are forked (the replacement reaches them only so)."""
+    import os
+    import threading
+
+    parent, real = os.getpid(), getattr(module, name)
+
+    def replaced(*args, **kwargs):
+        if os.getpid() != parent:
+            failure()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, replaced)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)      # fork even if a test left a thread behind
+
+
+def _exit_now():
+    import os
+
+    os._exit(3)
+
+
+def _raise():
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("where, failure, message", [
+    ("_read_pass", _exit_now, "clearing worker stopped (exit code 3)"),          # before the exchange
+    ("_read_pass", _raise, "clearing worker 1: OSError: disk full"),
+    ("_judge_bucket", _exit_now, "clearing worker stopped (exit code 3)"),       # while this process loads
+    ("_judge_bucket", _raise, "clearing worker 1: OSError: disk full"),
+])
+def test_a_worker_that_fails_fails_the_run_and_stores_nothing(tmp_path, keysets, keyset_paths, monkeypatch,
+                                                               where, failure, message):
+    """This process judges a partition itself while the worker judges the other: when the worker dies or
+    fails, before or after the exchange, the run stops with an error naming it (no hang), the store keeps
+    nothing of the run, and the next run judges everything."""
+    import clearing.partition
+
+    day = Generator(keysets, seed=8, cards=40, rides=8, faults=FAULTS).day_files()
+    files = day.write(tmp_path)
+    store = tmp_path / "store"
+    with monkeypatch.context() as patch:
+        _in_worker_only(patch, clearing.partition, where, failure)
+        with pytest.raises(RuntimeError) as failed:
+            verify(files, keyset_paths, out=store, workers=2)
+    assert str(failed.value) == message
+    assert stored_records(store) == 0
+    check_exact(verify(files, keyset_paths, out=store, workers=2), day.expected)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_files_cut_in_many_chunks_judge_like_whole_files(tmp_path, keysets, keyset_paths, monkeypatch, fmt, workers):
+    """Pass 1 shares the input out in chunks, cut anywhere (inside a line, inside a CSV header), and the
+    processes share out the buckets of pass 2: the verdicts are those of whole files."""
+    import clearing.verify
+
+    monkeypatch.setattr(clearing.verify, "MIN_CHUNK", 1)
+    monkeypatch.setattr(clearing.verify, "CHUNKS_PER_WORKER", 200)
+    monkeypatch.setattr(clearing.verify, "BUCKET_BYTES", 2048)
+    day = Generator(keysets, seed=22, cards=30, rides=6, faults=FAULTS).day_files()
+    files = day.write(tmp_path, fmt)
+    run = verify(files, keyset_paths, out=tmp_path / "store", workers=workers)
+    assert max(len(i.cuts) for i in run.inputs) > 20
+    check_exact(run, day.expected)
+    assert planted_counts(run) == day.planted
+    assert run.summary()["records"] == sum(len(items) for items in day.files.values())
