@@ -7,19 +7,20 @@ other (the one check across cards, terminal sequence duplicates, is a set operat
 
 Two passes, with memory bounded by one bucket, not by the input:
 
-1. **read** every new file once, keep the lines of this worker's cards and route each to its bucket by
-   the card number found in the raw line: the lines of the last bucket are decoded and checked at once
-   (`records`), those of the other buckets are spilled to disk as they were read (`_Spill`), so every
-   line is parsed once; malformed lines are written out with their reason; a QR ride (no card: routed by
-   its line) has its code checked here (`qr.QrChecker`) and is written out with its verdict for the
-   store, which finds replays;
-2. **judge** bucket by bucket (the one kept in memory first, then each spilled one, parsed as it is read
-   back): load it with the history of its cards from the store (earlier runs), sort by card, kind,
-   counter and arrival, recompute the bucket's TACs (3DES and SM4 cards all together in numpy lanes,
-   `tac.TacVerifier.des_tacs_verify` / `sm4_tacs_verify`), screen its cards column-wise
+1. **read** the chunks of the new files this process claims (`Claims`: its fixed share, `OwnShare`, or the
+   next chunk nobody has taken when the processes of a run share their claims), each line once, routed
+   to its owner and bucket by the card number found in the raw line: the lines of this process's own
+   kept bucket are decoded and checked at once (`records`), all others are spilled to disk as they were
+   read (`_Spill`), so every line is parsed once; malformed lines are written out with their reason; a
+   QR ride (no card: routed by its line) has its code checked here (`qr.QrChecker`) and is written out
+   with its verdict for the store, which finds replays;
+2. **judge** bucket by bucket (the one kept in memory first, then each bucket claimed, whoever owns it,
+   parsed as it is read back): load it with the history of its cards from the store (earlier runs), sort
+   by card, kind, counter and arrival, recompute the bucket's TACs (3DES and SM4 cards all together in
+   numpy lanes, `tac.TacVerifier.des_tacs_verify` / `sm4_tacs_verify`), screen its cards column-wise
    (`judge.cards_to_judge`) and judge the ones that need it card by card (`judge.judge_card`), and write
-   the new records with their reason bits as a typed Parquet file for the store's bulk load, plus the
-   changed verdicts of earlier records.
+   the new records with their reason bits to the `BucketSink` (the store's open load, or a typed Parquet
+   file for the parent's), plus the changed verdicts of earlier records.
 
 `run_partition` is a plain function of a `PartitionJob`: the same call runs in this process, in a worker
 process, or (see docs/clearing.md) as the per-key function of a distributed engine. Its progress counts the
