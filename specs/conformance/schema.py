@@ -358,6 +358,22 @@ def load_cases(folder: Path, actions: Mapping[str, type[Model] | None], checks: 
     return out
 
 
+class Vocabulary:
+    """What a suite's cases may name: the actions and checks of its registries (name -> (parameter model,
+    what runs it, ...)), as the parameter models `load_cases` validates a case's steps against."""
+
+    action_registry: Mapping[str, tuple] = {}
+    check_registry: Mapping[str, tuple] = {}
+
+    @property
+    def actions(self) -> dict[str, type[Model] | None]:
+        return {k: v[0] for k, v in self.action_registry.items()}
+
+    @property
+    def checks(self) -> dict[str, type[Model] | None]:
+        return {k: v[0] for k, v in self.check_registry.items()}
+
+
 def load_ics(path: str) -> Ics:
     """An implementation conformance statement (YAML) on the schema layer: what the DUT claims to support."""
     return load_document(path, Ics, "yaml", "ICS", CaseError)

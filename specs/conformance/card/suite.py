@@ -20,7 +20,7 @@ from ykt_card.layouts import LayoutError, by_name
 
 from ..coverage import COMMAND_NAMES
 from ..results import CaseFailed, CaseResult, Inconclusive, NotApplicable, resolve
-from ..schema import CASES_DIR, Case, Expect, LoadedCase, Step, load_cases
+from ..schema import CASES_DIR, Vocabulary, Case, Expect, LoadedCase, Step, load_cases
 from .actions import ACTIONS, LoadParams, PurchaseParams, SmParams, run_action
 from .actions import application_unblock, load, purchase
 from .checks import CHECKS, needs_of, run_check
@@ -83,7 +83,7 @@ def _names(value: Any) -> set[str]:
     return set(re.findall(r"\$([A-Za-z_]+)", repr(value)))
 
 
-class CardSuite:
+class CardSuite(Vocabulary):
     """The card suite (`--suite card`), cases under specs/cases/card/."""
 
     name = "card"
@@ -91,13 +91,8 @@ class CardSuite:
     commands = COMMANDS
     conditions = CONDITIONS
 
-    @property
-    def actions(self) -> dict[str, Any]:
-        return {k: v[0] for k, v in ACTIONS.items()}
-
-    @property
-    def checks(self) -> dict[str, Any]:
-        return {k: v[0] for k, v in CHECKS.items()}
+    action_registry = ACTIONS
+    check_registry = CHECKS
 
     def load(self) -> list[LoadedCase]:
         return load_cases(self.folder, self.actions, self.checks, tuple(COMMANDS), tuple(CONDITIONS))

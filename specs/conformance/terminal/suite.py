@@ -24,7 +24,7 @@ from ykt_card.clock import SimulatedClock, SystemClock, CHINA_TZ
 
 from ..coverage import commands
 from ..results import CaseFailed, CaseResult, Inconclusive, NotApplicable
-from ..schema import CASES_DIR, Case, LoadedCase, Step, load_cases, load_ics
+from ..schema import CASES_DIR, Vocabulary, Case, LoadedCase, Step, load_cases, load_ics
 from .context import MODE_GROUPS, TerminalCase, TerminalSession
 from .dut import TerminalDut, open_terminal_dut
 from .personalities import CardParams
@@ -50,7 +50,7 @@ _LOADED: dict[str, tuple[tuple, tuple[LoadedCase, ...]]] = {}
 FLOWS = ("flat", "flat-capp", "segment", "metro-entry", "metro-exit", "ferry", "taxi", "load")
 
 
-class TerminalSuite:
+class TerminalSuite(Vocabulary):
     """The terminal suite (`--suite terminal`), cases under specs/cases/terminal/."""
 
     name = "terminal"
@@ -58,13 +58,8 @@ class TerminalSuite:
     commands = COMMANDS
     conditions = CONDITIONS
 
-    @property
-    def actions(self) -> dict[str, Any]:
-        return {k: v[0] for k, v in ACTIONS.items()}
-
-    @property
-    def checks(self) -> dict[str, Any]:
-        return {k: v[0] for k, v in CHECKS.items()}
+    action_registry = ACTIONS
+    check_registry = CHECKS
 
     def load(self) -> list[LoadedCase]:
         """The cases, parsed once per process while their files stay as they are."""
