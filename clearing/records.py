@@ -239,8 +239,10 @@ def _check_qr(r: "ClearingRecord") -> None:
     if r.type == "02" or r.mode == "load":
         raise Malformed(f"{'type' if r.type == '02' else 'mode'}: a QR code pays a ride, it loads nothing")
     assert r.qr_code is not None and r.qr_issuer is not None and r.qr_platform is not None
+    assert r.account_no is not None and r.pay_account is not None and r.qr_gen_time is not None
     raise QrRideLine(QrRide(r.qr_code.upper(), r.terminal_id.upper(), r.datetime, r.amount,
-                            r.qr_issuer.upper(), r.qr_platform.upper(), r.city))
+                            r.qr_issuer.upper(), r.qr_platform.upper(), r.city, r.account_no.upper(),
+                            r.pay_account, r.qr_gen_time))
 
 
 # A checked record is a plain tuple (millions of them: no object per record), in the store's column order:

@@ -45,8 +45,9 @@ def verify(files: tuple[Path, ...], keysets: tuple[Path, ...], terminals: Path |
 
     Reasons: tac, duplicate, counter-gap, balance-chain, grey-open, unknown-terminal, malformed. A QR ride
     (medium qr) has its code re-verified at the ride's time against --qr-roots (checks 1-10 of mobile.md
-    §1.5; rejected with the failing check's token, e.g. cert_sig, user_sig, root_unknown) and is rejected
-    qr-replay when its code already rode at any terminal. Exit status 0 when no record is rejected,
+    §1.5; rejected with the failing check's token, e.g. cert_sig, user_sig, root_unknown), is rejected
+    qr-fields when its accounts, issuer, platform or generation time are not its code's, and qr-replay
+    when its code already rode at any terminal. Exit status 0 when no record is rejected,
     1 when any is rejected, 2 on bad input.
     """
     err = Console(stderr=True, highlight=False)

@@ -133,7 +133,8 @@ def _reader_says(d: dict) -> str:
 def test_a_qr_ride_goes_to_the_qr_checks_in_both_formats_and_a_card_record_keeps_its_medium():
     header, row = _csv_line(RIDE)
     expected = QrRide(RIDE["qr_code"], RIDE["terminal_id"], RIDE["datetime"], RIDE["amount"], RIDE["qr_issuer"],
-                      RIDE["qr_platform"], RIDE.get("city"))
+                      RIDE["qr_platform"], RIDE.get("city"), RIDE["account_no"], RIDE["pay_account"],
+                      RIDE["qr_gen_time"])
     with pytest.raises(QrRideLine) as csv_ride:
         CsvReader(header).parse(row)
     with pytest.raises(QrRideLine) as json_ride:

@@ -353,6 +353,28 @@ def test_planted_qr_faults_come_back_with_their_reason(tmp_path, keysets, keyset
         {**planted, (bus.name, len(lines)): ("rejected", ("qr-replay",))}
 
 
+@pytest.mark.parametrize("field, value", [
+    ("qr_issuer", "02113451"), ("qr_platform", "50023302"), ("account_no", "90012088702372862095"),
+    ("pay_account", "2088702372862095"), ("qr_gen_time", 1593000000),
+])
+def test_a_ride_whose_fields_are_not_its_codes_is_rejected(tmp_path, keysets, keyset_paths, field, value):
+    """A genuine code carried by a ride that names another issuer, platform, account or generation time
+    (settlement and the monthly return read those fields): rejected qr-fields, the detail naming the field
+    and both values; the other rides of the upload are accepted."""
+    day = real_day(tmp_path, keysets, cards=1, qr_rides=2)
+    bus = next(p for p in day.files if "upload-bus-flat." in p.name)
+    lines = bus.read_text().splitlines(keepends=True)
+    ride = json.loads(lines[-1])
+    was = ride[field]
+    ride[field] = value
+    lines[-1] = json.dumps(ride, separators=(",", ":")) + "\n"
+    bus.write_text("".join(lines))
+    run = verify(day.files, keyset_paths, qr_roots=ROOTS)
+    bad = [(v.file.rsplit("/", 1)[-1], v.line, v.reasons, v.detail) for v in run.verdicts() if v.reasons]
+    assert bad == [(bus.name, len(lines), ("qr-fields",), f"qr-fields: {field} is {value!r}, the code says {was!r}")]
+    assert run.summary()["qr_reasons"] == {"qr-fields": 1}
+
+
 def test_no_key_material_in_verdicts_summary_or_store(tmp_path, keysets, keyset_paths):
     """The master keys, the issuer-level keys and every card key stay out of everything verify writes."""
     day = Generator(keysets, seed=12, cards=6, rides=3, faults={"tac": 1}).day_files()
