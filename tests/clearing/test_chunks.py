@@ -12,7 +12,7 @@ from clearing.verify import _cuts, _sha256
 lines_st = st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"x")), max_size=30)
 
 
-def _lines_of_chunks(path, data: bytes, cuts, header: bool) -> list[tuple[int, bytes]]:
+def _lines_of_chunks(path, cuts, header: bool) -> list[tuple[int, bytes]]:
     """Every (number, line) the chunks read, as `_read_file` walks them."""
     f = FileJob(1, str(path), "csv" if header else "jsonl", cuts)
     got = []
@@ -42,15 +42,16 @@ def test_chunks_read_every_line_once_with_its_number(tmp_path_factory, lines, he
     assert [c for c, _ in cuts] == _cuts(len(data), target)
     assert all(feeds == data[:at].count(b"\n") for at, feeds in cuts)
     expected = list(enumerate(io.BytesIO(data).readlines(), 1))[1 if header else 0:]
-    assert _lines_of_chunks(path, data, cuts, header) == expected
+    assert _lines_of_chunks(path, cuts, header) == expected
 
 
 def test_hash_and_counts_over_blocks_of_a_megabyte(tmp_path):
     """Cuts in different 1 MiB reads of the hash count every line feed before them."""
+    import hashlib
+
     data = b"".join(b"%d\n" % i for i in range(600_000))       # about 4 MB
     path = tmp_path / "big"
     path.write_bytes(data)
-    import hashlib
 
     digest, size, cuts = _sha256(path, _cuts(len(data), 700_000))
     assert digest == hashlib.sha256(data).hexdigest() and size == len(data)
